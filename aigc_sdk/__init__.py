@@ -1,0 +1,49 @@
+"""aigc-sdk: a plugin-based content-generation SDK for PyTorch.
+
+    import aigc_sdk
+    sdk = aigc_sdk.SDK()
+    result = sdk.generate("gan", seed=3, n=16)
+    result.save("grid.png")
+
+Importing this package is cheap: torch and model code load on first use.
+"""
+
+from .errors import AigcError, CheckpointError, PluginError, RequestError, UnknownNameError
+from .generation import (
+    AudioRequest,
+    GenerationResult,
+    Generator,
+    ImageRequest,
+    Request,
+    SamplingRequest,
+    TextRequest,
+)
+from .hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SDK",
+    "AigcError",
+    "AudioRequest",
+    "CheckpointError",
+    "GenerationResult",
+    "Generator",
+    "ImageRequest",
+    "PluginError",
+    "Request",
+    "RequestError",
+    "SamplingRequest",
+    "TextRequest",
+    "UnknownNameError",
+    "hookimpl",
+]
+
+
+def __getattr__(name: str):
+    # The SDK class pulls in pluggy and importlib.metadata; keep `import aigc_sdk` instant.
+    if name == "SDK":
+        from .sdk import SDK
+
+        return SDK
+    raise AttributeError(f"module 'aigc_sdk' has no attribute {name!r}")

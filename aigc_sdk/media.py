@@ -1,0 +1,154 @@
+"""Turning tensors into files a person can open: PNG, image grids, WAV, text.
+
+Every file is written atomically (a temporary file renamed into place), so a
+process killed mid-write never leaves a half-written image or clip behind.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from .generation import GenerationResult
+
+
+def atomic_write(path: str | Path, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """Converts [n, c, h, w] floats in [-1, 1] (c = 1 or 3) to PIL images."""
+    from PIL import Image
+
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be [n, 1|3, h, w], got {tuple(images.shape)}")
+    pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte()
+    pixels = pixels.permute(0, 2, 3, 1).numpy()
+    mode = "L" if pixels.shape[-1] == 1 else "RGB"
+    return [Image.fromarray(p[..., 0] if mode == "L" else p, mode) for p in pixels]
+
+
+def make_grid(images: Sequence[Image.Image], columns: int | None = None,
+              padding: int = 2) -> Image.Image:
+    """Tiles images into one picture, as square as the count allows."""
+    from PIL import Image
+
+    if not images:
+        raise ValueError("make_grid needs at least one image")
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    w, h = images[0].size
+    grid = Image.new("RGB", (columns * (w + padding) + padding, rows * (h + padding) + padding))
+    for i, img in enumerate(images):
+        r, c = divmod(i, columns)
+        grid.paste(img.convert("RGB"), (padding + c * (w + padding), padding + r * (h + padding)))
+    return grid
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_image(image: Image.Image, path: str | Path) -> Path:
+    return atomic_write(path, png_bytes(image))
+
+
+def wav_bytes(waveform: torch.Tensor, sample_rate: int) -> bytes:
+    """16-bit PCM WAV of a mono [samples] or [channels, samples] waveform in [-1, 1]."""
+    import numpy as np
+    import torch
+
+    audio = waveform.detach().float().cpu()
+    if audio.dim() == 1:
+        audio = audio.unsqueeze(0)
+    if audio.dim() != 2:
+        raise ValueError(f"waveform must be [samples] or [channels, samples], got {tuple(audio.shape)}")
+    pcm = (audio.clamp(-1, 1) * 32767).round().to(torch.int16)
+    frames = np.ascontiguousarray(pcm.t().numpy())
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(audio.shape[0])
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(frames.tobytes())
+    return buf.getvalue()
+
+
+def save_wav(waveform: torch.Tensor, sample_rate: int, path: str | Path) -> Path:
+    return atomic_write(path, wav_bytes(waveform, sample_rate))
+
+
+def read_wav(path: str | Path) -> tuple[torch.Tensor, int]:
+    """Reads any file soundfile reads (WAV, FLAC, OGG) as float [channels, samples]."""
+    import soundfile
+    import torch
+
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types for bad files
+        from .errors import AigcError
+
+        raise AigcError(f"cannot read audio file {path}: {exc}") from exc
+    return torch.from_numpy(data.T.copy()), rate
+
+
+def _is_dir_target(path: Path, raw: str) -> bool:
+    return raw.endswith(("/", os.sep)) or path.is_dir()
+
+
+def _numbered(directory: Path, index: int, suffix: str) -> Path:
+    return directory / f"{index:04d}{suffix}"
+
+
+def save_result(result: GenerationResult, path: str | Path) -> list[Path]:
+    raw = str(path)
+    path = Path(path)
+    as_dir = _is_dir_target(path, raw)
+    if result.modality == "image":
+        if as_dir:
+            return [save_image(img, _numbered(path, i, ".png")) for i, img in enumerate(result.images)]
+        image = result.images[0] if len(result.images) == 1 else make_grid(result.images)
+        return [save_image(image, path)]
+    if result.modality == "text":
+        if as_dir:
+            return [atomic_write(_numbered(path, i, ".txt"), t.encode()) for i, t in
+                    enumerate(result.texts)]
+        return [atomic_write(path, "\n\n".join(result.texts).encode())]
+    if result.modality == "audio":
+        clips = result.audio if result.audio.dim() == 2 else result.audio.unsqueeze(0)
+        if as_dir:
+            targets = [_numbered(path, i, ".wav") for i in range(len(clips))]
+        elif len(clips) == 1:
+            targets = [path]
+        else:
+            targets = [path.with_name(f"{path.stem}-{i:04d}{path.suffix or '.wav'}")
+                       for i in range(len(clips))]
+        return [save_wav(clip, result.sample_rate, t) for clip, t in zip(clips, targets, strict=True)]
+    raise ValueError(f"unknown modality {result.modality!r}")

@@ -1,0 +1,10 @@
+"""The Python face of the fused kernels (``torch.ops.aigc.*``).
+
+Each op has a wrapper here that checks its arguments, a fake impl for
+torch.compile, autograd where it trains, and a reference in ``reference.py``
+used when the extension has no kernel for the device.
+"""
+
+from ._extension import OPS, build_info, has_kernel, load_error, status
+
+__all__ = ["OPS", "build_info", "has_kernel", "load_error", "status"]
