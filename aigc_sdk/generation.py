@@ -42,8 +42,12 @@ class Request:
     n: int = 1
 
     def __post_init__(self) -> None:
-        _check(self.seed is None or (_is_int(self.seed) and self.seed >= 0),
-               "seed", "a non-negative integer or None", self.seed)
+        _check(
+            self.seed is None or (_is_int(self.seed) and self.seed >= 0),
+            "seed",
+            "a non-negative integer or None",
+            self.seed,
+        )
         _check(_is_int(self.n) and self.n >= 1, "n", "an integer >= 1", self.n)
 
     @classmethod
@@ -86,19 +90,38 @@ class SamplingRequest(Request):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(_is_int(self.max_new_tokens) and self.max_new_tokens >= 0,
-               "max_new_tokens", "an integer >= 0", self.max_new_tokens)
-        _check(_is_number(self.temperature) and math.isfinite(self.temperature)
-               and self.temperature >= 0, "temperature", "a finite number >= 0", self.temperature)
+        _check(
+            _is_int(self.max_new_tokens) and self.max_new_tokens >= 0,
+            "max_new_tokens",
+            "an integer >= 0",
+            self.max_new_tokens,
+        )
+        _check(
+            _is_number(self.temperature)
+            and math.isfinite(self.temperature)
+            and self.temperature >= 0,
+            "temperature",
+            "a finite number >= 0",
+            self.temperature,
+        )
         _check(_is_int(self.top_k) and self.top_k >= 0, "top_k", "an integer >= 0", self.top_k)
         _check(_is_number(self.top_p) and 0 < self.top_p <= 1, "top_p", "in (0, 1]", self.top_p)
         _check(_is_number(self.min_p) and 0 <= self.min_p <= 1, "min_p", "in [0, 1]", self.min_p)
-        _check(_is_number(self.repetition_penalty) and math.isfinite(self.repetition_penalty)
-               and self.repetition_penalty > 0, "repetition_penalty", "a finite number > 0",
-               self.repetition_penalty)
+        _check(
+            _is_number(self.repetition_penalty)
+            and math.isfinite(self.repetition_penalty)
+            and self.repetition_penalty > 0,
+            "repetition_penalty",
+            "a finite number > 0",
+            self.repetition_penalty,
+        )
         stop = (self.stop,) if isinstance(self.stop, str) else self.stop
-        _check(isinstance(stop, (tuple, list)) and all(isinstance(s, str) and s for s in stop),
-               "stop", "a string or a sequence of non-empty strings", self.stop)
+        _check(
+            isinstance(stop, (tuple, list)) and all(isinstance(s, str) and s for s in stop),
+            "stop",
+            "a string or a sequence of non-empty strings",
+            self.stop,
+        )
         object.__setattr__(self, "stop", tuple(stop))
 
 
@@ -111,11 +134,17 @@ class TextRequest(SamplingRequest):
     def __post_init__(self) -> None:
         super().__post_init__()
         prompts = (self.prompt,) if isinstance(self.prompt, str) else self.prompt
-        _check(isinstance(prompts, (tuple, list)) and len(prompts) > 0
-               and all(isinstance(p, str) for p in prompts),
-               "prompt", "a string or a non-empty list of strings", self.prompt)
-        object.__setattr__(self, "prompt", self.prompt if isinstance(self.prompt, str)
-                           else tuple(prompts))
+        _check(
+            isinstance(prompts, (tuple, list))
+            and len(prompts) > 0
+            and all(isinstance(p, str) for p in prompts),
+            "prompt",
+            "a string or a non-empty list of strings",
+            self.prompt,
+        )
+        object.__setattr__(
+            self, "prompt", self.prompt if isinstance(self.prompt, str) else tuple(prompts)
+        )
 
     @property
     def prompts(self) -> list[str]:
@@ -133,8 +162,12 @@ class AudioRequest(SamplingRequest):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(_is_number(self.seconds) and 0 < self.seconds <= 600,
-               "seconds", "a number in (0, 600]", self.seconds)
+        _check(
+            _is_number(self.seconds) and 0 < self.seconds <= 600,
+            "seconds",
+            "a number in (0, 600]",
+            self.seconds,
+        )
 
 
 @dataclass

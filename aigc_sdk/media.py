@@ -53,8 +53,9 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(p[..., 0] if mode == "L" else p, mode) for p in pixels]
 
 
-def make_grid(images: Sequence[Image.Image], columns: int | None = None,
-              padding: int = 2) -> Image.Image:
+def make_grid(
+    images: Sequence[Image.Image], columns: int | None = None, padding: int = 2
+) -> Image.Image:
     """Tiles images into one picture, as square as the count allows."""
     from PIL import Image
 
@@ -89,7 +90,9 @@ def wav_bytes(waveform: torch.Tensor, sample_rate: int) -> bytes:
     if audio.dim() == 1:
         audio = audio.unsqueeze(0)
     if audio.dim() != 2:
-        raise ValueError(f"waveform must be [samples] or [channels, samples], got {tuple(audio.shape)}")
+        raise ValueError(
+            f"waveform must be [samples] or [channels, samples], got {tuple(audio.shape)}"
+        )
     pcm = (audio.clamp(-1, 1) * 32767).round().to(torch.int16)
     frames = np.ascontiguousarray(pcm.t().numpy())
     buf = io.BytesIO()
@@ -133,13 +136,17 @@ def save_result(result: GenerationResult, path: str | Path) -> list[Path]:
     as_dir = _is_dir_target(path, raw)
     if result.modality == "image":
         if as_dir:
-            return [save_image(img, _numbered(path, i, ".png")) for i, img in enumerate(result.images)]
+            return [
+                save_image(img, _numbered(path, i, ".png")) for i, img in enumerate(result.images)
+            ]
         image = result.images[0] if len(result.images) == 1 else make_grid(result.images)
         return [save_image(image, path)]
     if result.modality == "text":
         if as_dir:
-            return [atomic_write(_numbered(path, i, ".txt"), t.encode()) for i, t in
-                    enumerate(result.texts)]
+            return [
+                atomic_write(_numbered(path, i, ".txt"), t.encode())
+                for i, t in enumerate(result.texts)
+            ]
         return [atomic_write(path, "\n\n".join(result.texts).encode())]
     if result.modality == "audio":
         clips = result.audio if result.audio.dim() == 2 else result.audio.unsqueeze(0)
@@ -148,7 +155,11 @@ def save_result(result: GenerationResult, path: str | Path) -> list[Path]:
         elif len(clips) == 1:
             targets = [path]
         else:
-            targets = [path.with_name(f"{path.stem}-{i:04d}{path.suffix or '.wav'}")
-                       for i in range(len(clips))]
-        return [save_wav(clip, result.sample_rate, t) for clip, t in zip(clips, targets, strict=True)]
+            targets = [
+                path.with_name(f"{path.stem}-{i:04d}{path.suffix or '.wav'}")
+                for i in range(len(clips))
+            ]
+        return [
+            save_wav(clip, result.sample_rate, t) for clip, t in zip(clips, targets, strict=True)
+        ]
     raise ValueError(f"unknown modality {result.modality!r}")

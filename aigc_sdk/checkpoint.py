@@ -1,0 +1,243 @@
+"""``save_pretrained`` / ``from_pretrained``: config.json + model.safetensors.
+
+Never pickle. A checkpoint directory is written whole into a temporary
+sibling and swapped into place atomically (Linux ``renameat2`` exchange;
+elsewhere two renames), so a process killed mid-save leaves the previous
+checkpoint intact. config.json records the plugin, the format version and the
+SHA-256 of the weights, so a damaged or mismatched file is named, not loaded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+# -- atomic directories ------------------------------------------------------
+
+
+def _fsync_tree(directory: Path) -> None:
+    for path in directory.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swaps two paths (Linux >= 3.15); False where unsupported."""
+    libc_name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError, TypeError):
+        return False
+    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _carry_over_user_files(old: Path, new: Path) -> None:
+    """Files the user kept in the old directory survive the swap."""
+    for path in old.rglob("*"):
+        target = new / path.relative_to(old)
+        if path.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copy2(path, target)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    """Yields a temporary directory that replaces ``target`` on success.
+
+    If the block raises or the process dies, ``target`` is untouched.
+    Files in an existing ``target`` that the new contents don't overwrite are
+    kept (hard links), so saving never deletes what a user put there.
+    """
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if target.exists():
+            if not target.is_dir():
+                raise CheckpointError(f"{target} exists and is not a directory")
+            _carry_over_user_files(target, tmp)
+            _fsync_tree(tmp)
+            if not _exchange(tmp, target):
+                old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+                os.rename(target, old)
+                os.rename(tmp, target)
+                tmp = old
+        else:
+            _fsync_tree(tmp)
+            os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- save / load -------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_pretrained(
+    directory: str | Path,
+    *,
+    plugin: str,
+    config: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
+    """Writes ``config`` and ``tensors`` (and extra files, e.g. a tokenizer) atomically."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        weights = tmp / WEIGHTS_FILE
+        contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(
+            contiguous,
+            str(weights),
+            metadata={"plugin": plugin, "format_version": str(FORMAT_VERSION)},
+        )
+        full_config = {
+            "plugin": plugin,
+            "format_version": FORMAT_VERSION,
+            "weights_sha256": _sha256(weights),
+            "config": config,
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(full_config, indent=2, sort_keys=True) + "\n")
+        for name, data in (extra_files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
+    return directory
+
+
+def read_config(directory: str | Path, plugin: str | None = None) -> dict[str, Any]:
+    """Reads and checks config.json; returns the whole record (``["config"]`` is the model's)."""
+    path = Path(directory) / CONFIG_FILE
+    if not Path(directory).is_dir():
+        raise CheckpointError(f"checkpoint directory {directory} does not exist")
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: not a checkpoint directory") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is damaged: {exc}") from None
+    if not isinstance(record, dict) or not {"plugin", "format_version", "config"} <= set(record):
+        raise CheckpointError(
+            f"{path} is not an aigc checkpoint config (needs plugin, format_version and config)"
+        )
+    if record["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format version {record['format_version']!r}; "
+            f"this aigc-sdk reads version {FORMAT_VERSION}"
+        )
+    if plugin is not None and record["plugin"] != plugin:
+        raise CheckpointError(f"{path} is a checkpoint of {record['plugin']!r}, not {plugin!r}")
+    return record
+
+
+def load_pretrained(
+    directory: str | Path, plugin: str | None = None, device: str = "cpu"
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Returns (model config, tensors) after checking plugin, version and checksum."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    record = read_config(directory, plugin)
+    weights = Path(directory) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing")
+    expected = record.get("weights_sha256")
+    if expected is not None and _sha256(weights) != expected:
+        raise CheckpointError(f"{weights} is damaged: its SHA-256 does not match {CONFIG_FILE}")
+    try:
+        tensors = load_file(str(weights), device=device)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is damaged: {exc}") from None
+    return record["config"], tensors
+
+
+def load_into(
+    module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path
+) -> None:
+    """Copies ``tensors`` into ``module``, naming every missing, extra or mis-shaped tensor."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [
+        f"{k} (file {tuple(tensors[k].shape)}, model {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors: {', '.join(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shapes: {', '.join(wrong)}")
+    if problems:
+        raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
+    module.load_state_dict(tensors, strict=True)

@@ -1,0 +1,130 @@
+"""Names of generators and trainers, the plugins providing them, lazy factories."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PluginError, UnknownNameError
+from .generation import MODALITIES
+
+
+@dataclass
+class Entry:
+    """One registered generator or trainer.
+
+    ``factory`` is a class, a callable, or a lazy ``"module:attr"`` string
+    resolved on first use, so registering imports no model code.
+    """
+
+    kind: str  # generator | trainer
+    name: str
+    plugin: str
+    factory: Any
+    modality: str | None = None
+    description: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def resolve(self) -> Callable[..., Any]:
+        with self._lock:
+            if isinstance(self.factory, str):
+                self.factory = _import_attr(self.factory, self)
+            return self.factory
+
+    def describe(self) -> dict[str, Any]:
+        out = {"name": self.name, "plugin": self.plugin, "description": self.description}
+        if self.modality is not None:
+            out["modality"] = self.modality
+        return out
+
+
+def _import_attr(path: str, entry: Entry) -> Any:
+    module_name, _, attr = path.partition(":")
+    try:
+        value = importlib.import_module(module_name)
+        for part in attr.split(".") if attr else []:
+            value = getattr(value, part)
+    except Exception as exc:
+        raise PluginError(
+            f"{entry.kind} {entry.name!r} of plugin {entry.plugin!r}: cannot load {path!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return value
+
+
+class Registry:
+    """Generators or trainers by name; a name two plugins claim is unusable."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.entries: dict[str, Entry] = {}
+        self.clashes: dict[str, list[str]] = {}
+
+    def register_callback(self, plugin: str, on_error: Callable[[str], None]):
+        """The ``register`` function handed to one plugin's registration hook."""
+
+        def register(
+            name: str, factory: Any, *, modality: str | None = None, description: str = ""
+        ) -> None:
+            problem = self._validate(name, factory, modality)
+            if problem:
+                on_error(f"register({name!r}): {problem}")
+                return
+            self.add(Entry(self.kind, name, plugin, factory, modality, description), on_error)
+
+        return register
+
+    def _validate(self, name: Any, factory: Any, modality: str | None) -> str | None:
+        if not isinstance(name, str) or not name or not name.replace("-", "_").isidentifier():
+            return "name must be a non-empty identifier-like string"
+        if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
+            return "factory must be a class, a callable or a 'module:attr' string"
+        if self.kind == "generator" and modality not in MODALITIES:
+            return f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}"
+        return None
+
+    def add(self, entry: Entry, on_error: Callable[[str], None]) -> None:
+        if entry.name in self.clashes:
+            self.clashes[entry.name].append(entry.plugin)
+        elif entry.name in self.entries:
+            first = self.entries.pop(entry.name)
+            self.clashes[entry.name] = [first.plugin, entry.plugin]
+        else:
+            self.entries[entry.name] = entry
+            return
+        owners = " and ".join(repr(p) for p in self.clashes[entry.name])
+        on_error(f"{self.kind} name {entry.name!r} is provided by both {owners}")
+
+    def get(self, name: str) -> Entry:
+        if name in self.clashes:
+            owners = " and ".join(repr(p) for p in self.clashes[name])
+            raise PluginError(
+                f"{self.kind} {name!r} is provided by both {owners}; disable one of them "
+                f"(AIGC_DISABLE_PLUGINS=name or SDK(disable=[...]))"
+            )
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise UnknownNameError(self._unknown_message(name)) from None
+
+    def _unknown_message(self, name: str) -> str:
+        known = sorted(self.entries)
+        message = f"unknown {self.kind} {name!r}"
+        close = difflib.get_close_matches(name, known, n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        return message + (
+            f" Known: {', '.join(known)}" if known else f" No {self.kind}s are installed"
+        )
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def by_plugin(self, plugin: str) -> list[str]:
+        return sorted(n for n, e in self.entries.items() if e.plugin == plugin) + sorted(
+            n for n, owners in self.clashes.items() if plugin in owners
+        )
