@@ -239,7 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report_plugin_problems_briefly() -> None:
+    """One stderr line per plugin problem, instead of a warning with source lines."""
+    import logging
+    import warnings
+
+    from .plugins import PluginWarning
+
+    warnings.simplefilter("ignore", PluginWarning)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("aigc: warning: %(message)s"))
+    plugin_log = logging.getLogger("aigc_sdk.plugins")
+    plugin_log.addHandler(handler)
+    plugin_log.setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _report_plugin_problems_briefly()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
