@@ -31,8 +31,9 @@ def test_disabled_plugin_is_never_imported():
     )
     out = run_python(code).stdout.split()
     assert out == ["['disabled']", "False"]
-    out = run_python(code.replace("disable=['example']", ""),
-                     env={"AIGC_DISABLE_PLUGINS": "other,example"}).stdout.split()
+    out = run_python(
+        code.replace("disable=['example']", ""), env={"AIGC_DISABLE_PLUGINS": "other,example"}
+    ).stdout.split()
     assert out == ["['disabled']", "False"]
 
 
@@ -46,7 +47,10 @@ def test_autoload_off_loads_only_the_named_plugins(monkeypatch):
     monkeypatch.setenv("AIGC_PLUGINS", "example")
     assert SDK().generators.names() == ["chime", "cppn", "markov"]
     assert SDK(autoload=False, plugins=["aigc_example"]).generators.names() == [
-        "chime", "cppn", "markov"]
+        "chime",
+        "cppn",
+        "markov",
+    ]
 
 
 def test_creating_an_sdk_and_listing_plugins_imports_no_model_code():
@@ -186,8 +190,9 @@ def test_lazy_factory_that_fails_to_import_names_plugin_and_cause():
     module.aigc_register_generators = aigc_register_generators
     sdk = SDK(autoload=False)
     sdk.register(module)
-    with pytest.raises(PluginError, match="generator 'ghost' of plugin 'lazy_broken'.*"
-                       "ModuleNotFoundError"):
+    with pytest.raises(
+        PluginError, match="generator 'ghost' of plugin 'lazy_broken'.*ModuleNotFoundError"
+    ):
         sdk.generate("ghost")
 
 
