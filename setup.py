@@ -49,6 +49,23 @@ def _cxx_flags() -> list[str]:
     return flags
 
 
+def _cuda_wheel_includes() -> list[str]:
+    """Headers the CUDA toolkit may lack but torch's CUDA headers include (cusparse.h).
+
+    pip's torch brings them in the nvidia-* wheels; a toolkit without the math
+    libraries (as on these machines) needs that directory after its own.
+    """
+    try:
+        import nvidia
+    except ImportError:
+        return []
+    found = []
+    for base in getattr(nvidia, "__path__", []):
+        found += sorted(glob.glob(os.path.join(base, "cu*", "include")))
+        found += sorted(glob.glob(os.path.join(base, "*", "include")))
+    return [d for d in dict.fromkeys(found) if os.path.exists(os.path.join(d, "cusparse.h"))]
+
+
 def extension():
     include_dirs = [os.path.join(ROOT, "csrc")]
     sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
@@ -58,7 +75,7 @@ def extension():
         return cpp_extension.CUDAExtension(
             "aigc_sdk._C",
             sources + _sources("csrc/cuda/*.cu"),
-            include_dirs=include_dirs,
+            include_dirs=include_dirs + _cuda_wheel_includes(),
             define_macros=[("AIGC_WITH_CUDA", "1")],
             extra_compile_args={
                 "cxx": cxx,
