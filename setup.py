@@ -12,7 +12,13 @@ import os
 import shutil
 
 from setuptools import setup
-from torch.utils import cpp_extension
+
+# torch guesses CUDA_HOME when it is unset and nvcc is not on PATH, and may guess
+# wrong (/usr/local); the usual toolkit location is a better default.
+if "CUDA_HOME" not in os.environ and os.path.exists("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+from torch.utils import cpp_extension  # noqa: E402  (reads CUDA_HOME at import)
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CUDA_ARCHS = "8.0;9.0"
@@ -28,8 +34,9 @@ def _want_cuda() -> bool:
         return False
     import torch
 
+    nvcc = os.path.join(cpp_extension.CUDA_HOME or "", "bin", "nvcc")
     available = torch.version.cuda is not None and (
-        cpp_extension.CUDA_HOME is not None or shutil.which("nvcc") is not None
+        os.path.exists(nvcc) or shutil.which("nvcc") is not None
     )
     if choice in ("1", "true", "yes") and not available:
         raise RuntimeError(
