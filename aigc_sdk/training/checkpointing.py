@@ -12,6 +12,7 @@ a process killed at any moment leaves a usable run.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -115,6 +116,27 @@ def read_checkpoint(
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{file} is damaged: {exc}") from None
     return state, loaded[0], loaded[1]
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Deletes the half-written checkpoints of processes that died while writing them."""
+    root = run_dir / CHECKPOINTS
+    if not root.is_dir():
+        return
+    for path in root.glob(".step-*.tmp-*"):
+        pid = path.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def prune(run_dir: Path, keep: int) -> list[Path]:

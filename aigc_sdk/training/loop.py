@@ -244,6 +244,7 @@ class Loop:
             "torch": torch.__version__,
         }
         atomic_write(self.run_dir / "run.json", (dumps(info) + "\n").encode())
+        checkpointing.remove_stale_temporaries(self.run_dir)
         self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", self.step if resume else None)
         self.progress = Progress(
             cfg.steps, self.step, enabled=not self.quiet, desc=t.name, stream=sys.stderr
