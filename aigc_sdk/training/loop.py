@@ -623,6 +623,7 @@ class Loop:
     # -- the end ---------------------------------------------------------------------------
 
     def _finish(self) -> FitResult:
+        rate = self.progress.rate(self.step) if self.progress is not None else 0.0
         export = None
         if self.dist.is_main and _overrides(self.trainer, "export"):
             export = self.run_dir / "model"
@@ -634,7 +635,7 @@ class Loop:
                 self.progress.close()
             summary = format_metrics({**self.last_metrics, **self.eval_metrics}, limit=8)
             self._say(
-                f"done at step {self.step}: {summary}"
+                f"done at step {self.step} ({rate:.1f} steps/s): {summary}"
                 + (f" | model: {export}" if export else "")
                 + f" | checkpoint: {self.last_checkpoint}"
             )
