@@ -1,6 +1,8 @@
 """The training loop in-process: outputs, hooks, exact resume, two optimizers, accumulation, AMP."""
 
 import json
+import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,3 +378,27 @@ def test_trainer_registered_at_run_time_through_cli_main(tmp_path):
     argv = ["--steps", "2", "--width", "4", "--image-size", "8", "--out", str(tmp_path), "--quiet"]
     assert cli_main(sdk, "tiny", argv) == 0
     assert (tmp_path / "checkpoints" / "step-000002" / "state.json").is_file()
+
+
+class TerminateAt:
+    """Sends this process SIGTERM, as a cluster scheduler preempting the job would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    @hookimpl
+    def aigc_train_step_end(self, step):
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_checkpoints_at_the_step_boundary_and_resume_continues(reference, tmp_path):
+    previous = signal.getsignal(signal.SIGTERM)
+    trainer, result = _train(tmp_path, SMALL, [TerminateAt(7)])
+    assert result.stopped and result.step == 7 and result.export is None
+    assert result.checkpoint.name == "step-000007"
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+    _train(tmp_path, SMALL, resume=True)
+    _assert_same_weights(
+        reference[0] / "checkpoints" / "step-000020", tmp_path / "checkpoints" / "step-000020"
+    )

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,7 @@ class FitResult:
     export: Path | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     eval_metrics: dict[str, float] = field(default_factory=dict)
+    stopped: bool = False  # by SIGTERM, after checkpointing: continue with resume=True
 
 
 def fit(
@@ -129,6 +132,7 @@ class Loop:
         self.eval_metrics: dict[str, float] = {}
         self.last_checkpoint: Path | None = None
         self.started = self.last_plot = time.perf_counter()
+        self.sigterm = self.stopped = False
 
     # -- setup -------------------------------------------------------------------
 
@@ -143,7 +147,8 @@ class Loop:
         if self.dist.is_main:
             self._start_outputs(resume=checkpoint is not None)
         try:
-            self._train()
+            with self._graceful_sigterm():
+                self._train()
         except KeyboardInterrupt:
             self._say(
                 f"interrupted at step {self.step}; the last checkpoint is "
@@ -288,8 +293,41 @@ class Loop:
                 self._evaluate()
             if self._due(cfg.sample_every):
                 self._samples()
-            if self._due(cfg.checkpoint_every):
+            checkpointed = self._due(cfg.checkpoint_every)
+            if checkpointed:
                 self._checkpoint()
+            if self._stop_requested():
+                if not checkpointed:
+                    self._checkpoint()
+                self.stopped = True
+                return
+
+    @contextlib.contextmanager
+    def _graceful_sigterm(self):
+        """SIGTERM (a scheduler preempting the job) ends the run at a step boundary.
+
+        The loop checkpoints and returns instead of dying mid-step; the same
+        command with --resume continues exactly.
+        """
+        self.sigterm = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            self.sigterm = True
+
+        previous = signal.signal(signal.SIGTERM, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _stop_requested(self) -> bool:
+        if not self.dist.enabled:
+            return self.sigterm
+        # Ranks must agree on the step they stop at; asking costs a collective, so not every step.
+        return self._due(self.config.log_every) and self.dist.any(self.sigterm)
 
     def _due(self, every: int) -> bool:
         """Every ``every`` steps (0: never) and always at the last step."""
@@ -625,6 +663,17 @@ class Loop:
     def _finish(self) -> FitResult:
         rate = self.progress.rate(self.step) if self.progress is not None else 0.0
         export = None
+        if self.stopped:
+            if self.progress is not None:
+                self.progress.close()
+            self._say(
+                f"stopped by SIGTERM at step {self.step}; checkpoint {self.last_checkpoint}: "
+                f"continue with --resume"
+            )
+            return FitResult(
+                self.run_dir, self.step, self.last_checkpoint, None, dict(self.last_metrics),
+                dict(self.eval_metrics), stopped=True,
+            )  # fmt: skip
         if self.dist.is_main and _overrides(self.trainer, "export"):
             export = self.run_dir / "model"
             with self._inference(self.config.seed):
