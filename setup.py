@@ -75,7 +75,10 @@ def extension():
     )
 
 
+# AIGC_NO_EXTENSION=1 installs the Python package alone; the Makefile then builds
+# the extension in place with `setup.py build_ext --inplace`, which ninja keeps
+# incremental across runs (pip's own builds start from scratch every time).
 setup(
-    ext_modules=[extension()],
+    ext_modules=[] if os.environ.get("AIGC_NO_EXTENSION") == "1" else [extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
 )

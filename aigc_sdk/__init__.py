@@ -8,6 +8,8 @@
 Importing this package is cheap: torch and model code load on first use.
 """
 
+import logging
+
 from .errors import AigcError, CheckpointError, PluginError, RequestError, UnknownNameError
 from .generation import (
     AudioRequest,
@@ -21,6 +23,10 @@ from .generation import (
 from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
+
+# A library never prints: hosts see plugin problems as warnings (PluginWarning)
+# and may attach a handler to the "aigc_sdk" logger; the CLI does.
+logging.getLogger("aigc_sdk").addHandler(logging.NullHandler())
 
 __all__ = [
     "SDK",

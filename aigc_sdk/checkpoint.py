@@ -35,9 +35,18 @@ WEIGHTS_FILE = "model.safetensors"
 # -- atomic directories ------------------------------------------------------
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_tree(directory: Path) -> None:
+    """Flushes every file to disk (and gives them the user's usual permissions)."""
+    mode = 0o666 & ~_current_umask()
     for path in directory.rglob("*"):
         if path.is_file():
+            os.chmod(path, mode)
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
     fd = os.open(directory, os.O_RDONLY)

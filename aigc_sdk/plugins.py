@@ -106,6 +106,9 @@ class PluginHost:
         except Exception as exc:
             self.fail(info, f"failed to import {module_name}: {_describe(exc)}")
             return info
+        if self.pm.is_registered(plugin):  # already loaded, e.g. through its entry point
+            del self.infos[module_name]
+            return next(i for i in self.infos.values() if self.pm.get_plugin(i.name) is plugin)
         self._register(plugin, info)
         return info
 
@@ -133,7 +136,14 @@ class PluginHost:
         info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
 
     def fail(self, info: PluginInfo, message: str) -> None:
+        """Records that a plugin could not load or one of its hooks raised."""
         info.status = "failed"
+        self.problem(info, message)
+
+    def problem(self, info: PluginInfo, message: str) -> None:
+        """Records a problem that leaves the plugin loaded (e.g. a name clash)."""
+        if message in info.errors:
+            return
         info.errors.append(message)
         log.warning("plugin %s: %s", info.name, message)
         warnings.warn(f"aigc plugin {info.name!r}: {message}", PluginWarning, stacklevel=4)

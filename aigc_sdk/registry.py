@@ -59,10 +59,11 @@ def _import_attr(path: str, entry: Entry) -> Any:
 class Registry:
     """Generators or trainers by name; a name two plugins claim is unusable."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, on_clash: Callable[[list[str], str], None]) -> None:
         self.kind = kind
         self.entries: dict[str, Entry] = {}
         self.clashes: dict[str, list[str]] = {}
+        self.on_clash = on_clash  # (owners, message): told to every plugin involved
 
     def register_callback(self, plugin: str, on_error: Callable[[str], None]):
         """The ``register`` function handed to one plugin's registration hook."""
@@ -74,7 +75,7 @@ class Registry:
             if problem:
                 on_error(f"register({name!r}): {problem}")
                 return
-            self.add(Entry(self.kind, name, plugin, factory, modality, description), on_error)
+            self.add(Entry(self.kind, name, plugin, factory, modality, description))
 
         return register
 
@@ -87,7 +88,7 @@ class Registry:
             return f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}"
         return None
 
-    def add(self, entry: Entry, on_error: Callable[[str], None]) -> None:
+    def add(self, entry: Entry) -> None:
         if entry.name in self.clashes:
             self.clashes[entry.name].append(entry.plugin)
         elif entry.name in self.entries:
@@ -96,8 +97,9 @@ class Registry:
         else:
             self.entries[entry.name] = entry
             return
-        owners = " and ".join(repr(p) for p in self.clashes[entry.name])
-        on_error(f"{self.kind} name {entry.name!r} is provided by both {owners}")
+        owners = self.clashes[entry.name]
+        both = " and ".join(repr(p) for p in owners)
+        self.on_clash(owners, f"{self.kind} name {entry.name!r} is provided by both {both}")
 
     def get(self, name: str) -> Entry:
         if name in self.clashes:
@@ -125,6 +127,7 @@ class Registry:
         return sorted(self.entries)
 
     def by_plugin(self, plugin: str) -> list[str]:
-        return sorted(n for n, e in self.entries.items() if e.plugin == plugin) + sorted(
-            n for n, owners in self.clashes.items() if plugin in owners
+        return sorted(
+            [n for n, e in self.entries.items() if e.plugin == plugin]
+            + [n for n, owners in self.clashes.items() if plugin in owners]
         )

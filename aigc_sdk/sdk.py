@@ -53,8 +53,8 @@ class SDK:
         self._host = PluginHost(
             trace=_plugins.env_flag("AIGC_TRACE_PLUGINS") if trace is None else trace
         )
-        self.generators = Registry("generator")
-        self.trainers = Registry("trainer")
+        self.generators = Registry("generator", self._clash)
+        self.trainers = Registry("trainer", self._clash)
         self._instances: dict[tuple, tuple[Generator, InstanceLock]] = {}
         self.disabled = set(disable) | set(_plugins.env_list("AIGC_DISABLE_PLUGINS"))
         if autoload is None:
@@ -108,7 +108,7 @@ class SDK:
             return
 
         def on_error(message: str) -> None:
-            self._host.fail(info, message)
+            self._host.problem(info, message)
 
         self._host.call_each(
             "aigc_register_generators",
@@ -120,6 +120,11 @@ class SDK:
             info.name,
             register=self.trainers.register_callback(info.name, on_error),
         )
+
+    def _clash(self, owners: list[str], message: str) -> None:
+        for owner in owners:
+            if owner in self._host.infos:
+                self._host.problem(self._host.infos[owner], message)
 
     def plugins(self) -> list[PluginInfo]:
         """Every plugin seen: loaded, disabled or failed, with what it provides."""

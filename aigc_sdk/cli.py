@@ -1,0 +1,279 @@
+"""The ``aigc`` command: a thin layer over the SDK's Python API.
+
+    aigc plugins [--json]
+    aigc plugin new NAME [--dir DIR]
+    aigc generate NAME [--seed N] [-n N] [--FIELD VALUE ...] [--out PATH] [--stream]
+    aigc train NAME [ARGS ...]
+    aigc bench [OP ...]
+    aigc doctor [--json]
+
+User errors print one line and exit 1; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from .errors import AigcError
+
+EXIT_USER_ERROR = 1
+
+
+def _fail(message: str) -> int:
+    print(f"aigc: error: {message}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def _make_sdk(args: argparse.Namespace):
+    from .sdk import SDK
+
+    return SDK(disable=args.disable or ())
+
+
+# -- plugins -----------------------------------------------------------------
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    sdk = _make_sdk(args)
+    infos = sdk.plugins()
+    if args.json:
+        print(json.dumps([info.as_dict() for info in infos], indent=2))
+        return 0
+    if not infos:
+        print("no plugins installed (entry-point group aigc_sdk.plugins)")
+    for info in infos:
+        origin = f"{info.distribution} {info.version}" if info.distribution else info.module
+        print(f"{info.name}  [{info.status}]  {origin or ''}".rstrip())
+        if info.generators:
+            print(f"  generators: {', '.join(info.generators)}")
+        if info.trainers:
+            print(f"  trainers:   {', '.join(info.trainers)}")
+        if info.hooks:
+            print(f"  hooks:      {', '.join(info.hooks)}")
+        for error in info.errors:
+            print(f"  error:      {error}")
+    return 0
+
+
+def cmd_plugin_new(args: argparse.Namespace) -> int:
+    from .scaffold import new_plugin
+
+    path = new_plugin(args.name, Path(args.dir))
+    print(f"created {path}")
+    print(f"install it with: pip install -e {path}   then: aigc plugins")
+    return 0
+
+
+# -- generate ----------------------------------------------------------------
+
+
+def _field_parser(request_type: type) -> dict[str, Any]:
+    """Maps each request field to a function parsing its command-line text."""
+    hints = typing.get_type_hints(request_type)
+    parsers: dict[str, Any] = {}
+    for f in dataclasses.fields(request_type):
+        hint = str(hints.get(f.name, str)).replace("<class '", "").replace("'>", "")
+        if hint.startswith("str"):
+            parsers[f.name] = str
+        elif "tuple" in hint:
+            parsers[f.name] = lambda text: tuple(text.split("|"))
+        elif hint.startswith("int"):
+            parsers[f.name] = int
+        elif "float" in hint:
+            parsers[f.name] = float
+        elif "bool" in hint:
+            parsers[f.name] = lambda text: text.lower() in ("1", "true", "yes", "on")
+        else:
+            parsers[f.name] = str
+    return parsers
+
+
+def _request_kwargs(request_type: type, pairs: list[str]) -> dict[str, Any]:
+    parsers = _field_parser(request_type)
+    kwargs: dict[str, Any] = {}
+    i = 0
+    while i < len(pairs):
+        flag = pairs[i]
+        if not flag.startswith("--"):
+            raise AigcError(f"unexpected argument {flag!r}")
+        key, _, value = flag[2:].partition("=")
+        key = key.replace("-", "_")
+        if key not in parsers:
+            raise AigcError(
+                f"unknown option --{key.replace('_', '-')} for {request_type.__name__}; "
+                f"accepted: {', '.join('--' + k.replace('_', '-') for k in sorted(parsers))}"
+            )
+        if not value:
+            i += 1
+            if i >= len(pairs):
+                raise AigcError(f"option --{key.replace('_', '-')} needs a value")
+            value = pairs[i]
+        try:
+            parsed = parsers[key](value)
+        except ValueError:
+            raise AigcError(f"option --{key.replace('_', '-')}: invalid value {value!r}") from None
+        if key == "prompt" and "prompt" in kwargs:  # --prompt twice makes a batch
+            previous = kwargs["prompt"]
+            parsed = (*((previous,) if isinstance(previous, str) else previous), parsed)
+        kwargs[key] = parsed
+        i += 1
+    return kwargs
+
+
+def _default_out(name: str, modality: str, n: int) -> str:
+    suffix = {"image": ".png", "text": ".txt", "audio": ".wav"}[modality]
+    return f"out/{name}{suffix}"
+
+
+def cmd_generate(args: argparse.Namespace, extra: list[str]) -> int:
+    sdk = _make_sdk(args)
+    options = {"weights": args.weights} if args.weights else {}
+    if args.device:
+        options["device"] = args.device
+    generator = sdk.generator(args.name, **options)
+    kwargs = _request_kwargs(generator.Request, extra)
+    if args.seed is not None:
+        kwargs["seed"] = args.seed
+    if args.n is not None:
+        kwargs["n"] = args.n
+    if args.stream:
+        for piece in sdk.stream(args.name, options=options, **kwargs):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    result = sdk.generate(args.name, options=options, **kwargs)
+    out = args.out or _default_out(args.name, result.modality, len(result.images))
+    written = result.save(out)
+    if result.modality == "text" and not args.out:
+        print("\n\n".join(result.texts), flush=True)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+# -- the rest ----------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    from .training import cli_main
+
+    return cli_main(_make_sdk(args), args.name, extra)
+
+
+def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(extra)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import collect, render
+
+    report = collect(_make_sdk(args))
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aigc", description="Generate images, text and audio.", allow_abbrev=False
+    )
+    parser.add_argument(
+        "--disable",
+        action="append",
+        metavar="PLUGIN",
+        help="do not load this plugin (repeatable; also AIGC_DISABLE_PLUGINS=a,b)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "plugins", help="list installed plugins and what they provide", allow_abbrev=False
+    )
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("plugin", help="plugin authoring tools", allow_abbrev=False)
+    plugin_sub = p.add_subparsers(dest="plugin_command", required=True)
+    new = plugin_sub.add_parser(
+        "new", help="write a ready-to-install plugin package", allow_abbrev=False
+    )
+    new.add_argument("name", help="plugin name, e.g. 'noise' (package aigc_noise)")
+    new.add_argument("--dir", default=".", help="where to create the package directory")
+
+    p = sub.add_parser(
+        "generate",
+        allow_abbrev=False,
+        help="run a generator",
+        description="Run a generator. Any request field is an option: --prompt, "
+        "--max-new-tokens, --temperature, --top-k, --top-p, --min-p, --seconds ... "
+        "(--prompt twice makes a batch; --stop 'a|b' gives two stop strings).",
+    )
+    p.add_argument("name")
+    p.add_argument("--out", help="file, or directory ending in / for one file per output")
+    p.add_argument("--seed", type=int)
+    p.add_argument("-n", type=int, help="number of outputs")
+    p.add_argument("--weights", help="checkpoint directory to load instead of the defaults")
+    p.add_argument("--device", help="cpu (default) or cuda")
+    p.add_argument("--stream", action="store_true", help="print text as it is generated")
+
+    p = sub.add_parser(
+        "train",
+        help="train a model (see: aigc train NAME --help)",
+        add_help=False,
+        allow_abbrev=False,
+    )
+    p.add_argument("name")
+
+    sub.add_parser(
+        "bench", help="benchmark the fused ops against PyTorch", add_help=False, allow_abbrev=False
+    )
+
+    p = sub.add_parser("doctor", help="versions, build and kernel status", allow_abbrev=False)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _report_plugin_problems_briefly() -> None:
+    """One stderr line per plugin problem, instead of a warning with source lines."""
+    import logging
+    import warnings
+
+    from .plugins import PluginWarning
+
+    warnings.simplefilter("ignore", PluginWarning)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("aigc: warning: %(message)s"))
+    plugin_log = logging.getLogger("aigc_sdk.plugins")
+    plugin_log.addHandler(handler)
+    plugin_log.setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _report_plugin_problems_briefly()
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if args.command in ("generate", "train", "bench"):
+            handler = {"generate": cmd_generate, "train": cmd_train, "bench": cmd_bench}
+            return handler[args.command](args, extra)
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "plugins":
+            return cmd_plugins(args)
+        if args.command == "plugin":
+            return cmd_plugin_new(args)
+        return cmd_doctor(args)
+    except AigcError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

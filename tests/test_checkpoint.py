@@ -1,0 +1,156 @@
+"""save_pretrained / from_pretrained: round trips, damage, mismatches, interrupted writes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from aigc_sdk import CheckpointError
+from aigc_sdk import checkpoint as ckpt
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+
+
+def _save(path, model=None, plugin="demo"):
+    model = model or _model()
+    return ckpt.save_pretrained(
+        path, plugin=plugin, config={"width": 8}, tensors=model.state_dict()
+    )
+
+
+def test_round_trip_restores_every_tensor_and_the_config(tmp_path):
+    model = _model()
+    _save(tmp_path / "ck", model)
+    config, tensors = ckpt.load_pretrained(tmp_path / "ck", plugin="demo")
+    assert config == {"width": 8}
+    fresh = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    ckpt.load_into(fresh, tensors, tmp_path / "ck")
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value)
+    record = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert record["plugin"] == "demo" and record["format_version"] == ckpt.FORMAT_VERSION
+
+
+def test_weights_are_safetensors_not_pickle(tmp_path):
+    _save(tmp_path / "ck")
+    header_len = int.from_bytes((tmp_path / "ck" / "model.safetensors").read_bytes()[:8], "little")
+    header = json.loads((tmp_path / "ck" / "model.safetensors").read_bytes()[8 : 8 + header_len])
+    assert header["__metadata__"]["plugin"] == "demo"
+
+
+def test_truncated_weights_name_the_file(tmp_path):
+    _save(tmp_path / "ck")
+    weights = tmp_path / "ck" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(CheckpointError, match=r"model.safetensors is damaged"):
+        ckpt.load_pretrained(tmp_path / "ck")
+
+
+def test_a_flipped_byte_is_caught_by_the_checksum(tmp_path):
+    _save(tmp_path / "ck")
+    weights = tmp_path / "ck" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x40
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256 does not match"):
+        ckpt.load_pretrained(tmp_path / "ck")
+
+
+def test_garbage_config_and_missing_files_are_named(tmp_path):
+    _save(tmp_path / "ck")
+    (tmp_path / "ck" / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"config.json is damaged"):
+        ckpt.load_pretrained(tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        ckpt.load_pretrained(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="config.json is missing"):
+        ckpt.load_pretrained(tmp_path / "empty")
+
+
+def test_checkpoint_of_another_plugin_or_version_is_refused(tmp_path):
+    _save(tmp_path / "ck", plugin="vae")
+    with pytest.raises(CheckpointError, match="is a checkpoint of 'vae', not 'gan'"):
+        ckpt.load_pretrained(tmp_path / "ck", plugin="gan")
+    record = json.loads((tmp_path / "ck" / "config.json").read_text())
+    record["format_version"] = 99
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        ckpt.load_pretrained(tmp_path / "ck")
+
+
+def test_missing_extra_and_misshaped_tensors_are_named(tmp_path):
+    _save(tmp_path / "ck")
+    _, tensors = ckpt.load_pretrained(tmp_path / "ck")
+    tensors.pop("0.bias")
+    tensors["2.weight"] = torch.zeros(3, 8)
+    tensors["extra"] = torch.zeros(1)
+    with pytest.raises(CheckpointError) as info:
+        ckpt.load_into(_model(), tensors, tmp_path / "ck")
+    message = str(info.value)
+    assert "missing tensors: 0.bias" in message
+    assert "unexpected tensors: extra" in message
+    assert "2.weight (file (3, 8), model (2, 8))" in message
+
+
+def test_saving_over_a_checkpoint_keeps_the_users_other_files(tmp_path):
+    _save(tmp_path / "ck")
+    (tmp_path / "ck" / "NOTES.md").write_text("mine")
+    _save(tmp_path / "ck")
+    assert (tmp_path / "ck" / "NOTES.md").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temporaries left
+
+
+def test_a_failing_save_leaves_the_previous_checkpoint_intact(tmp_path):
+    _save(tmp_path / "ck")
+    before = (tmp_path / "ck" / "model.safetensors").read_bytes()
+    with pytest.raises(RuntimeError):
+        ckpt.save_pretrained(
+            tmp_path / "ck", plugin="demo", config={}, tensors={"x": torch.zeros(2, device="meta")}
+        )
+    assert (tmp_path / "ck" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+SAVER = """
+import sys, torch
+from aigc_sdk import checkpoint
+big = {f"t{i}": torch.randn(1 << 22) for i in range(24)}  # ~400 MB: a long write
+print("saving", flush=True)
+checkpoint.save_pretrained(sys.argv[1], plugin="demo", config={}, tensors=big)
+print("done", flush=True)
+"""
+
+
+def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_intact(tmp_path):
+    target = tmp_path / "ck"
+    _save(target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SAVER, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "saving"
+    # Wait until the temporary directory has started filling, then kill.
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        partial = [p for p in tmp_path.glob(".ck.tmp-*/*")]
+        if partial and partial[0].stat().st_size > 0:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    config, tensors = ckpt.load_pretrained(target, plugin="demo")
+    assert set(tensors) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    _save(target)  # the next save cleans up the dead process's temporary directory
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]

@@ -1,0 +1,166 @@
+"""The `aigc` command, run as a real subprocess the way a user runs it."""
+
+import json
+import subprocess
+import sys
+
+from conftest import run_aigc
+from PIL import Image
+
+
+def _one_line_error(out):
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aigc: error: "), out.stderr
+    assert "Traceback" not in out.stderr
+    return lines[0]
+
+
+def test_generate_a_grid_and_a_directory(tmp_path):
+    out = run_aigc("generate", "cppn", "--seed", "3", "-n", "4", "--out", str(tmp_path / "g.png"))
+    assert out.returncode == 0, out.stderr
+    assert Image.open(tmp_path / "g.png").size == (2 * 66 + 2, 2 * 66 + 2)
+    out = run_aigc("generate", "cppn", "--seed", "3", "-n", "3", "--out", f"{tmp_path}/each/")
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == [
+        "0000.png",
+        "0001.png",
+        "0002.png",
+    ]
+
+
+def test_cli_output_equals_the_python_api(tmp_path):
+    from aigc_sdk import SDK
+
+    run_aigc("generate", "cppn", "--seed", "9", "--out", str(tmp_path / "one.png"))
+    expected = SDK().generate("cppn", seed=9).images[0]
+    assert Image.open(tmp_path / "one.png").convert("RGB").tobytes() == expected.tobytes()
+
+
+def test_generate_text_with_sampling_options_and_stream(tmp_path):
+    args = [
+        "generate",
+        "markov",
+        "--prompt",
+        "The",
+        "--max-new-tokens",
+        "30",
+        "--seed",
+        "4",
+        "--temperature",
+        "0.7",
+        "--top-p",
+        "0.9",
+        "--top-k",
+        "12",
+        "--min-p",
+        "0.01",
+    ]
+    streamed = run_aigc(*args, "--stream")
+    assert streamed.returncode == 0, streamed.stderr
+    saved = run_aigc(*args, "--out", str(tmp_path / "t.txt"))
+    assert saved.returncode == 0, saved.stderr
+    assert streamed.stdout.rstrip("\n") == (tmp_path / "t.txt").read_text()
+    assert len((tmp_path / "t.txt").read_text()) == 30
+
+
+def test_generate_audio_writes_a_wav(tmp_path):
+    import soundfile
+
+    out = run_aigc(
+        "generate", "chime", "--seconds", "0.5", "--seed", "1", "--out", str(tmp_path / "a.wav")
+    )
+    assert out.returncode == 0, out.stderr
+    data, rate = soundfile.read(tmp_path / "a.wav")
+    assert rate == 16000 and len(data) == 8000 and abs(data).max() > 0.1
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path):
+    assert "did you mean 'cppn'" in _one_line_error(run_aigc("generate", "cpn"))
+    assert "unknown option --promt" in _one_line_error(
+        run_aigc("generate", "markov", "--promt", "x")
+    )
+    assert "top_p must be in (0, 1]" in _one_line_error(
+        run_aigc("generate", "markov", "--top-p", "0")
+    )
+    assert "invalid value 'many'" in _one_line_error(
+        run_aigc("generate", "markov", "--top-k", "many")
+    )
+    assert "does not exist" in _one_line_error(
+        run_aigc("generate", "cppn", "--weights", str(tmp_path / "none"))
+    )
+
+
+def test_plugins_lists_the_example_and_reports_the_broken_ones(with_broken_plugins):
+    out = run_aigc("plugins")
+    assert out.returncode == 0, out.stderr
+    assert "example  [loaded]  aigc-example 1.2.0" in out.stdout
+    assert "broken_import  [failed]" in out.stdout
+    assert "No module named 'aigc_dependency_that_is_not_installed'" in out.stdout
+    # A broken plugin never takes other commands down either.
+    out = run_aigc("generate", "markov", "--prompt", "a", "--max-new-tokens", "5", "--stream")
+    assert out.returncode == 0 and len(out.stdout.rstrip("\n")) == 5
+    assert "aigc: warning: plugin broken_import: failed to import" in out.stderr
+
+
+def test_disable_option_and_environment(with_broken_plugins):
+    out = run_aigc("--disable", "clash", "plugins", "--json")
+    listed = {p["name"]: p["status"] for p in json.loads(out.stdout)}
+    assert listed["clash"] == "disabled"
+    out = run_aigc("plugins", "--json", env={"AIGC_DISABLE_PLUGINS": "broken_import,clash"})
+    listed = {p["name"]: p["status"] for p in json.loads(out.stdout)}
+    assert listed["broken_import"] == listed["clash"] == "disabled"
+
+
+def test_doctor_tells_the_truth_about_the_build():
+    import torch
+
+    from aigc_sdk import ops
+
+    out = run_aigc("doctor", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["torch"] == torch.__version__
+    assert report["kernels"] == ops.status()
+    assert report["kernels"]["extension"] == ("built" if ops.load_error() is None else "missing")
+    assert set(report["kernels"]["ops"]) == set(ops.OPS)
+    assert "example" in report["plugins"]["loaded"]
+    text = run_aigc("doctor").stdout
+    assert "extension" in text and "upsample_conv2d" in text
+
+
+def test_plugin_new_writes_a_package_whose_own_test_passes(tmp_path):
+    out = run_aigc("plugin", "new", "ripple", "--dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    package = tmp_path / "aigc-ripple"
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(package),
+        ],
+        check=True,
+    )
+    env = {"PYTHONPATH": str(target)}
+    listed = json.loads(run_aigc("plugins", "--json", env=env).stdout)
+    assert {p["name"]: p["generators"] for p in listed}["ripple"] == ["ripple"]
+    test = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **env},
+        cwd=tmp_path,
+    )
+    assert test.returncode == 0, test.stdout + test.stderr
+    assert "1 passed" in test.stdout
+    assert "already exists" in _one_line_error(
+        run_aigc("plugin", "new", "ripple", "--dir", str(tmp_path))
+    )
