@@ -27,6 +27,15 @@ if str(EXAMPLE) not in sys.path:
 
 from aigc_example import tiny_trainer  # noqa: E402
 
+
+class TinyPlugin:
+    """Registers the example's trainer at run time, as SDK(plugins=[...]) allows."""
+
+    @hookimpl
+    def aigc_register_trainers(self, register):
+        register("tiny", tiny_trainer.TinyTrainer, description="tiny autoencoder")
+
+
 SMALL = dict(
     steps=20,
     batch_size=16,
@@ -91,7 +100,7 @@ class StopAt:
 
 
 def _train(tmp, config, plugins=(), resume=False, trainer_class=None, name="tiny"):
-    sdk = SDK(plugins=[tiny_trainer, *plugins], autoload=False)
+    sdk = SDK(plugins=[TinyPlugin(), *plugins], autoload=False)
     cls = trainer_class or tiny_trainer.TinyTrainer
     trainer = cls(cls.Config(**config))
     trainer.name = name
@@ -372,7 +381,7 @@ def test_trainer_errors_name_the_plugin(tmp_path):
 def test_trainer_registered_at_run_time_through_cli_main(tmp_path):
     from aigc_sdk.training import cli_main
 
-    sdk = SDK(plugins=[tiny_trainer], autoload=False)
+    sdk = SDK(plugins=[TinyPlugin()], autoload=False)
     trainer = make_trainer(sdk, "tiny", tiny_trainer.TinyTrainer.Config(steps=1))
     assert isinstance(trainer, tiny_trainer.TinyTrainer) and trainer.name == "tiny"
     argv = ["--steps", "2", "--width", "4", "--image-size", "8", "--out", str(tmp_path), "--quiet"]
