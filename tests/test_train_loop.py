@@ -411,3 +411,12 @@ def test_sigterm_checkpoints_at_the_step_boundary_and_resume_continues(reference
     _assert_same_weights(
         reference[0] / "checkpoints" / "step-000020", tmp_path / "checkpoints" / "step-000020"
     )
+
+
+def test_a_host_trains_through_the_sdk_without_the_cli(tmp_path):
+    sdk = SDK(plugins=[TinyPlugin()], autoload=False)
+    trainer = sdk.trainer("tiny", steps=3, width=4, image_size=8, sample_every=0)
+    result = trainer.fit(tmp_path, sdk=sdk)
+    assert result.step == 3 and result.export == tmp_path / "model"
+    with pytest.raises(ConfigError, match="unknown config key 'stpes'"):
+        sdk.trainer("tiny", stpes=3)

@@ -24,10 +24,13 @@ BUILTINS = {"digits": "image", "tones": "audio", "stdlib": "text"}
 __all__ = [
     "BUILTINS",
     "DataError",
+    "Document",
     "Splits",
+    "TokenBlocks",
     "audio_dataset",
     "image_dataset",
     "is_held_out",
+    "join_documents",
     "split_names",
     "text_dataset",
 ]
@@ -88,3 +91,12 @@ def text_dataset(spec: str | Path | None, *, holdout: float = 0.05) -> Splits:
     if found == "stdlib":
         return text.stdlib(holdout)
     return text.text_folder(found, holdout)
+
+
+def __getattr__(name: str):
+    # The text helpers import torch: only when asked for.
+    if name in ("Document", "TokenBlocks", "join_documents"):
+        from . import text
+
+        return getattr(text, name)
+    raise AttributeError(f"module 'aigc_sdk.data' has no attribute {name!r}")

@@ -153,6 +153,17 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores what ``state_dict`` returned."""
 
+    # -- running -------------------------------------------------------------------
+
+    def fit(self, out: str | Path, *, resume: bool = False, sdk: Any = None, quiet: bool = True):
+        """Trains into run directory ``out`` (see ``aigc_sdk.training.fit``); a ``FitResult``.
+
+        From a host: ``sdk.trainer("tiny", steps=200).fit("runs/tiny", sdk=sdk)``.
+        """
+        from .loop import fit
+
+        return fit(self, out, resume=resume, sdk=sdk, quiet=quiet)
+
     # -- helpers for plugins -----------------------------------------------------
 
     def adamw(
