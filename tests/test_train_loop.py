@@ -377,6 +377,17 @@ def test_trainer_errors_name_the_plugin(tmp_path):
     with pytest.raises(PluginError, match="NoModels.build must return a non-empty dict"):
         _train(tmp_path, {"steps": 1}, trainer_class=NoModels)
 
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            yield from ()
+
+    class Streaming(tiny_trainer.TinyTrainer):
+        def datasets(self, data):
+            return Splits(Stream())
+
+    with pytest.raises(PluginError, match="training set must be map-style"):
+        _train(tmp_path, {"steps": 1}, trainer_class=Streaming)
+
 
 def test_trainer_registered_at_run_time_through_cli_main(tmp_path):
     from aigc_sdk.training import cli_main

@@ -133,6 +133,7 @@ class Loop:
         self.last_checkpoint: Path | None = None
         self.started = self.last_plot = time.perf_counter()
         self.sigterm = self.stopped = False
+        self.was_deterministic: bool | None = None
 
     # -- setup -------------------------------------------------------------------
 
@@ -140,6 +141,7 @@ class Loop:
         checkpoint = self._find_checkpoint(resume)
         self.dist.start(self.device)
         if self.config.deterministic:
+            self.was_deterministic = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(True, warn_only=True)
         self._prepare()
         if checkpoint is not None:
@@ -181,6 +183,13 @@ class Loop:
             raise PluginError(
                 f"{type(t).__name__}.datasets must return aigc_sdk.data.Splits, "
                 f"got {type(self.splits).__name__}"
+            )
+        if not hasattr(self.splits.train, "__len__") or not hasattr(
+            self.splits.train, "__getitem__"
+        ):
+            raise PluginError(
+                f"{type(t).__name__}.datasets: the training set must be map-style "
+                f"(__len__ and __getitem__), so that its order can be resumed exactly"
             )
         t.splits = self.splits
         self.models = self._build_models()
@@ -709,6 +718,8 @@ class Loop:
             self.progress.close()
         if self.metrics_log is not None:
             self.metrics_log.close()
+        if self.was_deterministic is not None:
+            torch.use_deterministic_algorithms(self.was_deterministic)
         self.dist.close()
 
     # -- plumbing ----------------------------------------------------------------------------
