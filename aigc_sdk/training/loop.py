@@ -257,8 +257,8 @@ class Loop:
             "python": platform.python_version(),
             "torch": torch.__version__,
         }
+        checkpointing.remove_leftovers(self.run_dir)
         atomic_write(self.run_dir / "run.json", (dumps(info) + "\n").encode())
-        checkpointing.remove_stale_temporaries(self.run_dir)
         self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", self.step if resume else None)
         self.progress = Progress(
             cfg.steps, self.step, enabled=not self.quiet, desc=t.name, stream=sys.stderr
