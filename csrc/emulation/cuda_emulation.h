@@ -52,6 +52,7 @@
 #include "emu_intrinsics.h"
 #include "emu_math.h"
 #include "emu_wmma.h"
+#include "emu_dynsmem_link.h"
 
 #define AIGC_CUDA_EMULATION 1
 

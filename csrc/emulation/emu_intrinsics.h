@@ -97,7 +97,7 @@ inline T shfl(const char* name, ShflMode mode, unsigned mask, T var, unsigned b,
   return out;
 }
 
-enum class VoteMode { Ballot, Any, All, Sync };
+enum class VoteMode { Ballot, Any, All, Uni, Sync };
 
 struct VoteOp : WarpOp {
   VoteMode mode;
@@ -121,6 +121,9 @@ inline void vote_combine(WarpOp* const* lanes, unsigned group) {
         break;
       case VoteMode::All:
         op->result = bits == group;
+        break;
+      case VoteMode::Uni:
+        op->result = bits == 0 || bits == group;
         break;
       case VoteMode::Sync:
         op->result = 0;
@@ -252,14 +255,14 @@ inline int __all_sync(unsigned mask, int predicate) {
   return int(emu::detail::vote("__all_sync", emu::detail::VoteMode::All, mask, predicate));
 }
 inline int __uni_sync(unsigned mask, int predicate) {
-  const unsigned bits = emu::detail::vote("__uni_sync", emu::detail::VoteMode::Ballot, mask, predicate);
-  return bits == 0 || bits == (mask & emu::detail::runner_in_kernel("__uni_sync").active_mask());
+  return int(emu::detail::vote("__uni_sync", emu::detail::VoteMode::Uni, mask, predicate));
 }
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   emu::detail::vote("__syncwarp", emu::detail::VoteMode::Sync, mask, 0);
 }
-// The lanes of the caller's warp that are still running. The emulator does not
-// model divergence inside a warp, so this is every lane that has not exited.
+// The lanes of the caller's warp that execute this __activemask() together:
+// the warp's other lanes run on until each has exited or waits at a
+// synchronisation point, and the lanes waiting here form the mask.
 inline unsigned __activemask() { return emu::detail::runner_in_kernel("__activemask").active_mask(); }
 
 template <class T>

@@ -107,7 +107,7 @@ struct WarpOp {
   void (*combine)(WarpOp* const* lanes, unsigned group);
 };
 
-enum class Wait : uint8_t { None, Barrier, Warp };
+enum class Wait : uint8_t { None, Barrier, Warp, ActiveMask };
 
 struct Fiber {
   Context ctx;
@@ -117,12 +117,14 @@ struct Fiber {
   Wait wait = Wait::None;
   int barrier_count = 0;  // result of the last barrier: threads with a true predicate
   int barrier_total = 0;  // and threads that took part
+  unsigned active_mask = 0;  // result of the last __activemask()
 };
 
 struct WarpState {
   WarpOp* pending[32];
   unsigned present = 0;  // lanes that exist (the last warp of a block may be partial)
   unsigned exited = 0;
+  unsigned at_activemask = 0;  // lanes waiting in __activemask()
 };
 
 // A grid launch as the runners see it: the kernel call is type-erased.
@@ -171,6 +173,7 @@ class BlockRunner {
     if (at_barrier_ == live_) {
       release_barrier();
     } else {
+      settle_activemask(f.linear);
       yield(f);
     }
     return f.barrier_count;
@@ -216,14 +219,21 @@ class BlockRunner {
       }
     } else {
       f.wait = Wait::Warp;
+      settle_activemask(f.linear);
       yield(f);
     }
   }
 
+  // __activemask(): the lanes of the warp that execute it together. The
+  // warp's other lanes run until each has exited or waits somewhere; the
+  // lanes then waiting in __activemask() are the active ones.
   unsigned active_mask() {
-    const Fiber& f = self();
-    const WarpState& w = warps_[f.linear >> 5];
-    return w.present & ~w.exited;
+    Fiber& f = self();
+    warps_[f.linear >> 5].at_activemask |= 1u << (f.linear & 31);
+    f.wait = Wait::ActiveMask;
+    settle_activemask(f.linear);
+    if (f.wait != Wait::None) yield(f);
+    return f.active_mask;
   }
 
  private:
@@ -279,6 +289,25 @@ class BlockRunner {
     }
     // Exited threads no longer count at barriers (as on Volta and later GPUs).
     if (at_barrier_ > 0 && at_barrier_ == live_) release_barrier();
+    settle_activemask(f.linear);
+  }
+
+  // Completes a pending __activemask() of the warp of thread `linear` once
+  // none of its lanes can run any more.
+  void settle_activemask(unsigned linear) {
+    WarpState& w = warps_[linear >> 5];
+    if (!w.at_activemask) return;
+    const unsigned base = linear & ~31u;
+    for (unsigned j = 0; j < 32; ++j) {
+      if (!((w.present & ~w.exited) >> j & 1)) continue;
+      if (fibers_[base + j].wait == Wait::None) return;  // lane j may still get there
+    }
+    for (unsigned j = 0; j < 32; ++j) {
+      if (!(w.at_activemask >> j & 1)) continue;
+      fibers_[base + j].wait = Wait::None;
+      fibers_[base + j].active_mask = w.at_activemask;
+    }
+    w.at_activemask = 0;
   }
 
   void release_barrier() {
@@ -318,6 +347,7 @@ class BlockRunner {
       const unsigned lanes = std::min<unsigned>(32, nthreads_ - unsigned(wi) * 32);
       w.present = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1);
       w.exited = 0;
+      w.at_activemask = 0;
     }
     live_ = int(nthreads_);
     at_barrier_ = 0;

@@ -24,9 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 CSRC = REPO / "csrc"
 BUILD_ROOT = REPO / "build" / "emulation"
 
-# The symbol every `extern __shared__ T name[]` is linked to (emu_runtime.h).
-DYNAMIC_SMEM_POOL = "_ZN3emu6detail13dyn_smem_poolE"
-
 # Mirrors the flags torch gives nvcc (no implicit half conversions/operators),
 # so kernel code that compiles here compiles in the CUDA build too.
 TORCH_NVCC_DEFINES = [
@@ -136,6 +133,16 @@ def dynamic_shared_symbols(paths: Iterable[Path]) -> list[str]:
     return sorted(symbols)
 
 
+def dynamic_shared_defines(symbols: Sequence[str]) -> list[str]:
+    """-D flags that make csrc/emulation/emu_dynsmem_link.h alias each symbol to the pool."""
+    flags = []
+    for i, sym in enumerate(symbols):
+        # The TLS init function of a variable: _ZTH + its encoding (_Z stripped).
+        init = "_ZTH" + (sym[2:] if sym.startswith("_Z") else f"{len(sym)}{sym}")
+        flags += [f"-DAIGC_EMU_DYNSMEM_{i}={sym}", f"-DAIGC_EMU_DYNSMEM_INIT_{i}={init}"]
+    return flags
+
+
 def _digest(files: Sequence[Path], flags: Sequence[str]) -> str:
     import torch
 
@@ -155,17 +162,16 @@ def _load_cached(name: str, sources: tuple[Path, ...], cflags: tuple[str, ...], 
 
     include_dirs = [CSRC, REPO, *includes]
     files = source_closure(sources, include_dirs)
-    module_name = f"{name}_{_digest(files, cflags)}"
+    flags = [*cflags, *dynamic_shared_defines(dynamic_shared_symbols(files))]
+    module_name = f"{name}_{_digest(files, flags)}"
     build_dir = BUILD_ROOT / module_name
     build_dir.mkdir(parents=True, exist_ok=True)
-    ldflags = [f"-Wl,--defsym={sym}={DYNAMIC_SMEM_POOL}" for sym in dynamic_shared_symbols(files)]
     try:
         return cpp_extension.load(
             name=module_name,
             sources=[str(s) for s in sources],
-            extra_cflags=list(cflags),
+            extra_cflags=flags,
             extra_include_paths=[str(p) for p in include_dirs],
-            extra_ldflags=ldflags,
             build_directory=str(build_dir),
             verbose=verbose,
         )
