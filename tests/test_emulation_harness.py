@@ -99,15 +99,30 @@ def _shfl_oracle(values: list[int], mode: int, arg: int, width: int) -> list[int
 @pytest.mark.parametrize(
     ("mode", "arg", "width"),
     [
-        (0, 0, 32), (0, 17, 32), (0, 5, 8), (0, 3, 16),
-        (1, 1, 32), (1, 5, 32), (1, 3, 8), (1, 16, 16),
-        (2, 1, 32), (2, 7, 32), (2, 2, 4), (2, 31, 32),
-        (3, 1, 32), (3, 16, 32), (3, 4, 8), (3, 8, 8), (3, 31, 32),
+        (0, 0, 32),
+        (0, 17, 32),
+        (0, 5, 8),
+        (0, 3, 16),
+        (1, 1, 32),
+        (1, 5, 32),
+        (1, 3, 8),
+        (1, 16, 16),
+        (2, 1, 32),
+        (2, 7, 32),
+        (2, 2, 4),
+        (2, 31, 32),
+        (3, 1, 32),
+        (3, 16, 32),
+        (3, 4, 8),
+        (3, 8, 8),
+        (3, 31, 32),
     ],
 )
 def test_shuffles_follow_cuda_semantics(st, mode, arg, width):
     threads = 64
-    values = torch.randint(-(2**31), 2**31 - 1, (threads,), generator=_gen(mode * 100 + arg), dtype=torch.int32)
+    values = torch.randint(
+        -(2**31), 2**31 - 1, (threads,), generator=_gen(mode * 100 + arg), dtype=torch.int32
+    )
     out = torch.empty_like(values)
     st.shuffle(values, out, threads, mode, arg, width)
     assert out.tolist() == _shfl_oracle(values.tolist(), mode, arg, width)
@@ -118,7 +133,9 @@ def test_shuffle_of_wide_and_half_values(st):
     out = torch.empty_like(x)
     hout = torch.empty(64, dtype=torch.float16)
     st.shuffle_wide(x, out, hout)
-    assert torch.equal(out, x.view(-1, 2).flip(1).reshape(-1))  # xor 1 swaps pairs, bit-exact doubles
+    assert torch.equal(
+        out, x.view(-1, 2).flip(1).reshape(-1)
+    )  # xor 1 swaps pairs, bit-exact doubles
     lanes = torch.arange(64)
     assert torch.equal(hout, (lanes - lanes % 32 + 31 - lanes % 32).half())
 
@@ -252,7 +269,9 @@ def test_transpose_with_2d_blocks_and_partial_tiles(st):
     assert torch.equal(out, x.t())
 
 
-@pytest.mark.parametrize(("grid", "block"), [((3, 2, 2), (4, 3, 2)), ((5, 1, 1), (33, 1, 1)), ((1, 4, 1), (8, 8, 4))])
+@pytest.mark.parametrize(
+    ("grid", "block"), [((3, 2, 2), (4, 3, 2)), ((5, 1, 1), (33, 1, 1)), ((1, 4, 1), (8, 8, 4))]
+)
 def test_multidimensional_geometry(st, grid, block):
     nthreads = int(np.prod(grid) * np.prod(block))
     out = torch.empty(nthreads * 12, dtype=torch.int32)
@@ -272,11 +291,34 @@ def test_multidimensional_geometry(st, grid, block):
 
 
 def _special_floats() -> torch.Tensor:
-    specials = [0.0, -0.0, 1.0, -1.0, 65504.0, 65519.99, 65520.0, 1e6, -1e6, 2**-24, 2**-25, 2**-25 * 1.0001,
-                2**-14, 2**-14 * 0.999, 1 + 2**-11, 1 + 3 * 2**-11, 1 + 2**-8, 1 + 3 * 2**-8, 3.4e38, 1e-40,
-                float("inf"), float("-inf")]
+    specials = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        65504.0,
+        65519.99,
+        65520.0,
+        1e6,
+        -1e6,
+        2**-24,
+        2**-25,
+        2**-25 * 1.0001,
+        2**-14,
+        2**-14 * 0.999,
+        1 + 2**-11,
+        1 + 3 * 2**-11,
+        1 + 2**-8,
+        1 + 3 * 2**-8,
+        3.4e38,
+        1e-40,
+        float("inf"),
+        float("-inf"),
+    ]
     rand = torch.randn(20_000, generator=_gen(11)) * torch.logspace(-9, 6, 20_000)
-    bits = torch.randint(0, 2**31 - 1, (20_000,), generator=_gen(12), dtype=torch.int32).view(torch.float32)
+    bits = torch.randint(0, 2**31 - 1, (20_000,), generator=_gen(12), dtype=torch.int32).view(
+        torch.float32
+    )
     x = torch.cat([torch.tensor(specials), rand, bits])
     return x[~x.isnan()]
 
@@ -316,7 +358,9 @@ def test_half_arithmetic_is_correctly_rounded(st):
     add2_out = torch.empty(n, dtype=torch.float16)
     st.half_math(a, b, fma_out, add2_out, n)
     a64, b64 = a.double().numpy(), b.double().numpy()
-    assert np.array_equal(fma_out.numpy(), (a64 * b64 + 1.0).astype(np.float16))  # numpy rounds once
+    assert np.array_equal(
+        fma_out.numpy(), (a64 * b64 + 1.0).astype(np.float16)
+    )  # numpy rounds once
     assert np.array_equal(add2_out.numpy(), a.numpy() + b.numpy())
 
 
@@ -411,7 +455,9 @@ def test_dynamic_shared_symbols_follow_namespaces(tmp_path):
         // extern __shared__ float commented_out[];
         __global__ void a() { extern __shared__ float top[]; }
         namespace outer { namespace inner {
-        template <int N> __global__ void b() { extern __shared__ __align__(16) unsigned char raw[]; }
+        template <int N> __global__ void b() {
+          extern __shared__ __align__(16) unsigned char raw[];
+        }
         struct S { static void f() { extern __shared__ int in_class[]; } };
         } }
         namespace x::y { __global__ void c() { if (1) { extern __shared__ double deep[]; } } }

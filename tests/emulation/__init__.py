@@ -156,8 +156,13 @@ def _digest(files: Sequence[Path], flags: Sequence[str]) -> str:
 
 
 @functools.cache
-def _load_cached(name: str, sources: tuple[Path, ...], cflags: tuple[str, ...], includes: tuple[Path, ...],
-                 verbose: bool):
+def _load_cached(
+    name: str,
+    sources: tuple[Path, ...],
+    cflags: tuple[str, ...],
+    includes: tuple[Path, ...],
+    verbose: bool,
+):
     from torch.utils import cpp_extension
 
     include_dirs = [CSRC, REPO, *includes]
