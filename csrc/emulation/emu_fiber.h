@@ -115,10 +115,10 @@ struct Context {
 };
 
 #if defined(AIGC_EMU_USE_UCONTEXT)
-inline void fiber_init(Context& ctx, FiberStack& stack, FiberEntry entry, void* arg) {
+inline void fiber_init(Context& ctx, FiberStack& stack, FiberEntry entry, void* arg, size_t top_offset = 0) {
   getcontext(&ctx.uc);
   ctx.uc.uc_stack.ss_sp = stack.bottom();
-  ctx.uc.uc_stack.ss_size = stack.size();
+  ctx.uc.uc_stack.ss_size = stack.size() - top_offset;
   ctx.uc.uc_link = nullptr;
   // makecontext passes int arguments: split the pointer in two halves.
   auto bits = reinterpret_cast<uintptr_t>(arg);
@@ -132,10 +132,10 @@ inline void fiber_init(Context& ctx, FiberStack& stack, FiberEntry entry, void* 
 }
 inline void fiber_switch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
 #else
-inline void fiber_init(Context& ctx, FiberStack& stack, FiberEntry entry, void* arg) {
+inline void fiber_init(Context& ctx, FiberStack& stack, FiberEntry entry, void* arg, size_t top_offset = 0) {
   // Initial frame, as emu_fiber_switch pops it: r15 r14 r13 r12 rbx rbp, ret.
   // rsp after the ret must be 16-byte aligned for the call in emu_fiber_start.
-  auto top = reinterpret_cast<uintptr_t>(stack.top()) & ~uintptr_t(15);
+  auto top = (reinterpret_cast<uintptr_t>(stack.top()) - top_offset) & ~uintptr_t(15);
   auto* sp = reinterpret_cast<void**>(top - 72);
   sp[0] = nullptr;                                      // r15
   sp[1] = nullptr;                                      // r14

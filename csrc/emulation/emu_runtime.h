@@ -124,6 +124,7 @@ struct WarpState {
   WarpOp* pending[32];
   unsigned present = 0;  // lanes that exist (the last warp of a block may be partial)
   unsigned exited = 0;
+  unsigned arrived = 0;        // lanes waiting in a collective (pending[lane] set)
   unsigned at_activemask = 0;  // lanes waiting in __activemask()
 };
 
@@ -194,26 +195,26 @@ class BlockRunner {
       throw KernelError(format("%s(mask=0x%08x): lanes %s of warp %u named in the mask have already exited",
                                op.name, op.mask, lanes_to_string(need & w.exited).c_str(), f.linear >> 5));
     }
-    w.pending[lane] = &op;
-    bool complete = true;
-    for (unsigned j = 0; j < 32; ++j) {
-      if (!(need >> j & 1)) continue;
-      WarpOp* other = w.pending[j];
-      if (!other) {
-        complete = false;
-      } else if (other->mask != op.mask || (other->name != op.name && std::strcmp(other->name, op.name))) {
-        w.pending[lane] = nullptr;
-        throw KernelError(format("divergent warp collectives in warp %u: lane %u is at %s(mask=0x%08x) while lane %u "
+    // Lanes of one group must agree on the intrinsic and the mask: compare
+    // with the first lane of the group that is already waiting.
+    if (const unsigned waiting = w.arrived & need) {
+      const WarpOp* other = w.pending[__builtin_ctz(waiting)];
+      if (other->mask != op.mask || (other->name != op.name && std::strcmp(other->name, op.name))) {
+        throw KernelError(format("divergent warp collectives in warp %u: lane %u is at %s(mask=0x%08x) while lane %d "
                                  "is at %s(mask=0x%08x)",
-                                 f.linear >> 5, lane, op.name, op.mask, j, other->name, other->mask));
+                                 f.linear >> 5, lane, op.name, op.mask, __builtin_ctz(waiting), other->name,
+                                 other->mask));
       }
     }
-    if (complete) {
+    w.pending[lane] = &op;
+    w.arrived |= 1u << lane;
+    if ((w.arrived & need) == need) {
       op.combine(w.pending, need);
       ++stats.warp_collectives;
+      w.arrived &= ~need;
       const unsigned base = f.linear & ~31u;
-      for (unsigned j = 0; j < 32; ++j) {
-        if (!(need >> j & 1)) continue;
+      for (unsigned bits = need; bits; bits &= bits - 1) {
+        const unsigned j = unsigned(__builtin_ctz(bits));
         w.pending[j] = nullptr;
         fibers_[base + j].wait = Wait::None;
       }
@@ -339,7 +340,10 @@ class BlockRunner {
       f.tid = uint3{i % b.x, (i / b.x) % b.y, i / (b.x * b.y)};
       f.done = false;
       f.wait = Wait::None;
-      fiber_init(f.ctx, stacks_[i], &fiber_main, &f);
+      // Stagger the stack tops: stacks are 256 KiB apart, so their tops would
+      // all map to the same cache sets.
+      const size_t color = (i % 8) * 4096 + (i * 37 % 64) * 64;
+      fiber_init(f.ctx, stacks_[i], &fiber_main, &f, color);
     }
     for (size_t wi = 0; wi < warps_.size(); ++wi) {
       WarpState& w = warps_[wi];
@@ -347,6 +351,7 @@ class BlockRunner {
       const unsigned lanes = std::min<unsigned>(32, nthreads_ - unsigned(wi) * 32);
       w.present = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1);
       w.exited = 0;
+      w.arrived = 0;
       w.at_activemask = 0;
     }
     live_ = int(nthreads_);
