@@ -199,6 +199,18 @@ def test_disjoint_half_warp_groups(st):
     assert (out[:16] == x[:16].sum()).all() and (out[16:] == x[16:].sum()).all()
 
 
+def test_cooperative_groups_tiles(st):
+    threads = 96
+    x = torch.randint(-100, 100, (threads,), generator=_gen(18), dtype=torch.int32)
+    out = torch.empty(threads * 3, dtype=torch.int32)
+    st.cg_tiles(x, out, threads)
+    got = out.view(threads, 3)
+    assert torch.equal(got[:, 0], x.view(-1, 8).sum(1, dtype=torch.int32).repeat_interleave(8))
+    assert torch.equal(got[:, 1], x.view(-1, 16).cumsum(1).view(-1).to(torch.int32))
+    warp_max = x.view(-1, 32).max(1).values.repeat_interleave(32)
+    assert torch.equal(got[:, 2], warp_max * 1000 + torch.arange(threads, dtype=torch.int32) // 32)
+
+
 # ---- atomics --------------------------------------------------------------------------
 
 

@@ -39,6 +39,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("half_warp_groups", [](Ptr<const int> in, Ptr<int> out) {
     emu::launch(st::half_warp_groups, 1, 32, 0, in.get(), out.get());
   });
+  m.def("cg_tiles", [](Ptr<const int> in, Ptr<int> out, int threads) {
+    emu::launch(st::cg_tiles, 1, threads, 0, in.get(), out.get());
+  });
   m.def("barrier_predicates", [](Ptr<const int> pred, Ptr<int> out, int blocks, int threads) {
     emu::launch(st::barrier_predicates, blocks, threads, 0, pred.get(), out.get());
   });

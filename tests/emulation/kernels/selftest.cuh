@@ -158,6 +158,23 @@ __global__ void half_warp_groups(const int* __restrict__ in, int* __restrict__ o
   out[t] = v;
 }
 
+// cooperative_groups: out[3t] = sum over the thread's 8-thread tile,
+// out[3t+1] = inclusive scan within its 16-thread tile, out[3t+2] = max over
+// its warp-sized tile times 1000 plus the tile's meta_group_rank.
+__global__ void cg_tiles(const int* __restrict__ in, int* __restrict__ out) {
+  namespace cg = cooperative_groups;
+  const cg::thread_block block = cg::this_thread_block();
+  const int t = static_cast<int>(block.thread_rank());
+  const int v = in[t];
+  const cg::thread_block_tile<8> tile8 = cg::tiled_partition<8>(block);
+  const cg::thread_block_tile<16> tile16 = cg::tiled_partition<16>(block);
+  const cg::thread_block_tile<32> warp = cg::tiled_partition<32>(block);
+  out[3 * t] = cg::reduce(tile8, v, cg::plus<int>());
+  out[3 * t + 1] = cg::inclusive_scan(tile16, v);
+  block.sync();
+  out[3 * t + 2] = cg::reduce(warp, v, cg::greater<int>()) * 1000 + static_cast<int>(warp.meta_group_rank());
+}
+
 // ---- barriers with a predicate -----------------------------------------------------------
 __global__ void barrier_predicates(const int* __restrict__ pred, int* __restrict__ out) {
   const int t = threadIdx.x + blockIdx.x * blockDim.x;
