@@ -409,6 +409,27 @@ def test_wmma_gemm_matches_matmul(st, dtype, b_col, c_col):
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-4)
 
 
+def _tf32(x: torch.Tensor) -> torch.Tensor:
+    """Round to tf32 as cvt.rna.tf32.f32 does: nearest, ties away from zero."""
+    bits = x.view(torch.int32).to(torch.int64)
+    return ((bits + 0x1000) & 0xFFFFE000).to(torch.int32).view(torch.float32)
+
+
+def test_wmma_half_accumulator_and_tf32_shapes(st):
+    g = _gen(19)
+    a = torch.randn(32, 16, generator=g).half()  # passed column-major
+    b = torch.randn(16, 8, generator=g).half()
+    c = torch.randn(32, 8, generator=g).half()
+    d = torch.empty(32, 8, dtype=torch.float16)
+    ta, tb = torch.randn(16, 8, generator=g), torch.randn(8, 16, generator=g)
+    td = torch.empty(16, 16)
+    st.wmma_shapes(a.t().contiguous(), b, c, d, ta, tb, td)
+    exact = a.double() @ b.double() + c.double()
+    torch.testing.assert_close(d.double(), exact.half().double(), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(td.double(), _tf32(ta).double() @ _tf32(tb).double(), rtol=1e-6, atol=1e-6)
+    assert not torch.equal(_tf32(ta), ta)  # the rounding did something
+
+
 # ---- misuse is reported, and the harness recovers ----------------------------------------------
 
 

@@ -108,6 +108,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       run(__half{});
     }
   });
+  m.def("wmma_shapes", [](Ptr<const __half> a, Ptr<const __half> b, Ptr<const __half> c, Ptr<__half> d,
+                          Ptr<const float> ta, Ptr<const float> tb, Ptr<float> td) {
+    emu::launch(st::wmma_shapes, 1, 32, 0, a.get(), b.get(), c.get(), d.get(), ta.get(), tb.get(), td.get());
+  });
   m.def("misuse", [](Ptr<float> out, int mode, int threads) { emu::launch(st::misuse, 1, threads, 0, out.get(), mode); });
   m.def("launch_config", [](unsigned gx, unsigned bx, unsigned by, unsigned bz, size_t smem, Ptr<float> out) {
     emu::launch(st::reverse_dynamic<true>, dim3(gx), dim3(bx, by, bz), smem, static_cast<const float*>(out.get()),

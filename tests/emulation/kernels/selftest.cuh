@@ -367,6 +367,33 @@ __global__ void wmma_gemm(const T* __restrict__ A, const T* __restrict__ B, floa
   }
 }
 
+// One warp, two more shapes: D (32x8, half accumulator) = A (32x16, stored
+// column-major) @ B (16x8) + C, and TD (16x16 float) = tf32 TA (16x8) @ TB (8x16).
+__global__ void wmma_shapes(const __half* __restrict__ a, const __half* __restrict__ b, const __half* __restrict__ c,
+                            __half* __restrict__ d, const float* __restrict__ ta, const float* __restrict__ tb,
+                            float* __restrict__ td) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::matrix_a, 32, 8, 16, __half, wmma::col_major> fa;
+  wmma::fragment<wmma::matrix_b, 32, 8, 16, __half, wmma::row_major> fb;
+  wmma::fragment<wmma::accumulator, 32, 8, 16, __half> fc;
+  wmma::load_matrix_sync(fa, a, 32);
+  wmma::load_matrix_sync(fb, b, 8);
+  wmma::load_matrix_sync(fc, c, 8, wmma::mem_row_major);
+  wmma::mma_sync(fc, fa, fb, fc);
+  wmma::store_matrix_sync(d, fc, 8, wmma::mem_row_major);
+
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> tfa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> tfb;
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> tfc;
+  wmma::load_matrix_sync(tfa, ta, 8);
+  wmma::load_matrix_sync(tfb, tb, 16);
+  for (int i = 0; i < tfa.num_elements; ++i) tfa.x[i] = wmma::__float_to_tf32(tfa.x[i]);
+  for (int i = 0; i < tfb.num_elements; ++i) tfb.x[i] = wmma::__float_to_tf32(tfb.x[i]);
+  wmma::fill_fragment(tfc, 0.0f);
+  wmma::mma_sync(tfc, tfa, tfb, tfc);
+  wmma::store_matrix_sync(td, tfc, 16, wmma::mem_row_major);
+}
+
 // ---- misuse the emulator must report ----------------------------------------------------------
 // mode 0: half a warp waits at a barrier, the other half in a shuffle (deadlock);
 // mode 1: lanes of a warp at different shuffles;
