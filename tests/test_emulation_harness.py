@@ -426,7 +426,8 @@ def test_wmma_half_accumulator_and_tf32_shapes(st):
     st.wmma_shapes(a.t().contiguous(), b, c, d, ta, tb, td)
     exact = a.double() @ b.double() + c.double()
     torch.testing.assert_close(d.double(), exact.half().double(), rtol=1e-3, atol=1e-3)
-    torch.testing.assert_close(td.double(), _tf32(ta).double() @ _tf32(tb).double(), rtol=1e-6, atol=1e-6)
+    tf32_product = _tf32(ta).double() @ _tf32(tb).double()
+    torch.testing.assert_close(td.double(), tf32_product, rtol=1e-6, atol=1e-6)
     assert not torch.equal(_tf32(ta), ta)  # the rounding did something
 
 
