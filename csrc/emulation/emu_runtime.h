@@ -39,7 +39,12 @@ inline thread_local uint3 threadIdx{0, 0, 0};
 inline thread_local uint3 blockIdx{0, 0, 0};
 inline thread_local dim3 blockDim{1, 1, 1};
 inline thread_local dim3 gridDim{1, 1, 1};
-constexpr int warpSize = 32;
+// A run-time value in CUDA (not a constant expression): the same here, so that
+// code using it as an array bound fails in the emulator as under nvcc.
+namespace emu::detail {
+inline int warp_size() { return 32; }
+}  // namespace emu::detail
+inline const int warpSize = emu::detail::warp_size();
 
 namespace emu {
 
