@@ -2,7 +2,7 @@
 
 Each test runs a kernel of tests/emulation/kernels/selftest.cuh on the CPU and
 compares it with an independent oracle (torch, numpy, CUDA's documented
-semantics). The binding compiles once (~50 s) into build/emulation/ and is
+semantics). The binding compiles once (~25 s of CPU) into build/emulation/ and is
 reused while the sources are unchanged.
 """
 
