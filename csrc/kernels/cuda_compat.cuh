@@ -6,7 +6,8 @@
 //
 // Kernels get from here: the runtime and intrinsics, __half / __nv_bfloat16,
 // nvcuda::wmma, cooperative_groups (thread_block, tiled_partition, reduce,
-// scans) and __pipeline_memcpy_async; they include no CUDA header themselves.
+// scans), __pipeline_memcpy_async and the CUDART_* constants of
+// math_constants.h; they include no CUDA header themselves.
 //
 // Portable extras defined here for both:
 //   AIGC_CUDA_EMULATION        1 in the emulator, 0 under nvcc.
@@ -26,6 +27,7 @@
 #include <cuda_fp16.h>
 #include <cuda_pipeline_primitives.h>
 #include <cuda_runtime.h>
+#include <math_constants.h>
 #include <mma.h>
 
 #define AIGC_CUDA_EMULATION 0
