@@ -207,3 +207,10 @@ def test_plugins_json_lists_everything(with_broken_plugins):
     assert listed["example"]["generators"] == ["chime", "cppn", "markov"]
     assert any("'cppn' is provided by both" in e for e in listed["example"]["errors"])
     assert listed["broken_hook"]["hooks"] == ["aigc_after_generate", "aigc_register_generators"]
+
+
+def test_a_plugin_named_explicitly_and_autoloaded_registers_once():
+    sdk = SDK(plugins=["aigc_example", "example"])
+    assert [p.name for p in sdk.plugins()].count("example") == 1
+    assert all(not p.errors for p in sdk.plugins())
+    assert sdk.generate("cppn", seed=1).images
