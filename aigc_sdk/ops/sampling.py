@@ -181,5 +181,5 @@ def _check_values(rows: dict, penalty, prev_tokens, vocab: int) -> None:
 if load_error() is None:
 
     @torch.library.register_fake("aigc::sample")
-    def _sample_fake(logits, temperature, top_k, top_p, min_p, seed, offset, prev, penalty):
+    def _sample_fake(logits, temperature, top_k, top_p, min_p, seed, offset, prev=None, pen=None):
         return logits.new_empty((logits.shape[0],), dtype=torch.int64)
