@@ -128,14 +128,16 @@ def sample_support(
     """The kept tokens and their integer masses for one row at temperature > 0:
     ``(kept [V] bool, mass [V] int64)``; the probability of a kept token is its
     mass over the kept total. Raises ValueError on NaN or all -inf logits."""
-    z = _penalized(logits_row, prev_tokens, repetition_penalty) / _f32(temperature)
-    m = z.max()
+    x = _penalized(logits_row, prev_tokens, repetition_penalty)
+    m = x.max()
     if m == -math.inf:
         raise ValueError("aigc.sample: all logits of the row are -inf, so no token can be drawn")
-    e = (z == math.inf).float() if m == math.inf else exp_nonpos(z - m)
+    # 1/T rounded once to float32, capped so that (x - m) * inv_t is 0 at the max.
+    inv_t = torch.clamp(_f32(1.0) / _f32(temperature), max=torch.finfo(torch.float32).max)
+    e = (x == math.inf).float() if m == math.inf else exp_nonpos((x - m) * inv_t)
     mass = (e.double() * _MASS_SCALE).floor().long()
     keys = e.view(torch.int32)  # e >= 0: the bits order like the values
-    V = z.numel()
+    V = x.numel()
     tau = 0
     if 0 < top_k < V:  # the k-th largest e; ties with it stay
         tau = int(keys.topk(top_k).values[-1])

@@ -8,10 +8,11 @@ The law, identical on every device and in ``reference.sample``:
   ``x > 0`` else ``x * penalty``.
 * ``temperature == 0``: greedy, the token is ``argmax x`` (the lowest index
   among equal maxima); top-k/top-p/min-p and the seed play no part.
-* Otherwise ``z = x / temperature`` and the weight of a token is
-  ``e = exp(z - max z)``, in (0, 1]: its probability relative to the most
-  likely token. If some ``z`` are ``+inf``, those tokens share the
-  probability equally and the others get none.
+* Otherwise the weight of a token is ``e = exp((x - max x) / temperature)``
+  (computed as ``(x - max x) * (1 / temperature)`` in float32), in [0, 1]:
+  its probability relative to the most likely token. If some ``x`` are
+  ``+inf``, those tokens share the probability equally and the others get
+  none.
 * The kept tokens are those with ``e >= tau``, ``tau`` the largest of
   - top-k: the k-th largest ``e``; tokens tied with it are kept too, so ties
     can keep more than k tokens (``top_k >= V`` keeps all);
