@@ -255,6 +255,24 @@ void tile_softmax(State& st, int64_t G, int64_t D, int n) {
   }
 }
 
+// Asks for the next tile's K and V rows in L2 while this one is computed: the
+// V rows are read column block by column block, which hardware prefetchers
+// follow poorly.
+template <typename T>
+void prefetch_tile(const T* k, int64_t k_st, const T* v, int64_t v_st, int n, int64_t D) {
+#ifdef AIGC_ATTN_AVX2
+  const int64_t row_bytes = D * static_cast<int64_t>(sizeof(T));
+  for (int t = 0; t < n; ++t) {
+    const char* kr = reinterpret_cast<const char*>(k + t * k_st);
+    const char* vr = reinterpret_cast<const char*>(v + t * v_st);
+    for (int64_t b = 0; b < row_bytes; b += 64) {
+      _mm_prefetch(kr + b, _MM_HINT_T1);
+      _mm_prefetch(vr + b, _MM_HINT_T1);
+    }
+  }
+#endif
+}
+
 template <typename T>
 void run_item(const Problem& P, const Item& it, const T* q, const T* k, const T* v, T* out,
               float* lse, float* ws, State& st) {
@@ -269,6 +287,8 @@ void run_item(const Problem& P, const Item& it, const T* q, const T* k, const T*
   const T* vb = v + it.b * P.v_sb + it.kvh * P.v_sh;
   for (int64_t t0 = it.t0; t0 < it.t1; t0 += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
+    prefetch_tile(kb + (t0 + kTile) * P.k_st, P.k_st, vb + (t0 + kTile) * P.v_st, P.v_st,
+                  static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0 - kTile)), D);
     for_head_groups(G, [&]<int NG>(int64_t g) {
       tile_scores<NG>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
                       st.s.data() + g * kTile);
