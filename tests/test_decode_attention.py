@@ -111,10 +111,12 @@ def test_strided_caches():
 def test_lse_merges_two_halves():
     # Attention over [0, T) from two halves merged through their lse.
     q, k, v = make(1, 4, 2, 64, 200, torch.float32, seed=8)
-    o1, l1 = ops.decode_attention(q, k[:, :, :120], v[:, :, :120], torch.tensor([120]),
-                                  return_lse=True)  # fmt: skip
-    o2, l2 = ops.decode_attention(q, k[:, :, 120:], v[:, :, 120:], torch.tensor([80]),
-                                  return_lse=True)  # fmt: skip
+    o1, l1 = ops.decode_attention(
+        q, k[:, :, :120], v[:, :, :120], torch.tensor([120]), return_lse=True
+    )
+    o2, l2 = ops.decode_attention(
+        q, k[:, :, 120:], v[:, :, 120:], torch.tensor([80]), return_lse=True
+    )
     lse = torch.logaddexp(l1, l2)
     merged = o1 * (l1 - lse).exp().unsqueeze(-1) + o2 * (l2 - lse).exp().unsqueeze(-1)
     out, want_lse = ops.decode_attention(q, k, v, torch.tensor([200]), return_lse=True)
@@ -142,8 +144,9 @@ def test_invalid_inputs_give_clear_errors():
     with pytest.raises(ValueError, match="multiple of 8"):
         ops.decode_attention(q[..., :60], k[..., :60], v[..., :60], lens)
     with pytest.raises(ValueError, match=r"D\) of q, k_cache and v_cache must be contiguous"):
-        torch.ops.aigc.decode_attention(q, k, v.transpose(2, 3).contiguous().transpose(2, 3),
-                                        lens, 0.1)  # fmt: skip
+        torch.ops.aigc.decode_attention(
+            q, k, v.transpose(2, 3).contiguous().transpose(2, 3), lens, 0.1
+        )
 
 
 def test_opcheck():

@@ -268,8 +268,12 @@ def test_repetition_penalty_matches_reference():
         assert torch.equal(got, want)
     # A strong penalty on the argmax moves greedy decoding off it.
     top = int(logits[0].argmax())
-    assert ops.sample(logits[0], temperature=0, prev_tokens=torch.tensor([top]),
-                      repetition_penalty=1e6).item() != top  # fmt: skip
+    assert (
+        ops.sample(
+            logits[0], temperature=0, prev_tokens=torch.tensor([top]), repetition_penalty=1e6
+        ).item()
+        != top
+    )
     with pytest.raises(ValueError, match="prev_tokens"):
         ops.sample(logits, prev_tokens=torch.tensor([[300]] * 3), repetition_penalty=1.2)
     with pytest.raises(ValueError, match="repetition_penalty"):
