@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(DecodeParams 
         s = 0.0f;
         const float* qg = q_s + g * kD;
         const T* kr = k_s + r * kRowElems;
-#pragma unroll
+#pragma unroll 8
         for (int c = 0; c < kD; c += 4) {
           const float4 kv = load4(kr + c);
           const float4 qv = *reinterpret_cast<const float4*>(qg + c);
