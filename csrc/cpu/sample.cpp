@@ -65,6 +65,7 @@ struct Scratch {
   std::vector<float> e;             // z, then e, of one row
   std::vector<uint64_t> chunk_mass;  // kept mass of each kChunk slice
   std::vector<uint32_t> cand;        // radix-select candidates (keys)
+  std::vector<uint32_t> stage;       // gather_at_least's packing buffer
   std::vector<float> block_max;      // maxima of 64-entry blocks (top-k bound)
 };
 
@@ -287,9 +288,11 @@ const PackTable kPack;
 
 // Keys of the entries with key >= lo (lo > 0), in index order. Branch-free
 // left-packing: the hits are unpredictable, so branches would mispredict.
-void gather_at_least(const float* e, int64_t V, uint32_t lo, std::vector<uint32_t>& out) {
-  out.resize(V + 8);
-  uint32_t* dst = out.data();
+// `buf` is a grow-only staging buffer (resizing `out` would zero-fill it).
+void gather_at_least(const float* e, int64_t V, uint32_t lo, std::vector<uint32_t>& buf,
+                     std::vector<uint32_t>& out) {
+  if (static_cast<int64_t>(buf.size()) < V + 8) buf.resize(V + 8);
+  uint32_t* dst = buf.data();
   int64_t i = 0;
 #ifdef AIGC_SAMPLE_AVX2
   const __m256i below = _mm256_set1_epi32(static_cast<int32_t>(lo - 1));
@@ -303,7 +306,7 @@ void gather_at_least(const float* e, int64_t V, uint32_t lo, std::vector<uint32_
 #endif
   for (; i < V; ++i)
     if (key_at(e, i) >= lo) *dst++ = key_at(e, i);
-  out.resize(dst - out.data());
+  out.assign(buf.data(), dst);
 }
 
 // The maximum of every 64-entry block of e.
@@ -386,9 +389,9 @@ uint32_t select_threshold(const float* e, int64_t V, const RowParams& p, uint64_
                                : top_p_floor(V, total, aigc::top_p_target(p.top_p, total));
   std::vector<uint32_t>& cand = s.cand;
   if (floor > 0) {
-    gather_at_least(e, V, floor, cand);
+    gather_at_least(e, V, floor, s.stage, cand);
   } else {
-    cand.resize(V);
+    cand.resize(V);  // every entry is a candidate
     std::memcpy(cand.data(), e, V * sizeof(float));
   }
   uint32_t tau_k = 0;
@@ -568,9 +571,10 @@ at::Tensor sample_cpu(const at::Tensor& logits, const at::Tensor& temperature,
   const int64_t row_stride = logits.stride(0);
   auto run = [&](auto* x) {
     at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      Scratch s;
-      s.e.resize(V);
-      s.chunk_mass.resize((V + kChunk - 1) / kChunk);
+      // Kept per thread across calls: a fresh row buffer would cost page faults.
+      static thread_local Scratch s;
+      if (static_cast<int64_t>(s.e.size()) < V) s.e.resize(V);
+      s.chunk_mass.resize((V + kChunk - 1) / kChunk);  // within capacity after the first call
       for (int64_t b = begin; b < end; ++b)
         out[b] = sample_row(x + b * row_stride, V, b, row_params(b), s);
     });

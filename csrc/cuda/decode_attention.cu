@@ -1,8 +1,11 @@
 // aigc::decode_attention on CUDA: checks, then the split-KV kernel and, when a
 // sequence spans several chunks, the merge kernel (csrc/kernels/decode_attention.cuh).
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
+// Only c10's CUDA headers: ATen/cuda/CUDAContext.h wants cuSPARSE/cuBLAS headers
+// that a minimal toolkit lacks.
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "kernels/decode_attention.cuh"
@@ -33,7 +36,7 @@ void launch(const aigc::attn::DecodeParams& p, int B, cudaStream_t stream) {
   if (smem > 48 * 1024) {
     int optin = 0;
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                          at::cuda::current_device()));
+                                          c10::cuda::current_device()));
     TORCH_CHECK_VALUE(smem <= static_cast<size_t>(optin), "aigc.decode_attention: ", p.G,
                       " query heads per KV head need ", smem,
                       " bytes of shared memory, more than this GPU's ", optin);
@@ -76,7 +79,9 @@ std::tuple<at::Tensor, at::Tensor> decode_attention_lse_cuda(const at::Tensor& q
   at::Tensor lse = at::empty({B, H}, q.options().dtype(at::kFloat));
   if (B == 0 || H == 0) return {out, lse};
 
-  const int num_sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  int num_sms = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount,
+                                        q.device().index()));
   const auto plan = aigc::attn::plan_decode(static_cast<int>(B), static_cast<int>(Hkv),
                                             static_cast<int>(Tmax), num_sms);
   at::Tensor ws_acc, ws_ml;
@@ -107,7 +112,7 @@ std::tuple<at::Tensor, at::Tensor> decode_attention_lse_cuda(const at::Tensor& q
       plan.num_splits,
       plan.chunk_len,
       static_cast<float>(scale * 1.4426950408889634)};
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   aigc::attn::dispatch_head_dim(static_cast<int>(D), [&]<int kD>() {
     switch (q.scalar_type()) {
       case at::kFloat: launch<float, kD>(p, static_cast<int>(B), stream); break;

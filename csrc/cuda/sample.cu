@@ -1,8 +1,11 @@
 // aigc::sample on CUDA: checks, one block per row (csrc/kernels/sampling.cuh),
 // then one synchronisation to turn bad rows' statuses into errors.
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
+// Only c10's CUDA headers: ATen/cuda/CUDAContext.h wants cuSPARSE/cuBLAS headers
+// that a minimal toolkit lacks.
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "kernels/sampling.cuh"
@@ -75,7 +78,7 @@ at::Tensor sample_cuda(const at::Tensor& logits, const at::Tensor& temperature,
       tokens.data_ptr<int64_t>()};
   using aigc::sampling::kSampleThreads;
   using aigc::sampling::sample_kernel;
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   switch (logits.scalar_type()) {
     case at::kFloat: sample_kernel<float, kSampleThreads><<<B, kSampleThreads, 0, stream>>>(p); break;
     case at::kHalf: sample_kernel<__half, kSampleThreads><<<B, kSampleThreads, 0, stream>>>(p); break;
