@@ -570,7 +570,10 @@ at::Tensor sample_cpu(const at::Tensor& logits, const at::Tensor& temperature,
   int64_t* out = tokens.data_ptr<int64_t>();
   const int64_t row_stride = logits.stride(0);
   auto run = [&](auto* x) {
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    // Rows per task: ~2^18 logits (a few hundred microseconds), so that small
+    // batches do not pay for waking (and, on a busy machine, waiting for) threads.
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / V);
+    at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
       // Kept per thread across calls: a fresh row buffer would cost page faults.
       static thread_local Scratch s;
       if (static_cast<int64_t>(s.e.size()) < V) s.e.resize(V);
