@@ -27,7 +27,7 @@
 
 namespace {
 
-constexpr int kTile = 32;         // KV positions per tile
+constexpr int kTile = 16;         // KV positions per tile
 constexpr int64_t kMinChunk = 256;  // smallest KV chunk worth a work item
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -156,12 +156,40 @@ struct State {
   }
 };
 
+// The K and V rows of the next tile, requested while this tile's scores are
+// computed, one row per position: memory streams while the FMAs run.
+struct Prefetch {
+  const void* k;
+  int64_t k_st;
+  const void* v;
+  int64_t v_st;
+  int n;
+  int64_t row_bytes;
+};
+
+template <typename T>
+inline void prefetch_rows(const Prefetch* ahead, int t) {
+#ifdef AIGC_ATTN_AVX2
+  if (ahead == nullptr) return;
+  for (int r = t; r < std::min(t + 2, ahead->n); ++r) {
+    const char* kr = reinterpret_cast<const char*>(static_cast<const T*>(ahead->k) + r * ahead->k_st);
+    const char* vr = reinterpret_cast<const char*>(static_cast<const T*>(ahead->v) + r * ahead->v_st);
+    for (int64_t b = 0; b < ahead->row_bytes; b += 64) {
+      _mm_prefetch(kr + b, _MM_HINT_T1);
+      _mm_prefetch(vr + b, _MM_HINT_T1);
+    }
+  }
+#endif
+}
+
 // Scores of NG heads (rows g0.. of q) against positions [0, n) of the tile,
 // two positions at a time so that 2*NG FMA chains run side by side.
 template <int NG, typename T>
-void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s) {
+void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s,
+                 const Prefetch* ahead) {
   int t = 0;
   for (; t + 2 <= n; t += 2) {
+    prefetch_rows<T>(ahead, t);
     const T* k0 = k + t * k_st;
     const T* k1 = k0 + k_st;
     V8 a0[NG], a1[NG];
@@ -180,6 +208,7 @@ void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, flo
     }
   }
   for (; t < n; ++t) {
+    prefetch_rows<T>(ahead, t);
     const T* k0 = k + t * k_st;
     V8 a0[NG];
     for (int j = 0; j < NG; ++j) a0[j] = v_zero();
@@ -255,24 +284,6 @@ void tile_softmax(State& st, int64_t G, int64_t D, int n) {
   }
 }
 
-// Asks for the next tile's K and V rows in L2 while this one is computed: the
-// V rows are read column block by column block, which hardware prefetchers
-// follow poorly.
-template <typename T>
-void prefetch_tile(const T* k, int64_t k_st, const T* v, int64_t v_st, int n, int64_t D) {
-#ifdef AIGC_ATTN_AVX2
-  const int64_t row_bytes = D * static_cast<int64_t>(sizeof(T));
-  for (int t = 0; t < n; ++t) {
-    const char* kr = reinterpret_cast<const char*>(k + t * k_st);
-    const char* vr = reinterpret_cast<const char*>(v + t * v_st);
-    for (int64_t b = 0; b < row_bytes; b += 64) {
-      _mm_prefetch(kr + b, _MM_HINT_T1);
-      _mm_prefetch(vr + b, _MM_HINT_T1);
-    }
-  }
-#endif
-}
-
 template <typename T>
 void run_item(const Problem& P, const Item& it, const T* q, const T* k, const T* v, T* out,
               float* lse, float* ws, State& st) {
@@ -287,11 +298,12 @@ void run_item(const Problem& P, const Item& it, const T* q, const T* k, const T*
   const T* vb = v + it.b * P.v_sb + it.kvh * P.v_sh;
   for (int64_t t0 = it.t0; t0 < it.t1; t0 += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
-    prefetch_tile(kb + (t0 + kTile) * P.k_st, P.k_st, vb + (t0 + kTile) * P.v_st, P.v_st,
-                  static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0 - kTile)), D);
+    const int n_next = static_cast<int>(std::clamp<int64_t>(it.t1 - t0 - kTile, 0, kTile));
+    const Prefetch ahead{kb + (t0 + kTile) * P.k_st, P.k_st, vb + (t0 + kTile) * P.v_st, P.v_st,
+                         n_next, D * static_cast<int64_t>(sizeof(T))};
     for_head_groups(G, [&]<int NG>(int64_t g) {
       tile_scores<NG>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
-                      st.s.data() + g * kTile);
+                      st.s.data() + g * kTile, g == 0 ? &ahead : nullptr);
     });
     tile_softmax(st, G, D, n);
     for_head_groups(G, [&]<int NG>(int64_t g) {
