@@ -28,6 +28,7 @@
 namespace {
 
 constexpr int kTile = 16;         // KV positions per tile
+constexpr int kPrefetchTiles = 1;  // how far ahead K/V rows are requested
 constexpr int64_t kMinChunk = 256;  // smallest KV chunk worth a work item
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -184,27 +185,47 @@ inline void prefetch_rows(const Prefetch* ahead, int t) {
 
 // Scores of NG heads (rows g0.. of q) against positions [0, n) of the tile,
 // two positions at a time so that 2*NG FMA chains run side by side.
+// The 8 horizontal sums of a[0..7], in lane order.
+inline void hsum8(const V8* a, float* out) {
+#ifdef AIGC_ATTN_AVX2
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                                      _mm256_permute2f128_ps(u0, u1, 0x31)));
+#else
+  for (int i = 0; i < 8; ++i) out[i] = v_hsum(a[i]);
+#endif
+}
+
+// Scores of NG heads (rows of q) against positions [0, n) of the tile. TT
+// positions at a time, NG * TT = 8 accumulators: eight FMA chains side by
+// side, one K load feeding NG FMAs, and one transposed sum for all eight.
 template <int NG, typename T>
 void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s,
                  const Prefetch* ahead) {
+  constexpr int TT = 8 / NG;
   int t = 0;
-  for (; t + 2 <= n; t += 2) {
-    prefetch_rows<T>(ahead, t);
-    const T* k0 = k + t * k_st;
-    const T* k1 = k0 + k_st;
-    V8 a0[NG], a1[NG];
-    for (int j = 0; j < NG; ++j) a0[j] = a1[j] = v_zero();
-    for (int64_t d = 0; d < D; d += 8) {
-      const V8 x0 = v_load(k0 + d), x1 = v_load(k1 + d);
-      for (int j = 0; j < NG; ++j) {
-        const V8 qv = v_load(q + j * D + d);
-        a0[j] = v_fma(qv, x0, a0[j]);
-        a1[j] = v_fma(qv, x1, a1[j]);
+  if constexpr (8 % NG == 0) {
+    for (; t + TT <= n; t += TT) {
+      prefetch_rows<T>(ahead, t);
+      if constexpr (TT > 2) prefetch_rows<T>(ahead, t + 2);
+      if constexpr (TT > 4) {
+        prefetch_rows<T>(ahead, t + 4);
+        prefetch_rows<T>(ahead, t + 6);
       }
-    }
-    for (int j = 0; j < NG; ++j) {
-      s[j * kTile + t] = v_hsum(a0[j]);
-      s[j * kTile + t + 1] = v_hsum(a1[j]);
+      V8 a[8];
+      for (int i = 0; i < 8; ++i) a[i] = v_zero();
+      for (int64_t d = 0; d < D; d += 8) {
+        for (int u = 0; u < TT; ++u) {
+          const V8 x = v_load(k + (t + u) * k_st + d);
+          for (int j = 0; j < NG; ++j) a[u * NG + j] = v_fma(v_load(q + j * D + d), x, a[u * NG + j]);
+        }
+      }
+      float sums[8];
+      hsum8(a, sums);
+      for (int u = 0; u < TT; ++u)
+        for (int j = 0; j < NG; ++j) s[j * kTile + t + u] = sums[u * NG + j];
     }
   }
   for (; t < n; ++t) {
@@ -298,8 +319,9 @@ void run_item(const Problem& P, const Item& it, const T* q, const T* k, const T*
   const T* vb = v + it.b * P.v_sb + it.kvh * P.v_sh;
   for (int64_t t0 = it.t0; t0 < it.t1; t0 += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
-    const int n_next = static_cast<int>(std::clamp<int64_t>(it.t1 - t0 - kTile, 0, kTile));
-    const Prefetch ahead{kb + (t0 + kTile) * P.k_st, P.k_st, vb + (t0 + kTile) * P.v_st, P.v_st,
+    const int64_t t_ahead = t0 + kPrefetchTiles * kTile;
+    const int n_next = static_cast<int>(std::clamp<int64_t>(it.t1 - t_ahead, 0, kTile));
+    const Prefetch ahead{kb + t_ahead * P.k_st, P.k_st, vb + t_ahead * P.v_st, P.v_st,
                          n_next, D * static_cast<int64_t>(sizeof(T))};
     for_head_groups(G, [&]<int NG>(int64_t g) {
       tile_scores<NG>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
