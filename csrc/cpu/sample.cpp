@@ -19,9 +19,11 @@
 //        monotone, so the token is always kept and never depends on the order
 //        of additions.
 //
-// Per row: one pass finds the max (and NaN), one computes e and its masses, and when top-k/top-p are on, a radix select on the bits of e
-// over the entries above a cheap lower bound (one SIMD pass picks them), then
-// one pass for the kept mass and a partial one for the draw.
+// Per row: one pass finds the max (and NaN), one computes e and its masses,
+// and when top-k/top-p are on, a radix select on the bits of e over the
+// entries above a cheap lower bound (one SIMD pass picks them), then one pass
+// for the kept mass and a partial one for the draw. The logits are read in
+// place; only a repetition penalty makes a float32 copy of the row.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -62,7 +64,7 @@ struct RowParams {
 
 // Per-thread buffers, reused across the rows a thread samples.
 struct Scratch {
-  std::vector<float> e;             // z, then e, of one row
+  std::vector<float> e;             // e of one row (first the penalised x)
   std::vector<uint64_t> chunk_mass;  // kept mass of each kChunk slice
   std::vector<uint32_t> cand;        // radix-select candidates (keys)
   std::vector<uint32_t> stage;       // gather_at_least's packing buffer
@@ -372,7 +374,9 @@ uint32_t top_k_floor(const float* e, int64_t V, int64_t k, Scratch& s) {
 // A lower bound on the top-p threshold x: entries below x weigh at most
 // V * x * 2^40 in all, so if that is <= total - target, e >= x keeps enough.
 uint32_t top_p_floor(int64_t V, uint64_t total, uint64_t target) {
-  const double x = static_cast<double>(total - target) / (static_cast<double>(V) * 0x1p40);
+  // (1 - 2^-50) absorbs the rounding of the conversions and the division.
+  const double x = static_cast<double>(total - target) / (static_cast<double>(V) * 0x1p40) *
+                   (1.0 - 0x1p-50);
   float f = static_cast<float>(x);
   if (static_cast<double>(f) > x) f = std::nextafter(f, 0.0f);
   return float_to_bits(std::min(f, 1.0f));
