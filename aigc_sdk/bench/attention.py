@@ -160,7 +160,7 @@ def run(case_list, repeats: int = 5, compile: bool = True, log=print) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aigc_sdk.bench.attention")
-    parser.add_argument("--full", action="store_true", help="every shape (needs ~16 GiB)")
+    parser.add_argument("--full", action="store_true", help="every shape (up to 8 GiB of KV)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
