@@ -116,8 +116,9 @@ inline T activation_scalar(T v, Activation act, T slope) {
 // exp(x) for 8 floats: Cephes expf (range reduction by ln 2, degree-6
 // polynomial, 2^n built in the exponent bits); ~1 ulp over the clamped range.
 inline __m256 exp_ps(__m256 x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f)),
-                    _mm256_set1_ps(88.3762626647949f));
+  // max/min return their second operand when one is NaN: keep x second so NaN stays NaN.
+  x = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f),
+                    _mm256_max_ps(_mm256_set1_ps(-88.3762626647949f), x));
   __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
   fx = _mm256_floor_ps(fx);
   x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
@@ -187,6 +188,13 @@ inline Vec<T> activation_vec(Vec<T> v, Activation act, T slope) {
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
 
+// at::parallel_for grain: one chunk (no thread hand-off) for tiny problems,
+// where waking the pool costs more than the work.
+inline int64_t grain_for(int64_t items, int64_t work) {
+  constexpr int64_t kSerialWork = int64_t(1) << 18;
+  return work < kSerialWork ? std::max<int64_t>(items, 1) : 1;
+}
+
 // One phase (ry, rx): the outputs oy = t*sh + ry - ph, ox = u*sw + rx - pw for
 // t in [t0, t1], u in [u0, u1]; tap (jy, jx) reads input (t - jy, u - jx) with
 // kernel element (ry + jy*sh, rx + jx*sw).
@@ -254,20 +262,23 @@ inline acc_t weight_at(const scalar_t* w, const Strides& ws, int64_t ci, int64_t
 // Engine 1: cout-lanes implicit GEMM.
 // ---------------------------------------------------------------------------
 
-// acc[i][v] += sum_{tap, ci} w[tap][ci][v*L:(v+1)*L] * x_i,tap[ci], where x_i,tap
-// is pixel i's input row (Cin contiguous values) for that tap.
+// acc[i][v] = sum_{tap, ci} w[tap][ci][v*L:(v+1)*L] * x_i,tap[ci], where x_i,tap
+// is pixel i's input row (Cin contiguous values) for that tap. Only the group's
+// active taps (those inside the image for at least one pixel) are visited.
 template <typename acc_t, int NR, int MV>
-inline void cout_lanes_microkernel(const acc_t* const* rows, int64_t ntaps, int64_t cin,
-                                   const acc_t* w, Vec<acc_t> (&acc)[NR][MV]) {
+inline void cout_lanes_microkernel(const acc_t* const* rows, const int32_t* taps,
+                                   int64_t ntaps, int64_t cin, const acc_t* wpanel,
+                                   Vec<acc_t> (&acc)[NR][MV]) {
   constexpr int L = kLanes<acc_t>;
 #pragma GCC unroll 16
   for (int i = 0; i < NR; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < MV; ++v) acc[i][v] = Vec<acc_t>{};
-  for (int64_t tap = 0; tap < ntaps; ++tap) {
+  for (int64_t a = 0; a < ntaps; ++a) {
     const acc_t* p[NR];
 #pragma GCC unroll 16
-    for (int i = 0; i < NR; ++i) p[i] = rows[tap * NR + i];
+    for (int i = 0; i < NR; ++i) p[i] = rows[a * NR + i];
+    const acc_t* w = wpanel + taps[a] * cin * MV * L;
     for (int64_t ci = 0; ci < cin; ++ci) {
       Vec<acc_t> wv[MV];
 #pragma GCC unroll 4
@@ -321,7 +332,8 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   } else {
     x_copy.resize(g.N * g.H * g.W * cin);
     const scalar_t* src = x.data_ptr<scalar_t>();
-    at::parallel_for(0, g.N * g.H, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, g.N * g.H, grain_for(g.N * g.H, x.numel()), [&](int64_t begin,
+                                                                         int64_t end) {
       for (int64_t nh = begin; nh < end; ++nh) {
         const int64_t n = nh / g.H, h = nh % g.H;
         const scalar_t* s = src + n * xs.n + h * xs.h;
@@ -343,7 +355,7 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
     const scalar_t* w = weight.data_ptr<scalar_t>();
     const Strides ws = strides_of(weight);
     const int64_t pb = static_cast<int64_t>(phases.size()) * blocks;
-    at::parallel_for(0, pb, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, pb, grain_for(pb, weight.numel()), [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const Phase& ph = phases[item / blocks];
         const int64_t b = item % blocks;
@@ -361,8 +373,12 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
     });
   }
 
-  // Work items: (phase, chunk of NR-pixel groups); a chunk runs every channel
-  // block so its input rows stay in L2 while the weight panels stream by.
+  // Pixels of a phase are ordered (t, u, n), image fastest: the NR pixels of a
+  // group then mostly share one (t, u) and so the same taps inside the image,
+  // and the taps that fall outside for all of them are skipped (1/4 of the
+  // work of a 4x4 -> 8x8 layer, 15/16 of a 1x1 -> 4x4 one).
+  // Work items: (phase, chunk of groups); a chunk runs every channel block so
+  // its input rows stay in L2 while the weight panels stream by.
   const int threads = at::get_num_threads();
   std::vector<int64_t> groups(phases.size());
   int64_t total_groups = 0;
@@ -383,9 +399,15 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   const Strides os = strides_of(out);
   const acc_t slope = static_cast<acc_t>(g.negative_slope);
 
-  at::parallel_for(0, item_start.back(), 1, [&](int64_t begin, int64_t end) {
-    std::vector<const acc_t*> table;
-    std::vector<scalar_t*> dst;  // output address of channel 0 of each pixel
+  int64_t total_macs = 0;
+  for (const Phase& ph : phases)
+    total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
+  at::parallel_for(0, item_start.back(), grain_for(item_start.back(), total_macs),
+                   [&](int64_t begin, int64_t end) {
+    std::vector<const acc_t*> table;  // [group][active tap][pixel] input rows
+    std::vector<int32_t> active;      // [group][active tap] tap index
+    std::vector<int64_t> nactive;     // [group] number of active taps
+    std::vector<scalar_t*> dst;       // [group][pixel] output address of channel 0
     for (int64_t item = begin; item < end; ++item) {
       const size_t p = std::upper_bound(item_start.begin(), item_start.end(), item) -
                        item_start.begin() - 1;
@@ -393,32 +415,34 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
       const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
       const int64_t g0 = (item - item_start[p]) * chunk;
       const int64_t ng = std::min(chunk, groups[p] - g0);
-      const int64_t per_image = ph.rows() * ph.cols();
-      const int64_t pixels = g.N * per_image;
+      const int64_t pixels = g.N * ph.rows() * ph.cols();
 
-      // Row pointers for every (group, tap, pixel) of the chunk.
       table.resize(ng * ntaps * NR);
+      active.resize(ng * ntaps);
+      nactive.assign(ng, 0);
       dst.resize(ng * NR);
       for (int64_t gi = 0; gi < ng; ++gi) {
+        int64_t n[NR], t[NR], u[NR];
         for (int i = 0; i < NR; ++i) {
-          const int64_t m = (g0 + gi) * NR + i;
-          int64_t n = 0, t = 0, u = 0;
-          const bool valid = m < pixels;
-          if (valid) {
-            n = m / per_image;
-            t = ph.t0 + (m % per_image) / ph.cols();
-            u = ph.u0 + (m % per_image) % ph.cols();
-            dst[gi * NR + i] = out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h +
-                               (u * g.sw + ph.rx - g.pw) * os.w;
-          } else {
-            dst[gi * NR + i] = nullptr;
+          const int64_t m = std::min((g0 + gi) * NR + i, pixels - 1);
+          n[i] = m % g.N;
+          t[i] = ph.t0 + (m / g.N) / ph.cols();
+          u[i] = ph.u0 + (m / g.N) % ph.cols();
+          dst[gi * NR + i] = (g0 + gi) * NR + i < pixels
+                                 ? out_ptr + n[i] * os.n + (t[i] * g.sh + ph.ry - g.ph) * os.h +
+                                       (u[i] * g.sw + ph.rx - g.pw) * os.w
+                                 : nullptr;
+        }
+        for (int64_t tap = 0; tap < ntaps; ++tap) {
+          const acc_t** rows = table.data() + (gi * ntaps + nactive[gi]) * NR;
+          bool any = false;
+          for (int i = 0; i < NR; ++i) {
+            const int64_t iy = t[i] - ph.taps[tap][0], ix = u[i] - ph.taps[tap][1];
+            const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
+            rows[i] = inside ? xrows + ((n[i] * g.H + iy) * g.W + ix) * cin : zero_row.data();
+            any |= inside;
           }
-          for (int64_t tap = 0; tap < ntaps; ++tap) {
-            const int64_t iy = t - ph.taps[tap][0], ix = u - ph.taps[tap][1];
-            const bool inside = valid && iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
-            table[(gi * ntaps + tap) * NR + i] =
-                inside ? xrows + ((n * g.H + iy) * g.W + ix) * cin : zero_row.data();
-          }
+          if (any) active[gi * ntaps + nactive[gi]++] = static_cast<int32_t>(tap);
         }
       }
 
@@ -432,7 +456,8 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
         }
         for (int64_t gi = 0; gi < ng; ++gi) {
           Vec<acc_t> acc[NR][MV];
-          cout_lanes_microkernel<acc_t, NR, MV>(table.data() + gi * ntaps * NR, ntaps, cin,
+          cout_lanes_microkernel<acc_t, NR, MV>(table.data() + gi * ntaps * NR,
+                                                active.data() + gi * ntaps, nactive[gi], cin,
                                                 wpanel, acc);
           for (int i = 0; i < NR; ++i) {
             scalar_t* d = dst[gi * NR + i];
@@ -612,7 +637,17 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
   };
 
   const int threads = at::get_num_threads();
-  if (g.N >= 2 * threads) {
+  int64_t total_macs = 0;
+  for (const Phase& ph : phases)
+    total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
+  if (total_macs < (int64_t(1) << 18)) {
+    std::vector<acc_t> planes(buffer_size, acc_t(0));
+    for (int64_t n = 0; n < g.N; ++n) {
+      pack_rows(planes.data(), n, 0, g.H);
+      for (size_t p = 0; p < phases.size(); ++p)
+        compute_tiles(planes.data(), n, p, 0, tiles_of(phases[p]));
+    }
+  } else if (g.N >= 2 * threads) {
     // Enough images: each thread packs and computes whole images.
     at::parallel_for(0, g.N, 1, [&](int64_t begin, int64_t end) {
       std::vector<acc_t> planes(buffer_size, acc_t(0));
@@ -689,7 +724,7 @@ at::Tensor upsample_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight,
     case at::kHalf: upsample_cpu_typed<c10::Half>(g, x, weight, bias, scale, shift, out); break;
     default:
       TORCH_CHECK(false, "upsample_conv2d: x must be float32, float64, bfloat16 or float16 on the "
-                  "CPU; got ", x.scalar_type());
+                  "CPU; got ", dtype_name(x.scalar_type()));
   }
   return out;
 }

@@ -43,6 +43,17 @@ struct Geometry {
 };
 
 constexpr int64_t kMaxKernel = 8;
+
+// Dtypes named as Python spells them ("torch.float32"), for messages.
+inline std::string dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "torch.float32";
+    case at::kDouble: return "torch.float64";
+    case at::kHalf: return "torch.float16";
+    case at::kBFloat16: return "torch.bfloat16";
+    default: return std::string("torch.") + c10::toString(t);
+  }
+}
 constexpr int64_t kMaxStride = 4;
 
 inline void check_param_vector(const c10::optional<at::Tensor>& t, const char* name,
@@ -51,7 +62,8 @@ inline void check_param_vector(const c10::optional<at::Tensor>& t, const char* n
   TORCH_CHECK(t->dim() == 1 && t->size(0) == cout, "upsample_conv2d: ", name,
               " must have shape (", cout, ",) (one value per output channel); got ", t->sizes());
   TORCH_CHECK(t->scalar_type() == x.scalar_type(), "upsample_conv2d: ", name, " has dtype ",
-              t->scalar_type(), " but x has dtype ", x.scalar_type(), "; they must match");
+              dtype_name(t->scalar_type()), " but x has dtype ", dtype_name(x.scalar_type()),
+              "; they must match");
   TORCH_CHECK(t->device() == x.device(), "upsample_conv2d: ", name, " is on ", t->device(),
               " but x is on ", x.device());
 }
@@ -70,7 +82,8 @@ inline Geometry check_args(const at::Tensor& x, const at::Tensor& weight,
               spatial == 2 ? "(Cin, Cout, kH, kW)" : "(Cin, Cout, kL)", " for a ", x.dim(),
               "-D x (ConvTranspose layout, groups=1); got shape ", weight.sizes());
   TORCH_CHECK(weight.scalar_type() == x.scalar_type(), "upsample_conv2d: weight has dtype ",
-              weight.scalar_type(), " but x has dtype ", x.scalar_type(), "; they must match");
+              dtype_name(weight.scalar_type()), " but x has dtype ", dtype_name(x.scalar_type()),
+              "; they must match");
   TORCH_CHECK(weight.device() == x.device(), "upsample_conv2d: weight is on ", weight.device(),
               " but x is on ", x.device());
   TORCH_CHECK(weight.size(0) == x.size(1), "upsample_conv2d: x has ", x.size(1),
