@@ -224,6 +224,18 @@ std::vector<Phase> make_phases(const Geometry& g) {
   return phases;
 }
 
+// Per-thread scratch that outlives the call: packed weights and converted
+// inputs reach megabytes, and a fresh allocation each call would pay page
+// faults and zeroing for it every time. Slot 0: input, slot 1: weights.
+template <typename T>
+T* scratch(int slot, size_t count) {
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& b = buffers[slot];
+  const size_t floats = (count * sizeof(T) + sizeof(float) - 1) / sizeof(float);
+  if (b.size() < floats) b.resize(floats);
+  return reinterpret_cast<T*>(b.data());
+}
+
 // Element strides of a 4-D (n, c, h, w) view; 1-D tensors get h-stride 0.
 struct Strides {
   int64_t n, c, h, w;
@@ -262,53 +274,93 @@ inline acc_t weight_at(const scalar_t* w, const Strides& ws, int64_t ci, int64_t
 // Engine 1: cout-lanes implicit GEMM.
 // ---------------------------------------------------------------------------
 
-// acc[i][v] = sum_{tap, ci} w[tap][ci][v*L:(v+1)*L] * x_i,tap[ci], where x_i,tap
-// is pixel i's input row (Cin contiguous values) for that tap. Only the group's
-// active taps (those inside the image for at least one pixel) are visited.
+// c[i][v*L + lane] += sum_{k < kc} w[k][v*L + lane] * rows[i][k]: an NR-pixel x
+// MV*L-channel register tile over one K slice (one tap, kc input channels).
+// rows[i] is pixel i's input row for the tap (channels contiguous).
 template <typename acc_t, int NR, int MV>
-inline void cout_lanes_microkernel(const acc_t* const* rows, const int32_t* taps,
-                                   int64_t ntaps, int64_t cin, const acc_t* wpanel,
-                                   Vec<acc_t> (&acc)[NR][MV]) {
+inline void cout_lanes_microkernel(const acc_t* const* rows, int64_t kc, const acc_t* w,
+                                   acc_t* c, int64_t ldc) {
   constexpr int L = kLanes<acc_t>;
+  // Local accumulators and pointers: through `c` the compiler would have to
+  // assume aliasing and store the tile back on every iteration.
+  Vec<acc_t> acc[NR][MV];
+  const acc_t* p[NR];
+#pragma GCC unroll 16
+  for (int i = 0; i < NR; ++i) {
+    p[i] = rows[i];
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; ++v) acc[i][v] = loadu(c + i * ldc + v * L);
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    Vec<acc_t> wv[MV];
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; ++v) wv[v] = loadu(w + v * L);
+    w += MV * L;
+#pragma GCC unroll 16
+    for (int i = 0; i < NR; ++i) {
+      const Vec<acc_t> xb = splat(p[i][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < MV; ++v) acc[i][v] = fmadd(wv[v], xb, acc[i][v]);
+    }
+  }
 #pragma GCC unroll 16
   for (int i = 0; i < NR; ++i)
 #pragma GCC unroll 4
-    for (int v = 0; v < MV; ++v) acc[i][v] = Vec<acc_t>{};
-  for (int64_t a = 0; a < ntaps; ++a) {
-    const acc_t* p[NR];
-#pragma GCC unroll 16
-    for (int i = 0; i < NR; ++i) p[i] = rows[a * NR + i];
-    const acc_t* w = wpanel + taps[a] * cin * MV * L;
-    for (int64_t ci = 0; ci < cin; ++ci) {
-      Vec<acc_t> wv[MV];
-#pragma GCC unroll 4
-      for (int v = 0; v < MV; ++v) wv[v] = loadu(w + v * L);
-      w += MV * L;
-#pragma GCC unroll 16
-      for (int i = 0; i < NR; ++i) {
-        const Vec<acc_t> xb = splat(p[i][ci]);
-#pragma GCC unroll 4
-        for (int v = 0; v < MV; ++v) acc[i][v] = fmadd(wv[v], xb, acc[i][v]);
-      }
-    }
-  }
+    for (int v = 0; v < MV; ++v) storeu(c + i * ldc + v * L, acc[i][v]);
 }
 
-// Stores `count` channels of one output pixel, `cstride` elements apart.
-template <typename scalar_t, typename acc_t, int MV>
-inline void store_channels(scalar_t* dst, int64_t cstride, const Vec<acc_t> (&y)[MV],
-                           int64_t count) {
-  constexpr int L = kLanes<acc_t>;
-  if constexpr (std::is_same_v<scalar_t, acc_t>) {
-    if (cstride == 1 && count == MV * L) {
-#pragma GCC unroll 4
-      for (int v = 0; v < MV; ++v) storeu(dst + v * L, y[v]);
-      return;
-    }
+#ifdef AIGC_UPSAMPLE_AVX2
+inline void transpose8x8(__m256 (&r)[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
   }
-  alignas(32) acc_t tmp[MV * L];
-  std::memcpy(tmp, y, sizeof tmp);
-  for (int64_t c = 0; c < count; ++c) dst[c * cstride] = static_cast<scalar_t>(tmp[c]);
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+#endif
+
+// Writes rows x channels of `c` (one row per output pixel, `ldc` apart) to
+// channel planes: pixel r's channel co goes to dst[r][co * cstride]. Channels
+// are written one plane at a time (consecutive pixels are neighbours in an
+// output row), reading `c` in 8x8 blocks transposed in registers rather than
+// one cache line per value. Rows r with dst[r] == nullptr are skipped; `c`
+// must have 8 readable rows past `rows`.
+template <typename scalar_t, typename acc_t>
+void store_channel_planes(const acc_t* c, int64_t ldc, int64_t rows, scalar_t* const* dst,
+                          int64_t cout, int64_t cstride) {
+#ifdef AIGC_UPSAMPLE_AVX2
+  if constexpr (std::is_same_v<acc_t, float>) {
+    for (int64_t c0 = 0; c0 < cout; c0 += 8) {
+      const int64_t nc = std::min<int64_t>(8, cout - c0);
+      for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+        __m256 v[8];
+        for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(c + (r0 + i) * ldc + c0);
+        transpose8x8(v);
+        alignas(32) float lanes[8][8];
+        for (int j = 0; j < 8; ++j) _mm256_store_ps(lanes[j], v[j]);
+        const int64_t nr = std::min<int64_t>(8, rows - r0);
+        for (int64_t j = 0; j < nc; ++j)
+          for (int64_t i = 0; i < nr; ++i)
+            if (dst[r0 + i] != nullptr)
+              dst[r0 + i][(c0 + j) * cstride] = static_cast<scalar_t>(lanes[j][i]);
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t co = 0; co < cout; ++co)
+    for (int64_t r = 0; r < rows; ++r)
+      if (dst[r] != nullptr) dst[r][co * cstride] = static_cast<scalar_t>(c[r * ldc + co]);
 }
 
 template <typename scalar_t, typename acc_t, int NR, int MV>
@@ -319,95 +371,133 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   constexpr int BW = MV * L;  // output channels per register tile
   const int64_t cin = g.Cin;
   const int64_t blocks = (g.Cout + BW - 1) / BW;
+  const int64_t ldc = blocks * BW;  // C buffer row: all (padded) output channels of a pixel
 
   // x as NHWC in acc_t (used in place when it already is), plus a zero row
-  // that padding taps point to.
+  // that taps outside the image point to.
   const Strides xs = strides_of(x);
   const bool x_ready = std::is_same_v<scalar_t, acc_t> && xs.c == 1 && xs.w == cin &&
                        (g.H == 1 || xs.h == g.W * cin) && (g.N == 1 || xs.n == g.H * g.W * cin);
-  std::vector<acc_t> x_copy;
   const acc_t* xrows;
   if (x_ready) {
     xrows = reinterpret_cast<const acc_t*>(x.data_ptr<scalar_t>());
   } else {
-    x_copy.resize(g.N * g.H * g.W * cin);
+    acc_t* x_copy = scratch<acc_t>(0, g.N * g.H * g.W * cin);
     const scalar_t* src = x.data_ptr<scalar_t>();
     at::parallel_for(0, g.N * g.H, grain_for(g.N * g.H, x.numel()), [&](int64_t begin,
                                                                          int64_t end) {
+      // Transposed in blocks of 16 channels so each written line is filled
+      // by consecutive stores.
       for (int64_t nh = begin; nh < end; ++nh) {
         const int64_t n = nh / g.H, h = nh % g.H;
         const scalar_t* s = src + n * xs.n + h * xs.h;
-        acc_t* d = x_copy.data() + nh * g.W * cin;
-        for (int64_t c = 0; c < cin; ++c)
-          for (int64_t w = 0; w < g.W; ++w) d[w * cin + c] = static_cast<acc_t>(s[c * xs.c + w * xs.w]);
+        acc_t* d = x_copy + nh * g.W * cin;
+        for (int64_t c0 = 0; c0 < cin; c0 += 16)
+          for (int64_t w = 0; w < g.W; ++w)
+            for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
+              d[w * cin + c] = static_cast<acc_t>(s[c * xs.c + w * xs.w]);
       }
     });
-    xrows = x_copy.data();
+    xrows = x_copy;
   }
   const std::vector<acc_t> zero_row(std::max<int64_t>(cin, 1), acc_t(0));
 
-  // Weights per phase as [block][tap][ci][BW] (channels past Cout are zero).
+  // Weights per phase as [block][tap][ci][BW] (channels past Cout are zero),
+  // filled reading w[ci] in memory order (a gather along co would touch a new
+  // cache line per element).
   std::vector<int64_t> wofs(phases.size() + 1, 0);
-  for (size_t p = 0; p < phases.size(); ++p)
-    wofs[p + 1] = wofs[p] + blocks * static_cast<int64_t>(phases[p].taps.size()) * cin * BW;
-  std::vector<acc_t> wpack(wofs.back());
+  // Where kernel element (ky, kx) goes: offset of its (phase, tap) panel for
+  // block 0 and the distance between blocks; -1 if its phase has no outputs.
+  std::vector<int64_t> kofs(g.kh * g.kw, -1), kblock(g.kh * g.kw, 0);
+  for (size_t p = 0; p < phases.size(); ++p) {
+    const int64_t ntaps = static_cast<int64_t>(phases[p].taps.size());
+    wofs[p + 1] = wofs[p] + blocks * ntaps * cin * BW;
+    for (int64_t tap = 0; tap < ntaps; ++tap) {
+      const auto [jy, jx] = phases[p].taps[tap];
+      const int64_t k = (phases[p].ry + jy * g.sh) * g.kw + phases[p].rx + jx * g.sw;
+      kofs[k] = wofs[p] + tap * cin * BW;
+      kblock[k] = ntaps * cin * BW;
+    }
+  }
+  acc_t* wpack = scratch<acc_t>(1, wofs.back());
+  if (g.Cout % BW != 0) std::fill(wpack, wpack + wofs.back(), acc_t(0));  // padding lanes
   {
     const scalar_t* w = weight.data_ptr<scalar_t>();
     const Strides ws = strides_of(weight);
-    const int64_t pb = static_cast<int64_t>(phases.size()) * blocks;
-    at::parallel_for(0, pb, grain_for(pb, weight.numel()), [&](int64_t begin, int64_t end) {
-      for (int64_t item = begin; item < end; ++item) {
-        const Phase& ph = phases[item / blocks];
-        const int64_t b = item % blocks;
-        const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
-        acc_t* d = wpack.data() + wofs[item / blocks] + b * ntaps * cin * BW;
-        for (int64_t tap = 0; tap < ntaps; ++tap) {
-          const int64_t ky = ph.ry + ph.taps[tap][0] * g.sh, kx = ph.rx + ph.taps[tap][1] * g.sw;
-          for (int64_t ci = 0; ci < cin; ++ci, d += BW)
-            for (int64_t l = 0; l < BW; ++l) {
-              const int64_t co = b * BW + l;
-              d[l] = co < g.Cout ? weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx) : acc_t(0);
-            }
-        }
-      }
+    // One input channel's weights (Cout x kh x kw) are an L1-sized slab; write
+    // them out one kernel element at a time so each destination line is
+    // filled by consecutive stores (the panels are 4 KiB-aligned apart, so
+    // filling many at once would thrash one L1 set).
+    at::parallel_for(0, cin, grain_for(cin, weight.numel()), [&](int64_t begin, int64_t end) {
+      for (int64_t ci = begin; ci < end; ++ci)
+        for (int64_t ky = 0; ky < g.kh; ++ky)
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t k = ky * g.kw + kx;
+            if (kofs[k] < 0) continue;
+            acc_t* d = wpack + kofs[k] + ci * BW;
+            for (int64_t co = 0; co < g.Cout; ++co)
+              d[(co / BW) * kblock[k] + co % BW] = weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx);
+          }
     });
   }
-
-  // Pixels of a phase are ordered (t, u, n), image fastest: the NR pixels of a
-  // group then mostly share one (t, u) and so the same taps inside the image,
-  // and the taps that fall outside for all of them are skipped (1/4 of the
-  // work of a 4x4 -> 8x8 layer, 15/16 of a 1x1 -> 4x4 one).
-  // Work items: (phase, chunk of groups); a chunk runs every channel block so
-  // its input rows stay in L2 while the weight panels stream by.
-  const int threads = at::get_num_threads();
-  std::vector<int64_t> groups(phases.size());
-  int64_t total_groups = 0;
-  int64_t max_taps = 1;
-  for (size_t p = 0; p < phases.size(); ++p) {
-    groups[p] = (g.N * phases[p].rows() * phases[p].cols() + NR - 1) / NR;
-    total_groups += groups[p];
-    max_taps = std::max<int64_t>(max_taps, phases[p].taps.size());
-  }
-  const int64_t bytes_per_group = NR * max_taps * std::max<int64_t>(cin, 1) * sizeof(acc_t);
-  const int64_t chunk = std::clamp<int64_t>(
-      std::min<int64_t>(total_groups / (8 * threads), (512 << 10) / bytes_per_group), 1, 16);
-  std::vector<int64_t> item_start(phases.size() + 1, 0);  // first item of each phase
-  for (size_t p = 0; p < phases.size(); ++p)
-    item_start[p + 1] = item_start[p] + (groups[p] + chunk - 1) / chunk;
 
   scalar_t* out_ptr = out.data_ptr<scalar_t>();
   const Strides os = strides_of(out);
   const acc_t slope = static_cast<acc_t>(g.negative_slope);
 
+  // Pixel order within a phase. Image-fastest (t, u, n) makes the NR pixels of
+  // a group share one (t, u), hence the same taps inside the image, so taps
+  // outside are skipped for the whole group (1/4 of the work of a 4x4 -> 8x8
+  // layer, 15/16 of a 1x1 -> 4x4 one); with channels_last output each pixel's
+  // channels are one contiguous store. For NCHW output of larger images the
+  // row order (n, t, u) instead makes consecutive pixels neighbours in the
+  // output rows that the epilogue writes channel by channel.
+  bool image_fastest = os.c == 1;
+  for (const Phase& ph : phases) image_fastest |= ph.rows() * ph.cols() <= 32;
+  auto locate = [&](const Phase& ph, int64_t m, int64_t& n, int64_t& t, int64_t& u) {
+    if (image_fastest) {
+      n = m % g.N;
+      t = ph.t0 + (m / g.N) / ph.cols();
+      u = ph.u0 + (m / g.N) % ph.cols();
+    } else {
+      const int64_t per_image = ph.rows() * ph.cols();
+      n = m / per_image;
+      t = ph.t0 + (m % per_image) / ph.cols();
+      u = ph.u0 + (m % per_image) % ph.cols();
+    }
+  };
+
+  // Blocking, as in BLIS: a work item is (phase, chunk of NR-pixel groups) with
+  // a C buffer of chunk x Cout accumulators (L2). The K loop (tap, slice of kc
+  // input channels) is outermost, so the weight slice of every channel block
+  // (Cout x kc, <= 128 KiB) stays in L2 while the chunk's groups run through
+  // it, and a group's input rows (NR x kc) stay in L1 across channel blocks.
+  const int threads = at::get_num_threads();
+  std::vector<int64_t> groups(phases.size());
+  int64_t total_groups = 0;
+  for (size_t p = 0; p < phases.size(); ++p) {
+    groups[p] = (g.N * phases[p].rows() * phases[p].cols() + NR - 1) / NR;
+    total_groups += groups[p];
+  }
+  const int64_t chunk = std::clamp<int64_t>(
+      std::min<int64_t>(total_groups / (4 * threads),
+                        (128 << 10) / static_cast<int64_t>(NR * ldc * sizeof(acc_t))),
+      1, 32);
+  const int64_t kc_max = std::clamp<int64_t>(
+      (128 << 10) / static_cast<int64_t>(ldc * sizeof(acc_t)), 32, std::max<int64_t>(cin, 1));
+  std::vector<int64_t> item_start(phases.size() + 1, 0);  // first item of each phase
+  for (size_t p = 0; p < phases.size(); ++p)
+    item_start[p + 1] = item_start[p] + (groups[p] + chunk - 1) / chunk;
   int64_t total_macs = 0;
   for (const Phase& ph : phases)
     total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
+
   at::parallel_for(0, item_start.back(), grain_for(item_start.back(), total_macs),
                    [&](int64_t begin, int64_t end) {
-    std::vector<const acc_t*> table;  // [group][active tap][pixel] input rows
-    std::vector<int32_t> active;      // [group][active tap] tap index
-    std::vector<int64_t> nactive;     // [group] number of active taps
-    std::vector<scalar_t*> dst;       // [group][pixel] output address of channel 0
+    std::vector<const acc_t*> table;  // [group][tap][pixel] input rows (+ k offset later)
+    std::vector<uint8_t> active;      // [group][tap]: inside the image for some pixel
+    std::vector<scalar_t*> dst;       // [group * NR + pixel] output address of channel 0
+    std::vector<acc_t> cbuf;          // [group * NR + pixel][ldc] accumulators
     for (int64_t item = begin; item < end; ++item) {
       const size_t p = std::upper_bound(item_start.begin(), item_start.end(), item) -
                        item_start.begin() - 1;
@@ -418,56 +508,67 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
       const int64_t pixels = g.N * ph.rows() * ph.cols();
 
       table.resize(ng * ntaps * NR);
-      active.resize(ng * ntaps);
-      nactive.assign(ng, 0);
+      active.assign(ng * ntaps, 0);
       dst.resize(ng * NR);
+      cbuf.assign((ng * NR + 8) * ldc, acc_t(0));  // + 8 rows: the 8x8 transposes may overrun
       for (int64_t gi = 0; gi < ng; ++gi) {
-        int64_t n[NR], t[NR], u[NR];
         for (int i = 0; i < NR; ++i) {
+          // Past the last pixel, repeat it (computed, never stored).
           const int64_t m = std::min((g0 + gi) * NR + i, pixels - 1);
-          n[i] = m % g.N;
-          t[i] = ph.t0 + (m / g.N) / ph.cols();
-          u[i] = ph.u0 + (m / g.N) % ph.cols();
+          int64_t n, t, u;
+          locate(ph, m, n, t, u);
           dst[gi * NR + i] = (g0 + gi) * NR + i < pixels
-                                 ? out_ptr + n[i] * os.n + (t[i] * g.sh + ph.ry - g.ph) * os.h +
-                                       (u[i] * g.sw + ph.rx - g.pw) * os.w
+                                 ? out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h +
+                                       (u * g.sw + ph.rx - g.pw) * os.w
                                  : nullptr;
-        }
-        for (int64_t tap = 0; tap < ntaps; ++tap) {
-          const acc_t** rows = table.data() + (gi * ntaps + nactive[gi]) * NR;
-          bool any = false;
-          for (int i = 0; i < NR; ++i) {
-            const int64_t iy = t[i] - ph.taps[tap][0], ix = u[i] - ph.taps[tap][1];
+          for (int64_t tap = 0; tap < ntaps; ++tap) {
+            const int64_t iy = t - ph.taps[tap][0], ix = u - ph.taps[tap][1];
             const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
-            rows[i] = inside ? xrows + ((n[i] * g.H + iy) * g.W + ix) * cin : zero_row.data();
-            any |= inside;
+            table[(gi * ntaps + tap) * NR + i] =
+                inside ? xrows + ((n * g.H + iy) * g.W + ix) * cin : zero_row.data();
+            active[gi * ntaps + tap] |= inside;
           }
-          if (any) active[gi * ntaps + nactive[gi]++] = static_cast<int32_t>(tap);
         }
       }
 
-      for (int64_t b = 0; b < blocks; ++b) {
-        const acc_t* wpanel = wpack.data() + wofs[p] + b * ntaps * cin * BW;
-        const int64_t count = std::min<int64_t>(BW, g.Cout - b * BW);
-        Vec<acc_t> sc[MV], sh[MV];
-        for (int v = 0; v < MV; ++v) {
-          sc[v] = loadu(eff_scale.data() + b * BW + v * L);
-          sh[v] = loadu(eff_shift.data() + b * BW + v * L);
-        }
-        for (int64_t gi = 0; gi < ng; ++gi) {
-          Vec<acc_t> acc[NR][MV];
-          cout_lanes_microkernel<acc_t, NR, MV>(table.data() + gi * ntaps * NR,
-                                                active.data() + gi * ntaps, nactive[gi], cin,
-                                                wpanel, acc);
-          for (int i = 0; i < NR; ++i) {
-            scalar_t* d = dst[gi * NR + i];
-            if (d == nullptr) continue;
-            Vec<acc_t> y[MV];
-            for (int v = 0; v < MV; ++v)
-              y[v] = activation_vec<acc_t>(fmadd(acc[i][v], sc[v], sh[v]), g.act, slope);
-            store_channels<scalar_t, acc_t, MV>(d + b * BW * os.c, os.c, y, count);
+      const acc_t* wphase = wpack + wofs[p];
+      for (int64_t tap = 0; tap < ntaps; ++tap) {
+        for (int64_t k0 = 0; k0 < cin; k0 += kc_max) {
+          const int64_t kc = std::min(kc_max, cin - k0);
+          for (int64_t gi = 0; gi < ng; ++gi) {
+            if (!active[gi * ntaps + tap]) continue;
+            const acc_t* rows[NR];
+            for (int i = 0; i < NR; ++i) rows[i] = table[(gi * ntaps + tap) * NR + i] + k0;
+            for (int64_t b = 0; b < blocks; ++b)
+              cout_lanes_microkernel<acc_t, NR, MV>(
+                  rows, kc, wphase + ((b * ntaps + tap) * cin + k0) * BW,
+                  cbuf.data() + gi * NR * ldc + b * BW, ldc);
           }
         }
+      }
+
+      // Epilogue on the chunk while it is in cache: y = act(acc * scale + shift).
+      for (int64_t r = 0; r < ng * NR; ++r) {
+        acc_t* c = cbuf.data() + r * ldc;
+        for (int64_t co = 0; co < ldc; co += L)
+          storeu(c + co, activation_vec<acc_t>(fmadd(loadu(c + co), loadu(eff_scale.data() + co),
+                                                     loadu(eff_shift.data() + co)),
+                                               g.act, slope));
+      }
+      if (os.c == 1) {
+        // Channels contiguous (channels_last): one contiguous row per pixel.
+        for (int64_t r = 0; r < ng * NR; ++r) {
+          scalar_t* d = dst[r];
+          if (d == nullptr) continue;
+          const acc_t* c = cbuf.data() + r * ldc;
+          if constexpr (std::is_same_v<scalar_t, acc_t>)
+            std::memcpy(d, c, g.Cout * sizeof(acc_t));
+          else
+            for (int64_t co = 0; co < g.Cout; ++co) d[co] = static_cast<scalar_t>(c[co]);
+        }
+      } else {
+        store_channel_planes<scalar_t, acc_t>(cbuf.data(), ldc, ng * NR, dst.data(), g.Cout,
+                                              os.c);
       }
     }
   });
@@ -504,8 +605,9 @@ PaddedPlane padded_plane(const Geometry& g, const std::vector<Phase>& phases) {
 template <typename acc_t, int NC, int MV>
 inline void pixel_lanes_microkernel(const acc_t* planes, int64_t plane_stride, int64_t cin,
                                     const int64_t* offsets, int64_t ntaps, const acc_t* w,
-                                    Vec<acc_t> (&acc)[NC][MV]) {
+                                    Vec<acc_t> (&out)[NC][MV]) {
   constexpr int L = kLanes<acc_t>;
+  Vec<acc_t> acc[NC][MV];  // local, as in cout_lanes_microkernel
 #pragma GCC unroll 4
   for (int c = 0; c < NC; ++c)
 #pragma GCC unroll 4
@@ -524,6 +626,10 @@ inline void pixel_lanes_microkernel(const acc_t* planes, int64_t plane_stride, i
       }
     }
   }
+#pragma GCC unroll 4
+  for (int c = 0; c < NC; ++c)
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; ++v) out[c][v] = acc[c][v];
 }
 
 template <typename scalar_t, typename acc_t, int NC, int MV>
