@@ -20,6 +20,7 @@ from .model import GANConfig, GeneratorNet, slerp
 PLUGIN = "gan"
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "gan"
 CHUNK = 256  # images per forward pass: bounds memory for large n
+LABEL_STREAM = 0x5DEECE66D  # mixed into the seed for the labels' random stream
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,18 +89,21 @@ class GANGenerator(Generator):
 
     def latent_inputs(self, request: GANRequest, seed: int) -> dict[str, torch.Tensor]:
         """The generator inputs a request asks for, drawn on the CPU from ``seed``."""
+        # Labels come from a stream of their own, so image i depends on (seed, i) only:
+        # the first images of n=8 are those of n=4.
         rng = torch.Generator().manual_seed(seed)
+        label_rng = torch.Generator().manual_seed(seed ^ LABEL_STREAM)
         latent, n = self.config.latent, request.n
         if not request.interpolate:
             z = torch.randn(n, latent, generator=rng) * request.truncation
-            labels = self._labels(request, n, rng)
+            labels = self._labels(request, n, label_rng)
             cond = self._condition(labels)
         else:
             k = request.interpolate
             ends = torch.randn(2, n, latent, generator=rng) * request.truncation
             t = torch.linspace(0, 1, k)
             z = slerp(ends[0], ends[1], t).reshape(n * k, latent)
-            labels = self._labels(request, 2 * n, rng)
+            labels = self._labels(request, 2 * n, label_rng)
             cond = self._condition(labels)
             if cond is not None:  # walk between the two labels' embeddings too
                 a, b = cond[:n, None], cond[n:, None]
