@@ -15,7 +15,7 @@ import torch
 from aigc_sdk import GenerationResult, Generator, ImageRequest, RequestError, checkpoint, media
 from aigc_sdk.generation import resolve_seed
 
-from .model import GANConfig, GeneratorNet, slerp
+from .model import GANConfig, GeneratorNet, fuse_generator, slerp
 
 PLUGIN = "gan"
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "gan"
@@ -59,7 +59,10 @@ class GANGenerator(Generator):
     Request = GANRequest
     thread_safe = True  # generate() reads the model only; the seed lives in the request
 
-    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, weights: str | Path | None = None, device: str = "cpu", fused: bool = True
+    ) -> None:
+        """``fused=False`` runs the plain PyTorch layers (the benchmarks' baseline)."""
         source = Path(weights) if weights is not None else DEFAULT_WEIGHTS
         config, tensors = checkpoint.load_pretrained(source, plugin=PLUGIN)
         self.config = GANConfig.from_dict(config)
@@ -67,6 +70,9 @@ class GANGenerator(Generator):
         checkpoint.load_into(self.model, tensors, source)
         self.model.eval().requires_grad_(False).to(device)
         self.device = torch.device(device)
+        self.fused = fused
+        # Inference runs each block as one fused op with its BatchNorm folded in.
+        self.synthesis = fuse_generator(self.model) if fused else self.model.synthesis
 
     # -- latents ----------------------------------------------------------------
 
@@ -121,9 +127,7 @@ class GANGenerator(Generator):
     @torch.no_grad()
     def synthesize(self, latent_input: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] from [m, latent(+embed), 1, 1] inputs, in chunks."""
-        out = [
-            self.model.synthesis(chunk.to(self.device)).cpu() for chunk in latent_input.split(CHUNK)
-        ]
+        out = [self.synthesis(chunk.to(self.device)).cpu() for chunk in latent_input.split(CHUNK)]
         return torch.cat(out)
 
     def generate(self, request: GANRequest) -> GenerationResult:

@@ -138,6 +138,20 @@ class DiscriminatorNet(nn.Module):
         return logits
 
 
+def fuse_generator(model: GeneratorNet) -> nn.Sequential:
+    """``model.synthesis`` as fused layers: each block is one ``upsample_conv2d`` call.
+
+    In eval mode each ``FusedUpsample`` folds its BatchNorm's running statistics
+    into a per-channel scale and shift applied inside the op, with the ReLU (or
+    the output's tanh) as its epilogue. The result holds copies of the weights.
+    """
+    from aigc_sdk.nn import FusedUpsample
+
+    layers = [FusedUpsample.from_modules(b.conv, b.bn, b.act) for b in model.blocks]
+    layers.append(FusedUpsample.from_modules(model.to_image, None, model.out_act))
+    return nn.Sequential(*layers).eval().requires_grad_(False)
+
+
 def _dcgan_init(module: nn.Module) -> None:
     # DCGAN's N(0, 0.02) weights; BatchNorm scales around 1.
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):

@@ -129,6 +129,20 @@ class VAE(nn.Module):
         return self.decoder(z), mean, logvar
 
 
+def fuse_decoder(decoder: Decoder) -> nn.Sequential:
+    """The decoder ([n, latent, 1, 1] -> means and log-scales) as fused layers.
+
+    Each block is one ``upsample_conv2d`` call with its BatchNorm folded (eval
+    mode) and its ReLU as the epilogue; the last layer is the op with a bias
+    only. The result holds copies of the weights.
+    """
+    from aigc_sdk.nn import FusedUpsample
+
+    layers = [FusedUpsample.from_modules(b.conv, b.bn, b.act) for b in decoder.blocks]
+    layers.append(FusedUpsample.from_modules(decoder.to_pixels))
+    return nn.Sequential(*layers).eval().requires_grad_(False)
+
+
 # -- likelihood and ELBO ---------------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ class VAETrainer(Trainer):
     @dataclass
     class Config(TrainConfig):
         data: str | None = option("digits", "images: 'digits' or a folder of PNG/JPEG files")
-        steps: int = option(4000, "training steps", min=1)
+        steps: int = option(2000, "training steps", min=1)
         batch_size: int = option(64, "images per step", min=1)
         lr: float = option(2e-3, "peak learning rate", min=0)
         warmup_steps: int = option(100, "linear learning-rate warm-up steps", min=0)
