@@ -234,3 +234,84 @@ def test_cli_writes_a_grid_and_a_directory(tmp_path):
     done = _cli("generate", "gan", "--truncation", "2", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip() == "aigc: error: truncation must be a number in [0, 1], got 2.0"
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # the shipped recipe's settings: hinge, spectral norm, conditional, EMA
+        {"loss": "ns", "spectral_norm": False, "conditional": False, "ema_decay": 0.0},
+    ],
+    ids=["hinge-sn-conditional", "ns-batchnorm-unconditional"],
+)
+def test_trainer_exports_a_loadable_generator(sdk, tmp_path, options):
+    from aigc_gan.generator import GANGenerator, GANRequest
+
+    from aigc_sdk.training import fit
+
+    trainer = sdk.trainer(
+        "gan", steps=2, batch_size=8, width=4, latent=8, checkpoint_every=2, bn_batches=2,
+        **options,
+    )  # fmt: skip
+    result = fit(trainer, tmp_path / "run", sdk=sdk, quiet=True)
+    assert result.step == 2 and {"d_loss", "g_loss"} <= set(result.metrics)
+    assert (tmp_path / "run" / "samples" / "step-000002.png").is_file()
+    generator = GANGenerator(weights=result.export)
+    assert generator.config.classes == (0 if options else 10)
+    images = generator.generate(GANRequest(seed=0, n=3)).tensors["images"]
+    assert images.shape == (3, 1, 32, 32) and torch.isfinite(images).all()
+
+
+def test_export_recalibrates_the_ema_batchnorm(sdk, tmp_path):
+    from aigc_sdk.training import fit
+
+    trainer = sdk.trainer(
+        "gan", steps=3, batch_size=8, width=4, latent=8, checkpoint_every=3, bn_batches=4
+    )
+    fit(trainer, tmp_path / "run", sdk=sdk, quiet=True)
+    ema, live = trainer.inference_model("generator"), trainer.generator
+    bn_ema, bn_live = ema.blocks[0].bn, live.blocks[0].bn
+    assert ema is not live
+    # The EMA's statistics were measured on its own outputs, not copied from the live model.
+    assert not torch.equal(bn_ema.running_mean, bn_live.running_mean)
+    assert bn_ema.momentum == bn_live.momentum  # restored after the cumulative average
+
+
+# -- fused inference -------------------------------------------------------------------------
+
+
+def _with_random_batchnorm_statistics(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+    return model.eval()
+
+
+def test_fused_synthesis_folds_batchnorm_exactly():
+    from aigc_gan.model import GANConfig, GeneratorNet, fuse_generator
+    from aigc_sdk.nn import FusedUpsample
+
+    torch.manual_seed(0)
+    model = _with_random_batchnorm_statistics(GeneratorNet(GANConfig(classes=10)), seed=1)
+    fused = fuse_generator(model)
+    assert len(fused) == 4 and all(isinstance(layer, FusedUpsample) for layer in fused)
+    assert [layer.activation for layer in fused] == ["relu", "relu", "relu", "tanh"]
+    x = model.latent_input(torch.randn(16, 64), torch.arange(16) % 10)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model.synthesis(x), atol=1e-5, rtol=1e-4)
+
+
+def test_fused_and_pytorch_generators_give_the_same_images(sdk, gan):
+    from aigc_sdk.nn import FusedUpsample
+
+    assert gan.fused and isinstance(gan.synthesis[0], FusedUpsample)
+    fused = sdk.generate("gan", seed=11, n=32).tensors["images"]
+    plain = sdk.generate("gan", options={"fused": False}, seed=11, n=32).tensors["images"]
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-4)

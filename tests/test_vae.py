@@ -237,3 +237,54 @@ def test_cli_reconstruct_interpolate_and_errors(digit_files, tmp_path):
     assert done.stderr.strip() == (
         "aigc: error: reconstruct: image file missing.png does not exist"
     )
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def test_trainer_evaluates_and_exports_a_loadable_vae(sdk, tmp_path):
+    from aigc_vae.generator import VAEGenerator, VAERequest
+
+    from aigc_sdk.training import fit
+
+    trainer = sdk.trainer(
+        "vae", steps=3, batch_size=8, width=4, latent=4, eval_every=3, eval_batches=2,
+        checkpoint_every=3, kl_warmup=2,
+    )  # fmt: skip
+    assert [trainer.beta_at(s) for s in range(3)] == [0.5, 1.0, 1.0]
+    result = fit(trainer, tmp_path / "run", sdk=sdk, quiet=True)
+    assert {"eval/neg_elbo", "eval/bits_per_dim", "eval/kl"} <= set(result.eval_metrics)
+    assert (tmp_path / "run" / "samples" / "step-000003.png").is_file()
+    generator = VAEGenerator(weights=result.export)
+    assert generator.config.latent == 4
+    images = generator.generate(VAERequest(seed=0, n=2)).tensors["images"]
+    assert images.shape == (2, 1, 32, 32) and torch.isfinite(images).all()
+
+
+# -- fused inference --------------------------------------------------------------------------
+
+
+def test_fused_decoder_folds_batchnorm_exactly():
+    from aigc_sdk.nn import FusedUpsample
+    from aigc_vae.model import VAE, VAEConfig, fuse_decoder
+
+    torch.manual_seed(0)
+    decoder = VAE(VAEConfig()).decoder
+    gen = torch.Generator().manual_seed(1)
+    for block in decoder.blocks:  # statistics far from the initial (0, 1)
+        block.bn.running_mean.copy_(torch.randn(block.bn.num_features, generator=gen) * 0.3)
+        block.bn.running_var.copy_(torch.rand(block.bn.num_features, generator=gen) + 0.5)
+    decoder.eval()
+    fused = fuse_decoder(decoder)
+    assert all(isinstance(layer, FusedUpsample) for layer in fused)
+    assert [layer.activation for layer in fused] == ["relu", "relu", "relu", "none"]
+    z = torch.randn(16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(z[:, :, None, None]), decoder(z), atol=1e-5, rtol=1e-4)
+
+
+def test_fused_and_pytorch_decoders_give_the_same_images(sdk, vae):
+    assert vae.fused and vae.fused_decoder is not None
+    fused = sdk.generate("vae", seed=11, n=32).tensors["images"]
+    plain = sdk.generate("vae", options={"fused": False}, seed=11, n=32).tensors["images"]
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-4)
