@@ -39,7 +39,7 @@ class GANTrainer(Trainer):
     @dataclass
     class Config(TrainConfig):
         data: str | None = option("digits", "images: 'digits' or a folder of PNG/JPEG files")
-        steps: int = option(3000, "training steps (one D and one G update each)", min=1)
+        steps: int = option(1500, "training steps (one D and one G update each)", min=1)
         batch_size: int = option(64, "real images per step", min=1)
         lr: float = option(2e-4, "generator learning rate", min=0)
         lr_d: float = option(2e-4, "discriminator learning rate", min=0)
