@@ -208,10 +208,10 @@ def confident_share(probs: torch.Tensor) -> float:
 
 
 def make_sdk(plugin: str):
-    """An SDK with the built-in plugin ``plugin`` (works from a checkout or an install)."""
+    """An SDK with only the built-in plugin ``plugin`` (from a checkout or an install)."""
     from aigc_sdk import SDK
 
-    return SDK(plugins=[plugin])
+    return SDK(plugins=[plugin], autoload=False)
 
 
 @dataclass

@@ -27,7 +27,7 @@ ROUNDS = 15
 def _generators(name: str):
     from aigc_sdk import SDK
 
-    sdk = SDK(plugins=[f"aigc_{name}"])
+    sdk = SDK(plugins=[f"aigc_{name}"], autoload=False)
     return sdk.generator(name, fused=True), sdk.generator(name, fused=False)
 
 

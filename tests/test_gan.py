@@ -17,7 +17,9 @@ from aigc_sdk.testing import assert_loaded, check_generator
 
 @pytest.fixture(scope="module")
 def sdk():
-    sdk = SDK(plugins=["aigc_gan"])
+    # autoload=False: the core does not yet deduplicate a module that is also an
+    # installed entry point (SDK(plugins=["aigc_gan"]) would register it twice).
+    sdk = SDK(plugins=["aigc_gan"], autoload=False)
     assert_loaded(sdk)
     yield sdk
     sdk.close()
@@ -296,6 +298,7 @@ def _with_random_batchnorm_statistics(model: torch.nn.Module, seed: int) -> torc
 
 def test_fused_synthesis_folds_batchnorm_exactly():
     from aigc_gan.model import GANConfig, GeneratorNet, fuse_generator
+
     from aigc_sdk.nn import FusedUpsample
 
     torch.manual_seed(0)
@@ -315,3 +318,12 @@ def test_fused_and_pytorch_generators_give_the_same_images(sdk, gan):
     fused = sdk.generate("gan", seed=11, n=32).tensors["images"]
     plain = sdk.generate("gan", options={"fused": False}, seed=11, n=32).tensors["images"]
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-4)
+
+
+def test_plugins_are_declared_as_entry_points():
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    table = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert table["aigc_sdk.plugins"]["gan"] == "aigc_gan"
+    assert table["aigc_sdk.plugins"]["vae"] == "aigc_vae"

@@ -112,7 +112,7 @@ def test_importance_weighting_with_one_draw_is_the_elbo(ev):
 
     from aigc_sdk import SDK
 
-    vae = SDK(plugins=["aigc_vae"]).generator("vae")
+    vae = SDK(plugins=["aigc_vae"], autoload=False).generator("vae")
     (_, _), (test_x, _) = ev.digits_splits()
     images = test_x[:8]
     iw = ev.importance_weighted_nll(vae.model, images, k=1, seed=3)

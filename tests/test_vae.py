@@ -18,7 +18,7 @@ from aigc_sdk.testing import assert_loaded, check_generator
 
 @pytest.fixture(scope="module")
 def sdk():
-    sdk = SDK(plugins=["aigc_vae"])
+    sdk = SDK(plugins=["aigc_vae"], autoload=False)  # see tests/test_gan.py
     assert_loaded(sdk)
     yield sdk
     sdk.close()
@@ -265,8 +265,9 @@ def test_trainer_evaluates_and_exports_a_loadable_vae(sdk, tmp_path):
 
 
 def test_fused_decoder_folds_batchnorm_exactly():
-    from aigc_sdk.nn import FusedUpsample
     from aigc_vae.model import VAE, VAEConfig, fuse_decoder
+
+    from aigc_sdk.nn import FusedUpsample
 
     torch.manual_seed(0)
     decoder = VAE(VAEConfig()).decoder
