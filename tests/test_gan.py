@@ -267,6 +267,27 @@ def test_trainer_exports_a_loadable_generator(sdk, tmp_path, options):
     assert images.shape == (3, 1, 32, 32) and torch.isfinite(images).all()
 
 
+@pytest.mark.parametrize("folders", [["a", "b", "c"], ["."]], ids=["classes", "flat"])
+def test_trainer_reads_an_image_folder(sdk, tmp_path, folders):
+    from aigc_gan.generator import GANGenerator
+
+    from aigc_sdk.training import fit
+
+    gen = torch.Generator().manual_seed(0)
+    for folder in folders:
+        (tmp_path / "data" / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(6):
+            pixels = (torch.rand(20, 20, generator=gen) * 255).byte().numpy()
+            Image.fromarray(pixels, "L").save(tmp_path / "data" / folder / f"{i}.png")
+    trainer = sdk.trainer(
+        "gan", data=str(tmp_path / "data"), steps=1, batch_size=4, width=4, latent=8,
+        image_size=16, bn_batches=1,
+    )  # fmt: skip
+    result = fit(trainer, tmp_path / "run", sdk=sdk, quiet=True)
+    # Class sub-folders give labels; a flat folder trains an unconditional model.
+    assert GANGenerator(weights=result.export).config.classes == (3 if len(folders) > 1 else 0)
+
+
 def test_export_recalibrates_the_ema_batchnorm(sdk, tmp_path):
     from aigc_sdk.training import fit
 
