@@ -324,7 +324,7 @@ def importance_weighted_nll(model, images: torch.Tensor, k: int, seed: int = 0) 
         eps = torch.randn(mean.shape, generator=gen)
         z = mean + eps * std
         log_px = discretized_logistic_log_prob(x, *split_output(model.decoder(z))).flatten(1).sum(1)
-        log_pz = -0.5 * (z.square() + math.log(2 * math.pi)).sum(1)
+        log_pz = model.log_prior(z)
         log_qz = -0.5 * (eps.square() + math.log(2 * math.pi)).sum(1) - std.log().sum(1)
         log_w.append(log_px + log_pz - log_qz)
     return -(torch.logsumexp(torch.stack(log_w), 0) - math.log(k))

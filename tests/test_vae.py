@@ -85,6 +85,39 @@ def test_gaussian_kl_known_values():
     assert value == pytest.approx(3 * (1 + math.exp(2) - 1 - 2) / 2)
 
 
+def test_mixture_prior_log_prob_and_samples():
+    from aigc_vae.model import MixturePrior
+
+    prior = MixturePrior(components=3, latent=2)
+    with torch.no_grad():
+        prior.means.copy_(torch.tensor([[-4.0, 0.0], [4.0, 0.0], [0.0, 4.0]]))
+        prior.logvars.copy_(torch.log(torch.tensor([[0.25, 1.0], [1.0, 0.25], [0.5, 0.5]])))
+        prior.logits.copy_(torch.log(torch.tensor([0.2, 0.3, 0.5])))
+    z = torch.tensor([[0.5, -1.0], [-3.0, 0.2]])
+    expected = torch.zeros(2)
+    for k, weight in enumerate([0.2, 0.3, 0.5]):
+        normal = torch.distributions.Normal(prior.means[k], prior.logvars[k].mul(0.5).exp())
+        expected += weight * normal.log_prob(z).sum(1).exp()
+    torch.testing.assert_close(prior.log_prob(z), expected.log())
+    draws = prior.sample(30_000, torch.Generator().manual_seed(0))
+    shares = torch.stack([(draws[:, 0] < -2).float(), (draws[:, 0] > 2).float()]).mean(1)
+    torch.testing.assert_close(shares, torch.tensor([0.2, 0.3]), atol=0.015, rtol=0)
+
+
+def test_one_sample_kl_is_unbiased():
+    # A one-component mixture at (0, 1) is N(0, I): the estimate must average to the exact KL.
+    from aigc_vae.model import VAE, VAEConfig, gaussian_kl
+
+    model = VAE(VAEConfig(latent=4, width=4, size=8, prior=1))
+    with torch.no_grad():
+        model.prior.means.zero_()
+        model.prior.logvars.zero_()
+    mean, logvar = torch.tensor([[0.5, -1.0, 2.0, 0.0]]), torch.tensor([[0.0, -1.0, -2.0, 0.5]])
+    noise = torch.randn(200_000, 4, generator=torch.Generator().manual_seed(0))
+    estimate = model.kl(mean.expand_as(noise), logvar.expand_as(noise), noise).mean()
+    torch.testing.assert_close(estimate, gaussian_kl(mean, logvar)[0], atol=0.02, rtol=0)
+
+
 def test_elbo_terms_add_up_and_train():
     from aigc_vae.model import VAE, VAEConfig, elbo_terms
 
@@ -118,8 +151,9 @@ def test_prior_samples(sdk):
     assert len(result.images) == 16 and result.images[0].size == (32, 32)
     assert result.tensors["images"].shape == (16, 1, 32, 32)
     assert result.tensors["latents"].shape == (16, sdk.generator("vae").config.latent)
-    cold = sdk.generate("vae", seed=3, n=16, temperature=0.5).tensors["latents"]
-    torch.testing.assert_close(cold, result.tensors["latents"] * 0.5)
+    # Temperature scales the spread around the prior's centre (its components' means).
+    z = {t: sdk.generate("vae", seed=3, n=16, temperature=t).tensors["latents"] for t in (0, 0.5)}
+    torch.testing.assert_close(z[0.5] - z[0], (result.tensors["latents"] - z[0]) * 0.5)
 
 
 def test_shipped_weights_are_small(vae):

@@ -167,7 +167,7 @@ class VAEGenerator(Generator):
             return self._reconstruct(request, rng, seed)
         if request.interpolate:
             return self._interpolate(request, seed)
-        z = torch.randn(request.n, self.config.latent, generator=rng) * request.temperature
+        z = self.model.sample_prior(request.n, rng, request.temperature)
         return self._result(self.decode(z), seed, latents=z)
 
     def _reconstruct(self, request: VAERequest, rng: torch.Generator, seed: int):

@@ -68,6 +68,9 @@ class VAETrainer(Trainer):
         kl_warmup: int = option(500, "steps over which beta ramps up from 0", min=0)
         shift: int = option(2, "random translation of training images, in pixels (0: off)", min=0)
         latent: int = option(16, "latent size", min=1)
+        prior: int = option(
+            0, "prior: 0 = standard normal, K > 0 = learned mixture of K Gaussians", min=0
+        )
         width: int = option(32, "channels of the outermost hidden blocks", min=1)
         image_size: int = option(32, "image side in pixels (a power of two >= 8)", min=8)
         channels: int = option(1, "1 (grey) or 3 (RGB)", choices=(1, 3))
@@ -79,7 +82,11 @@ class VAETrainer(Trainer):
     def build(self):
         cfg = self.config
         self.net_config = VAEConfig(
-            latent=cfg.latent, width=cfg.width, size=cfg.image_size, channels=cfg.channels
+            latent=cfg.latent,
+            width=cfg.width,
+            size=cfg.image_size,
+            channels=cfg.channels,
+            prior=cfg.prior,
         )
         self.vae = VAE(self.net_config)
         return {"vae": self.vae}
@@ -111,7 +118,8 @@ class VAETrainer(Trainer):
         held_out = self.splits.eval or self.splits.train
         originals = torch.stack([held_out[i][0] for i in range(SAMPLE_ROWS * 2)])
         mean, _ = model.encoder(originals.to(self.device))
-        z = torch.randn(SAMPLE_ROWS * 4, self.net_config.latent).to(self.device)
+        z = model.sample_prior(SAMPLE_ROWS * 4, torch.Generator().manual_seed(self.config.seed))
+        z = z.to(self.device)
         decoded = split_output(model.decoder(torch.cat([mean, z])))[0].clamp(-1, 1).float()
         images = torch.cat([originals, decoded.cpu()])
         return GenerationResult("image", images=media.to_pil(images), seed=self.config.seed)
