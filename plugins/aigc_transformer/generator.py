@@ -1,0 +1,142 @@
+"""The ``transformer`` text generator: prompts in, text (or a stream of pieces) out.
+
+Every prompt starts with ``<|endoftext|>``, which in training marks the start
+of a file; generating it ends the sequence. A batch of prompts of different
+lengths decodes together (ragged KV cache). Stop strings end a sequence and
+are kept at the end of its text, like the SDK's other text generators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from aigc_sdk import GenerationResult, Generator, RequestError, TextRequest
+from aigc_sdk.generation import resolve_seed
+
+from . import pretrained
+from .decode import BACKENDS, DecodeSession, Sampling, decode
+from .tokenizer import TextDecoder
+
+
+class _Sequence:
+    """The text of one sequence as it grows, cut at the first stop string."""
+
+    def __init__(self, decoder: TextDecoder, stops: tuple[str, ...]) -> None:
+        self.decoder, self.stops = decoder, stops
+        self.longest_stop = max((len(s) for s in stops), default=0)
+        self.text, self.done = "", False
+
+    def add(self, piece: str) -> str:
+        """Appends ``piece``; returns what of it belongs to the output (all, or up to a stop)."""
+        if not piece or self.done:
+            return ""
+        start = len(self.text)
+        self.text += piece
+        # Only a stop ending inside the new piece can be new: search from just before it.
+        window = max(0, start - self.longest_stop + 1)
+        ends = [
+            found + len(stop) for stop in self.stops if (found := self.text.find(stop, window)) >= 0
+        ]
+        if ends:
+            self.text, self.done = self.text[: min(ends)], True
+        return self.text[start:]
+
+    def push(self, token: int) -> str:
+        return self.add(self.decoder.push(token))
+
+    def finish(self) -> str:
+        """Ends the sequence, emitting any bytes held back (an incomplete UTF-8 character)."""
+        piece = self.add(self.decoder.flush())
+        self.done = True
+        return piece
+
+
+class TransformerGenerator(Generator):
+    modality = "text"
+    Request = TextRequest
+    thread_safe = True  # each call has its own KV cache; the weights are only read
+
+    def __init__(
+        self, weights: str | Path | None = None, device: str = "cpu", backend: str = "fused"
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.model, self.tokenizer, self.config = pretrained.load(weights, device)
+        self.device, self.backend = torch.device(device), backend
+
+    # -- prompts ---------------------------------------------------------------
+
+    def encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
+        """``<|endoftext|>`` + the prompt's tokens, left-truncated to leave room for the output."""
+        limit = self.model.cfg.max_seq_len
+        if max_new_tokens >= limit:
+            raise RequestError(
+                f"max_new_tokens must be < {limit} (this model's context length), "
+                f"got {max_new_tokens}"
+            )
+        ids = [self.tokenizer.eos_id, *self.tokenizer.encode(prompt)]
+        return ids[-(limit - max_new_tokens) :]
+
+    # -- generation --------------------------------------------------------------
+
+    def _events(self, request: TextRequest, seed: int) -> Iterator[tuple[int, str]]:
+        """(row, text piece) as each sequence of the batch grows; every row ends with a
+        (possibly empty) final piece."""
+        prompts = [self.encode_prompt(p, request.max_new_tokens) for p in request.prompts]
+        sequences = [_Sequence(TextDecoder(self.tokenizer), request.stop) for _ in prompts]
+        session = DecodeSession(
+            self.model,
+            batch=len(prompts),
+            max_len=max(len(p) for p in prompts) + request.max_new_tokens,
+            backend=self.backend,
+        )
+        sampling = Sampling(
+            temperature=request.temperature,
+            top_k=request.top_k,
+            top_p=request.top_p,
+            min_p=request.min_p,
+            repetition_penalty=request.repetition_penalty,
+            seed=seed,
+        )
+        eos = self.tokenizer.eos_id
+        for tokens in decode(session, prompts, sampling, request.max_new_tokens):
+            for row, token in enumerate(tokens.tolist()):
+                seq = sequences[row]
+                if seq.done:
+                    continue
+                piece = seq.finish() if token == eos else seq.push(token)
+                if piece:
+                    yield row, piece
+            if all(seq.done for seq in sequences):
+                break
+        for row, seq in enumerate(sequences):
+            if not seq.done and (piece := seq.finish()):
+                yield row, piece
+
+    def generate(self, request: TextRequest) -> GenerationResult:
+        seed = resolve_seed(request.seed)
+        pieces: list[list[str]] = [[] for _ in request.prompts]
+        for row, piece in self._events(request, seed):
+            pieces[row].append(piece)
+        return GenerationResult("text", texts=["".join(p) for p in pieces], seed=seed)
+
+    def stream(self, request: TextRequest) -> Iterator[str]:
+        """Yields the first sequence's text as it decodes, never splitting a character.
+
+        A batch decodes together; the other sequences follow once it is done,
+        each after a blank line (as ``GenerationResult.save`` separates texts),
+        so the joined stream equals the joined texts of ``generate``.
+        """
+        seed = resolve_seed(request.seed)
+        later: list[list[str]] = [[] for _ in request.prompts]
+        for row, piece in self._events(request, seed):
+            if row == 0:
+                yield piece
+            else:
+                later[row].append(piece)
+        for pieces in later[1:]:
+            yield "\n\n"
+            yield from pieces
