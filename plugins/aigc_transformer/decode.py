@@ -12,16 +12,19 @@ Two interchangeable backends do the attention and the draw:
   valid part of each sequence's cache, all query heads of a KV head at once;
   ``aigc_sdk.ops.sample`` applies the repetition penalty, temperature, top-k,
   top-p and min-p and draws, without sorting, from Philox numbers keyed by
-  (seed, step, row). Both fall back to their PyTorch references (same results)
-  when the compiled extension is missing.
+  (seed, step, row). Without the compiled extension both fall back to their
+  PyTorch references, which give the same tokens.
 * ``"plain"``: what one writes with stock PyTorch: SDPA over the cache with a
   length mask, and sort/cumsum/softmax/``torch.multinomial`` sampling with a
-  seeded ``torch.Generator``. The benchmark's baseline; same model, same law
-  of the draw, different random numbers.
+  seeded ``torch.Generator``. The benchmark's baseline: same model, same
+  step, same law of the draw, different random numbers.
 
-On a CPU a small model's step is dominated by per-op overhead, so the step
-allocates nothing it can reuse: the cache, the rotary tables, the batch index
-and the token history live as long as the session.
+On a CPU a small model's step costs its number of PyTorch calls, not its
+arithmetic, so ``DecodeWeights`` rearranges the weights once to need few:
+norm gains folded into the next matrix, rotary "rotate half" folded into the
+q/k projection (so RoPE is one multiply-add), residual adds fused into
+``addmm``. The session preallocates everything a step reuses (cache, slot
+indices, rotary tables, token history, the ops' parameter tensors).
 """
 
 from __future__ import annotations
@@ -51,25 +54,84 @@ class Sampling:
     seed: int = 0
 
 
+def _rotate_half_rows(w: torch.Tensor, heads: int) -> torch.Tensor:
+    """Rows of ``R @ w`` where ``R x = (-x2, x1)`` per head: RoPE's partner vector as a matmul."""
+    w = w.view(heads, 2, -1, w.shape[-1])
+    return torch.cat((-w[:, 1], w[:, 0]), dim=1).reshape(-1, w.shape[-1])
+
+
+class DecodeWeights:
+    """A model's weights rearranged for one-token steps (made once per model, read-only).
+
+    Per layer, one [dim, q+k+v+rot(q)+rot(k)] matrix (attention-norm gain folded
+    in), the output projection, the gate/up matrix (MLP-norm gain folded in)
+    and the down projection, all transposed for ``mm``/``addmm``.
+    """
+
+    def __init__(self, model: Transformer) -> None:
+        cfg = model.cfg
+        H, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        gain = cfg.dim**0.5  # _rms leaves out this factor of RMSNorm
+        with torch.no_grad():
+            self.qkv, self.out, self.gate_up, self.down = [], [], [], []
+            for block in model.blocks:
+                wq, wk, wv = block.attn.qkv.weight.split([H * D, Hkv * D, Hkv * D])
+                w = torch.cat([wq, wk, wv, _rotate_half_rows(wq, H), _rotate_half_rows(wk, Hkv)])
+                self.qkv.append((w * block.attn_norm.weight * gain).t().contiguous())
+                self.out.append(block.attn.out.weight.t().contiguous())
+                self.gate_up.append(
+                    (block.mlp.gate_up.weight * block.mlp_norm.weight * gain).t().contiguous()
+                )
+                self.down.append(block.mlp.down.weight.t().contiguous())
+            self.embed = model.embed.weight.detach()
+            self.head = (model.embed.weight * model.norm.weight * gain).t().contiguous()
+            self.cos = torch.cat([model.rope_cos, model.rope_cos], dim=-1)  # [max_len, D]
+            self.sin = torch.cat([model.rope_sin, model.rope_sin], dim=-1)
+        self.eps = cfg.norm_eps * cfg.dim
+
+
+def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm up to a factor sqrt(dim), folded with its gain into the next matrix:
+    x / sqrt(sum(x^2) + dim * eps), in four calls (``mean`` costs more than ``sum``)."""
+    return x * (x * x).sum(-1, keepdim=True).add_(eps).rsqrt_()
+
+
 class DecodeSession:
     """The KV cache and buffers of one batch of sequences, reused for every step."""
 
-    def __init__(self, model: Transformer, batch: int, max_len: int, backend: str = "fused"):
+    def __init__(
+        self,
+        model: Transformer,
+        batch: int,
+        max_len: int,
+        backend: str = "fused",
+        weights: DecodeWeights | None = None,
+    ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         cfg = model.cfg
         if max_len > cfg.max_seq_len:
             raise ValueError(f"max_len {max_len} exceeds the model's max_seq_len {cfg.max_seq_len}")
-        weight = model.embed.weight
+        device, dtype = model.embed.weight.device, model.embed.weight.dtype
         self.model, self.cfg, self.backend = model, cfg, backend
+        self.weights = weights or DecodeWeights(model)
         self.batch, self.max_len = batch, max_len
-        self.cache = KVCache(cfg, batch, max_len, weight.device, weight.dtype)
-        self.rows = torch.arange(batch, device=weight.device)
-        self.positions = torch.arange(max_len, device=weight.device)
+        self.cache = KVCache(cfg, batch, max_len, device, dtype)
+        self.lengths = self.cache.lengths
+        Hkv, D = cfg.n_kv_heads, cfg.head_dim
+        # Row of each (sequence, KV head) at position 0 in a layer's cache viewed as [B*Hkv*T, D].
+        self.slot_base = torch.arange(batch * Hkv, device=device).view(batch, Hkv) * max_len
+        self.k_rows = [self.cache.k[i].view(-1, D) for i in range(cfg.n_layers)]
+        self.v_rows = [self.cache.v[i].view(-1, D) for i in range(cfg.n_layers)]
+        self.history_base = torch.arange(batch, device=device) * max_len
         # Every token each sequence has seen (for the repetition penalty); -1 is padding.
-        self.history = torch.full((batch, max_len), -1, dtype=torch.int64, device=weight.device)
+        self.history = torch.full((batch, max_len), -1, dtype=torch.int64, device=device)
         self.longest = 0  # max over sequences of the cache length (known on the host: no sync)
         self.ragged = False
+        self.positions = torch.arange(max_len, device=device)
+        fused = backend == "fused"
+        self._attention_kernel = fused and ops.has_kernel("decode_attention", device.type)
+        self._sample_kernel = fused and ops.has_kernel("sample", device.type)
 
     # -- the model -----------------------------------------------------------
 
@@ -81,55 +143,62 @@ class DecodeSession:
         lengths = [len(p) for p in prompts]
         if min(lengths) < 1 or max(lengths) > self.max_len:
             raise ValueError(f"prompt lengths must be in [1, {self.max_len}], got {lengths}")
-        device = self.rows.device
+        device = self.lengths.device
         padded = torch.zeros((self.batch, max(lengths)), dtype=torch.int64)
         for b, p in enumerate(prompts):
             padded[b, : len(p)] = torch.tensor(p)
+        lengths_t = torch.tensor(lengths)
         self.history.fill_(-1)
         self.history[:, : padded.shape[1]] = padded.masked_fill(
-            torch.arange(padded.shape[1]) >= torch.tensor(lengths)[:, None], -1
+            torch.arange(padded.shape[1]) >= lengths_t[:, None], -1
         ).to(device)
         self.longest, self.ragged = max(lengths), len(set(lengths)) > 1
-        lengths_t = torch.tensor(lengths, device=device)
-        return self.model.prefill(padded.to(device), lengths_t, self.cache)
+        return self.model.prefill(padded.to(device), lengths_t.to(device), self.cache)
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Appends ``tokens`` [B] to the sequences; returns the next-token logits [B, V]."""
         if self.longest >= self.max_len:
             raise RuntimeError(f"the KV cache is full ({self.max_len} positions)")
-        cfg, model, cache = self.cfg, self.model, self.cache
+        cfg, w = self.cfg, self.weights
         B, H, Hkv, D = self.batch, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        pos = cache.lengths  # where each sequence's new token goes
-        self.history[self.rows, pos] = tokens
-        cos = model.rope_cos[pos].unsqueeze(1)  # [B, 1, D/2]: broadcast over heads
-        sin = model.rope_sin[pos].unsqueeze(1)
-        seq_lens = pos + 1
+        n_qk, n_v, n_hidden = (H + Hkv) * D, Hkv * D, cfg.hidden_dim
+        pos = self.lengths  # where each sequence's new token goes
+        cos = w.cos.index_select(0, pos).unsqueeze(1)  # [B, 1, D]: broadcast over heads
+        sin = w.sin.index_select(0, pos).unsqueeze(1)
+        slots = (self.slot_base + pos.unsqueeze(1)).view(-1)
+        self.history.view(-1).index_copy_(0, self.history_base + pos, tokens)
+        pos.add_(1)  # now the sequence lengths, new token included
         self.longest += 1
-        x = model.embed(tokens)  # [B, dim]
-        for layer, block in enumerate(model.blocks):
-            attn = block.attn
-            h = block.attn_norm(x)
-            q, k, v = attn.qkv(h).split([H * D, Hkv * D, Hkv * D], dim=-1)
-            q = _rope(q.view(B, H, D), cos, sin)
-            k = _rope(k.view(B, Hkv, D), cos, sin)
-            k_cache, v_cache = cache.k[layer], cache.v[layer]
-            k_cache[self.rows, :, pos] = k
-            v_cache[self.rows, :, pos] = v.view(B, Hkv, D)
-            y = self._attention(q, k_cache, v_cache, seq_lens)
-            x = x + attn.out(y.reshape(B, H * D))
-            x = x + block.mlp(block.mlp_norm(x))
-        cache.lengths += 1
-        return model.logits(x)
 
-    def _attention(self, q, k_cache, v_cache, seq_lens) -> torch.Tensor:
-        if self.backend == "fused":
-            return ops.decode_attention(q, k_cache, v_cache, seq_lens)
+        x = w.embed.index_select(0, tokens)  # [B, dim]
+        for layer in range(cfg.n_layers):
+            proj = torch.mm(_rms(x, w.eps), w.qkv[layer])
+            qk = proj[:, :n_qk].view(B, H + Hkv, D)
+            qk_partner = proj[:, n_qk + n_v :].view(B, H + Hkv, D)
+            qk = torch.addcmul(qk * cos, qk_partner, sin)  # RoPE on q and k at once
+            self.k_rows[layer].index_copy_(0, slots, qk[:, H:].reshape(B * Hkv, D))
+            self.v_rows[layer].index_copy_(0, slots, proj[:, n_qk : n_qk + n_v].reshape(B * Hkv, D))
+            y = self._attention(qk[:, :H], layer)
+            x = torch.addmm(x, y.reshape(B, H * D), w.out[layer])
+            gate_up = torch.mm(_rms(x, w.eps), w.gate_up[layer])
+            hidden = F.silu(gate_up[:, :n_hidden]).mul_(gate_up[:, n_hidden:])
+            x = torch.addmm(x, hidden, w.down[layer])
+        return torch.mm(_rms(x, w.eps), w.head)
+
+    def _attention(self, q: torch.Tensor, layer: int) -> torch.Tensor:
+        k_cache, v_cache = self.cache.k[layer], self.cache.v[layer]
+        if self._attention_kernel:  # arguments are right by construction: skip the checks
+            return torch.ops.aigc.decode_attention.default(
+                q, k_cache, v_cache, self.lengths, self.cfg.head_dim**-0.5
+            )
+        if self.backend == "fused":  # no kernel: the wrapper warns and uses the reference
+            return ops.decode_attention(q, k_cache, v_cache, self.lengths)
         # Plain PyTorch: SDPA over the filled part of the cache, masked only when ragged.
         T = self.longest
         mask = None
         if self.ragged:
-            mask = (self.positions[:T] < seq_lens[:, None]).view(self.batch, 1, 1, T)
+            mask = (self.positions[:T] < self.lengths[:, None]).view(self.batch, 1, 1, T)
         y = F.scaled_dot_product_attention(
             q.unsqueeze(2), k_cache[:, :, :T], v_cache[:, :, :T], attn_mask=mask, enable_gqa=True
         )
@@ -139,12 +208,20 @@ class DecodeSession:
 
     def sampler(self, sampling: Sampling):
         """A function (logits [B, V], step) -> tokens [B] for this session's backend."""
-        history = self.history
-        if self.backend == "fused":
-            penalty = sampling.repetition_penalty
+        if self.backend == "plain":
+            generator = torch.Generator(device=self.history.device).manual_seed(sampling.seed)
 
             @torch.inference_mode()
-            def draw(logits: torch.Tensor, step: int) -> torch.Tensor:
+            def draw_plain(logits: torch.Tensor, step: int) -> torch.Tensor:
+                return sample_plain(logits, sampling, self.history, generator)
+
+            return draw_plain
+        penalty = sampling.repetition_penalty
+        history = self.history if penalty != 1 else None
+        if not self._sample_kernel:  # the wrapper: reference fallback with a warning
+
+            @torch.inference_mode()
+            def draw_reference(logits: torch.Tensor, step: int) -> torch.Tensor:
                 return ops.sample(
                     logits,
                     temperature=sampling.temperature,
@@ -153,37 +230,55 @@ class DecodeSession:
                     min_p=sampling.min_p,
                     seed=sampling.seed,
                     offset=step,
-                    prev_tokens=history[:, : self.longest] if penalty != 1 else None,
+                    prev_tokens=history,
                     repetition_penalty=penalty,
                 )
 
-            return draw
-        generator = torch.Generator(device=history.device).manual_seed(sampling.seed)
+            return draw_reference
+        # The kernel, with its per-row parameter tensors made once (it checks their values).
+        device = self.history.device
+
+        def full(value, dtype):
+            return torch.full((self.batch,), value, dtype=dtype, device=device)
+
+        seed = (sampling.seed + 2**63) % 2**64 - 2**63  # the same 64 bits as a signed int64
+        params = [
+            full(sampling.temperature, torch.float32),
+            full(sampling.top_k, torch.int64),
+            full(sampling.top_p, torch.float32),
+            full(sampling.min_p, torch.float32),
+            full(seed, torch.int64),
+        ]
+        offset = full(0, torch.int64)
+        penalty_t = full(penalty, torch.float32) if history is not None else None
+        op = torch.ops.aigc.sample.default
 
         @torch.inference_mode()
-        def draw_plain(logits: torch.Tensor, step: int) -> torch.Tensor:
-            return sample_plain(logits, sampling, history[:, : self.longest], generator)
+        def draw(logits: torch.Tensor, step: int) -> torch.Tensor:
+            offset.fill_(step)
+            return op(logits, *params, offset, history, penalty_t)
 
-        return draw_plain
-
-
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+        return draw
 
 
 def sample_plain(
     logits: torch.Tensor, s: Sampling, history: torch.Tensor, generator: torch.Generator
 ) -> torch.Tensor:
-    """Stock-PyTorch sampling (Hugging Face's logits processors, in one function)."""
+    """Stock-PyTorch sampling (Hugging Face's logits processors, in one function).
+
+    ``history`` [B, n] holds the token ids seen so far; -1 is padding.
+    """
     logits = logits.float()
     if s.repetition_penalty != 1:
-        seen = history.clamp_min(0)  # padding (-1) -> token 0, then masked out below
-        scores = logits.gather(1, seen)
+        B, V = logits.shape
+        # Padding goes to an extra column that is dropped: duplicate writes all say True.
+        ids = history.masked_fill(history < 0, V)
+        seen = torch.zeros((B, V + 1), dtype=torch.bool, device=logits.device)
+        seen = seen.scatter_(1, ids, True)[:, :V]
         penalised = torch.where(
-            scores > 0, scores / s.repetition_penalty, scores * s.repetition_penalty
+            logits > 0, logits / s.repetition_penalty, logits * s.repetition_penalty
         )
-        logits = logits.scatter(1, seen, torch.where(history >= 0, penalised, scores))
+        logits = torch.where(seen, penalised, logits)
     if s.temperature == 0:
         return logits.argmax(-1)
     logits = logits / s.temperature

@@ -17,7 +17,7 @@ from aigc_sdk import GenerationResult, Generator, RequestError, TextRequest
 from aigc_sdk.generation import resolve_seed
 
 from . import pretrained
-from .decode import BACKENDS, DecodeSession, Sampling, decode
+from .decode import BACKENDS, DecodeSession, DecodeWeights, Sampling, decode
 from .tokenizer import TextDecoder
 
 
@@ -65,6 +65,7 @@ class TransformerGenerator(Generator):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.model, self.tokenizer, self.config = pretrained.load(weights, device)
+        self.decode_weights = DecodeWeights(self.model)
         self.device, self.backend = torch.device(device), backend
 
     # -- prompts ---------------------------------------------------------------
@@ -92,6 +93,7 @@ class TransformerGenerator(Generator):
             batch=len(prompts),
             max_len=max(len(p) for p in prompts) + request.max_new_tokens,
             backend=self.backend,
+            weights=self.decode_weights,
         )
         sampling = Sampling(
             temperature=request.temperature,
