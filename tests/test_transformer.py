@@ -302,3 +302,35 @@ def test_cli_streams_generated_text(tmp_path):
     written = run_aigc(*args, "--seed", "3", "--out", str(tmp_path / "t.txt"), env=env)
     assert written.returncode == 0, written.stderr
     assert streamed.stdout == (tmp_path / "t.txt").read_text() + "\n"
+
+
+# -- training ---------------------------------------------------------------------------
+
+
+def test_aigc_train_transformer_trains_a_tokenizer_and_exports_a_loadable_model(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for module in (json, textwrap, inspect):
+        (data / Path(module.__file__).name).write_text(inspect.getsource(module))
+    out = tmp_path / "run"
+    env = {
+        "AIGC_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "AIGC_PLUGINS": "aigc_transformer",
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    small = ["--dim", "32", "--n-heads", "2", "--n-kv-heads", "1", "--hidden-dim", "64",
+             "--n-layers", "1", "--vocab-size", "300", "--block-size", "64"]  # fmt: skip
+    result = run_aigc(
+        "train", "transformer", "--data", str(data), "--out", str(out), "--steps", "6",
+        "--eval-every", "3", "--sample-every", "6", "--quiet", *small, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (out / "tokenizer.json").is_file() and (out / "samples" / "step-000006.txt").is_file()
+    model, tokenizer, config = pretrained.load(out / "model")
+    assert tokenizer.vocab_size == 300 and config["model"]["dim"] == 32
+    assert 0 < config["info"]["heldout_bits_per_byte"] < 10
+    request = TextRequest(prompt="def ", seed=1, max_new_tokens=20)
+    text = TransformerGenerator(out / "model").generate(request)
+    assert isinstance(text.texts[0], str)

@@ -15,3 +15,12 @@ def aigc_register_generators(register):
         modality="text",
         description="a small Transformer language model (default weights: Python source)",
     )
+
+
+@hookimpl
+def aigc_register_trainers(register):
+    register(
+        "transformer",
+        "aigc_transformer.trainer:TransformerTrainer",
+        description="Transformer language model with its own BPE tokenizer",
+    )

@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-
 from aigc_sdk import GenerationResult, Generator, RequestError, TextRequest
 from aigc_sdk.generation import resolve_seed
 
 from . import pretrained
 from .decode import BACKENDS, DecodeSession, DecodeWeights, Sampling, decode
-from .tokenizer import TextDecoder
+from .model import Transformer
+from .tokenizer import BPETokenizer, TextDecoder
 
 
 class _Sequence:
@@ -62,11 +61,24 @@ class TransformerGenerator(Generator):
     def __init__(
         self, weights: str | Path | None = None, device: str = "cpu", backend: str = "fused"
     ) -> None:
+        model, tokenizer, config = pretrained.load(weights, device)
+        self._setup(model, tokenizer, config, backend)
+
+    @classmethod
+    def from_model(
+        cls, model: Transformer, tokenizer: BPETokenizer, backend: str = "fused"
+    ) -> TransformerGenerator:
+        """A generator around an in-memory model (e.g. the one being trained)."""
+        generator = cls.__new__(cls)
+        generator._setup(model.eval(), tokenizer, {"model": model.cfg.to_dict()}, backend)
+        return generator
+
+    def _setup(self, model, tokenizer, config, backend: str) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        self.model, self.tokenizer, self.config = pretrained.load(weights, device)
-        self.decode_weights = DecodeWeights(self.model)
-        self.device, self.backend = torch.device(device), backend
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.decode_weights = DecodeWeights(model)  # a snapshot of the weights
+        self.backend = backend
 
     # -- prompts ---------------------------------------------------------------
 
