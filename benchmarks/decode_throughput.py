@@ -73,6 +73,9 @@ class OurDecoder:
 class HFDecoder:
     def __init__(self, cfg: ModelConfig, batch: int, prompt: list[int], new: int):
         from transformers import GPT2Config, GPT2LMHeadModel
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()  # no advice about padding: every prompt is unpadded
 
         hf_cfg = GPT2Config(
             vocab_size=cfg.vocab_size,

@@ -87,13 +87,37 @@ class DecodeWeights:
             self.head = (model.embed.weight * model.norm.weight * gain).t().contiguous()
             self.cos = torch.cat([model.rope_cos, model.rope_cos], dim=-1)  # [max_len, D]
             self.sin = torch.cat([model.rope_sin, model.rope_sin], dim=-1)
-        self.eps = cfg.norm_eps * cfg.dim
+        self.sqrt_eps = torch.tensor((cfg.norm_eps * cfg.dim) ** 0.5, dtype=self.head.dtype)
 
 
-def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm up to a factor sqrt(dim), folded with its gain into the next matrix:
-    x / sqrt(sum(x^2) + dim * eps), in four calls (``mean`` costs more than ``sum``)."""
-    return x * (x * x).sum(-1, keepdim=True).add_(eps).rsqrt_()
+def _rms(x: torch.Tensor, sqrt_eps: torch.Tensor) -> torch.Tensor:
+    """RMSNorm up to a factor sqrt(dim) (folded, with its gain, into the next matrix):
+    x / sqrt(sum(x^2) + dim * eps) = x / hypot(|x|, sqrt(dim * eps)), in three calls."""
+    return x / torch.hypot(torch.linalg.vector_norm(x, dim=-1, keepdim=True), sqrt_eps)
+
+
+class _StepBuffers:
+    """Outputs a step writes in place, and fixed views into them (no slicing per step)."""
+
+    def __init__(self, cfg, batch: int, device, dtype) -> None:
+        B, H, Hkv, D = batch, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        n_qk, n_v = (H + Hkv) * D, Hkv * D
+
+        def empty(*shape):
+            return torch.empty(shape, device=device, dtype=dtype)
+
+        self.cos, self.sin = empty(B, D), empty(B, D)
+        self.cos3, self.sin3 = self.cos.unsqueeze(1), self.sin.unsqueeze(1)  # [B, 1, D]
+        self.slots = torch.empty(B, dtype=torch.int64, device=device)
+        self.proj = empty(B, 2 * n_qk + n_v)  # q, k, v, rot(q), rot(k)
+        self.qk = self.proj[:, :n_qk].view(B, H + Hkv, D)
+        self.v_new = self.proj[:, n_qk : n_qk + n_v]  # [B, Hkv * D]
+        self.qk_partner = self.proj[:, n_qk + n_v :].view(B, H + Hkv, D)
+        self.roped = empty(B, H + Hkv, D)
+        self.q = self.roped[:, :H]  # [B, H, D]
+        self.k_new = self.roped[:, H:].view(B, Hkv * D)
+        self.gate_up = empty(B, 2 * cfg.hidden_dim)
+        self.gate, self.up = self.gate_up[:, : cfg.hidden_dim], self.gate_up[:, cfg.hidden_dim :]
 
 
 class DecodeSession:
@@ -118,17 +142,19 @@ class DecodeSession:
         self.batch, self.max_len = batch, max_len
         self.cache = KVCache(cfg, batch, max_len, device, dtype)
         self.lengths = self.cache.lengths
-        Hkv, D = cfg.n_kv_heads, cfg.head_dim
-        # Row of each (sequence, KV head) at position 0 in a layer's cache viewed as [B*Hkv*T, D].
-        self.slot_base = torch.arange(batch * Hkv, device=device).view(batch, Hkv) * max_len
-        self.k_rows = [self.cache.k[i].view(-1, D) for i in range(cfg.n_layers)]
-        self.v_rows = [self.cache.v[i].view(-1, D) for i in range(cfg.n_layers)]
-        self.history_base = torch.arange(batch, device=device) * max_len
+        self.buffers = _StepBuffers(cfg, batch, device, dtype)
+        # Token t of sequence b is row b * max_len + t of a layer's cache viewed as
+        # [B * max_len, Hkv * D], and of the flat token history.
+        self.row_base = torch.arange(batch, device=device) * max_len
+        kv_width = cfg.n_kv_heads * cfg.head_dim
+        self.k_rows = [self.cache.k_rows[i].view(-1, kv_width) for i in range(cfg.n_layers)]
+        self.v_rows = [self.cache.v_rows[i].view(-1, kv_width) for i in range(cfg.n_layers)]
         # Every token each sequence has seen (for the repetition penalty); -1 is padding.
         self.history = torch.full((batch, max_len), -1, dtype=torch.int64, device=device)
         self.longest = 0  # max over sequences of the cache length (known on the host: no sync)
         self.ragged = False
         self.positions = torch.arange(max_len, device=device)
+        self.scale = cfg.head_dim**-0.5
         fused = backend == "fused"
         self._attention_kernel = fused and ops.has_kernel("decode_attention", device.type)
         self._sample_kernel = fused and ops.has_kernel("sample", device.type)
@@ -160,37 +186,33 @@ class DecodeSession:
         """Appends ``tokens`` [B] to the sequences; returns the next-token logits [B, V]."""
         if self.longest >= self.max_len:
             raise RuntimeError(f"the KV cache is full ({self.max_len} positions)")
-        cfg, w = self.cfg, self.weights
-        B, H, Hkv, D = self.batch, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        n_qk, n_v, n_hidden = (H + Hkv) * D, Hkv * D, cfg.hidden_dim
-        pos = self.lengths  # where each sequence's new token goes
-        cos = w.cos.index_select(0, pos).unsqueeze(1)  # [B, 1, D]: broadcast over heads
-        sin = w.sin.index_select(0, pos).unsqueeze(1)
-        slots = (self.slot_base + pos.unsqueeze(1)).view(-1)
-        self.history.view(-1).index_copy_(0, self.history_base + pos, tokens)
+        w, buf, pos = self.weights, self.buffers, self.lengths
+        torch.index_select(w.cos, 0, pos, out=buf.cos)  # rotary angles at each new position
+        torch.index_select(w.sin, 0, pos, out=buf.sin)
+        torch.add(self.row_base, pos, out=buf.slots)
+        self.history.view(-1).index_copy_(0, buf.slots, tokens)
         pos.add_(1)  # now the sequence lengths, new token included
         self.longest += 1
 
-        x = w.embed.index_select(0, tokens)  # [B, dim]
-        for layer in range(cfg.n_layers):
-            proj = torch.mm(_rms(x, w.eps), w.qkv[layer])
-            qk = proj[:, :n_qk].view(B, H + Hkv, D)
-            qk_partner = proj[:, n_qk + n_v :].view(B, H + Hkv, D)
-            qk = torch.addcmul(qk * cos, qk_partner, sin)  # RoPE on q and k at once
-            self.k_rows[layer].index_copy_(0, slots, qk[:, H:].reshape(B * Hkv, D))
-            self.v_rows[layer].index_copy_(0, slots, proj[:, n_qk : n_qk + n_v].reshape(B * Hkv, D))
-            y = self._attention(qk[:, :H], layer)
-            x = torch.addmm(x, y.reshape(B, H * D), w.out[layer])
-            gate_up = torch.mm(_rms(x, w.eps), w.gate_up[layer])
-            hidden = F.silu(gate_up[:, :n_hidden]).mul_(gate_up[:, n_hidden:])
-            x = torch.addmm(x, hidden, w.down[layer])
-        return torch.mm(_rms(x, w.eps), w.head)
+        x = w.embed.index_select(0, tokens)  # [B, dim], updated in place from here on
+        for layer in range(self.cfg.n_layers):
+            torch.mm(_rms(x, w.sqrt_eps), w.qkv[layer], out=buf.proj)
+            torch.mul(buf.qk, buf.cos3, out=buf.roped)  # RoPE on q and k at once
+            buf.roped.addcmul_(buf.qk_partner, buf.sin3)
+            self.k_rows[layer].index_copy_(0, buf.slots, buf.k_new)
+            self.v_rows[layer].index_copy_(0, buf.slots, buf.v_new)
+            y = self._attention(buf.q, layer)
+            x.addmm_(y.reshape(self.batch, -1), w.out[layer])
+            torch.mm(_rms(x, w.sqrt_eps), w.gate_up[layer], out=buf.gate_up)
+            F.silu(buf.gate, inplace=True).mul_(buf.up)  # SwiGLU
+            x.addmm_(buf.gate, w.down[layer])
+        return torch.mm(_rms(x, w.sqrt_eps), w.head)
 
     def _attention(self, q: torch.Tensor, layer: int) -> torch.Tensor:
         k_cache, v_cache = self.cache.k[layer], self.cache.v[layer]
         if self._attention_kernel:  # arguments are right by construction: skip the checks
             return torch.ops.aigc.decode_attention.default(
-                q, k_cache, v_cache, self.lengths, self.cfg.head_dim**-0.5
+                q, k_cache, v_cache, self.lengths, self.scale
             )
         if self.backend == "fused":  # no kernel: the wrapper warns and uses the reference
             return ops.decode_attention(q, k_cache, v_cache, self.lengths)

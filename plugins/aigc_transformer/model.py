@@ -205,16 +205,20 @@ class Transformer(nn.Module):
 
 
 class KVCache:
-    """Preallocated keys and values of every layer: [layers, B, Hkv, max_len, D] each.
+    """Preallocated keys and values of every layer.
 
-    ``lengths[b]`` is how many positions of sequence ``b`` are valid; a decode
-    step writes position ``lengths[b]`` of each sequence and increments it.
+    Stored as [layers, B, max_len, Hkv, D] so that one token's keys (all KV
+    heads) are one contiguous row: a decode step writes each sequence's new
+    row with a single ``index_copy_``. ``k`` and ``v`` are [layers, B, Hkv,
+    max_len, D] views of that storage, the layout attention reads.
+    ``lengths[b]`` is how many positions of sequence ``b`` are valid.
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, max_len: int, device, dtype) -> None:
-        shape = (cfg.n_layers, batch, cfg.n_kv_heads, max_len, cfg.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        shape = (cfg.n_layers, batch, max_len, cfg.n_kv_heads, cfg.head_dim)
+        self.k_rows = torch.zeros(shape, device=device, dtype=dtype)
+        self.v_rows = torch.zeros(shape, device=device, dtype=dtype)
+        self.k, self.v = self.k_rows.transpose(2, 3), self.v_rows.transpose(2, 3)
         self.lengths = torch.zeros(batch, dtype=torch.int64, device=device)
         self.max_len = max_len
 
