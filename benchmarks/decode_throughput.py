@@ -11,8 +11,9 @@ them alike:
 * plain:  the same decode loop with SDPA over the cache and
           sort/softmax/``torch.multinomial`` sampling;
 * hf:     Hugging Face ``GPT2LMHeadModel.generate`` (random weights, GPT2Config
-          with the same layers, width, heads, vocabulary and context), with
-          ``do_sample=True`` and the same temperature/top-k/top-p.
+          with the same layers, width, heads, vocabulary and context, and an
+          MLP of the same parameter count), with ``do_sample=True`` and the same
+          temperature/top-k/top-p.
 
 Each run is one prompt of ``--prompt-tokens`` tokens (the same in every row)
 and exactly ``--new-tokens`` new tokens per row (no end-of-text stop); tokens/s
@@ -83,7 +84,8 @@ class HFDecoder:
             n_embd=cfg.dim,
             n_layer=cfg.n_layers,
             n_head=cfg.n_heads,
-            n_inner=cfg.hidden_dim,
+            # GELU MLP with the parameter count of our SwiGLU one (2 matrices vs 3).
+            n_inner=3 * cfg.hidden_dim // 2,
             bos_token_id=None,
             eos_token_id=None,
             pad_token_id=0,

@@ -68,6 +68,11 @@ class TransformerTrainer(Trainer):
         tokenizer: str | None = option(
             None, "a tokenizer.json (or a checkpoint directory holding one); default: train one"
         )
+        init: str | None = option(
+            None,
+            "start from a checkpoint's weights and tokenizer (fine-tuning; 'default': the "
+            "shipped weights); its model shape replaces the shape options",
+        )
         vocab_size: int = option(_defaults().vocab_size, "tokens of a newly trained BPE", min=257)
         block_size: int = option(_defaults().max_seq_len, "tokens per training block", min=8)
         dim: int = option(_defaults().dim, "model width", min=8)
@@ -117,6 +122,17 @@ class TransformerTrainer(Trainer):
 
     def _tokenizer(self, train_texts: list[str]) -> BPETokenizer:
         """The given tokenizer, the run's own (on resume), or a new one trained here."""
+        if self.config.init:
+            if self.config.tokenizer:
+                raise ConfigError("config keys 'init' and 'tokenizer' exclude each other")
+            self.init_model, tokenizer, init = pretrained.load(_init_dir(self.config.init))
+            self.init_info = init.get("info")  # how the starting point was made
+            if self.init_model.cfg.max_seq_len < self.config.block_size:
+                raise ConfigError(
+                    f"config key 'block_size' ({self.config.block_size}) exceeds the context "
+                    f"of the init model ({self.init_model.cfg.max_seq_len})"
+                )
+            return tokenizer
         given = self.config.tokenizer
         if given:
             path = Path(given)
@@ -138,7 +154,10 @@ class TransformerTrainer(Trainer):
     # -- model and optimisation ------------------------------------------------------
 
     def build(self) -> dict[str, torch.nn.Module]:
-        self.model = Transformer(self.config.model_config(self.tokenizer.vocab_size))
+        if self.config.init:
+            self.model = self.init_model.train()
+        else:
+            self.model = Transformer(self.config.model_config(self.tokenizer.vocab_size))
         return {"model": self.model}
 
     def configure_optimizers(self):
@@ -187,6 +206,8 @@ class TransformerTrainer(Trainer):
         model = self.inference_model("model")
         info = {"trainer": "aigc train transformer", "steps": self.step,
                 "config": self.config.to_dict(), "torch": torch.__version__}  # fmt: skip
+        if self.config.init:
+            info["init"] = {"from": self.config.init, "info": self.init_info}
         pretrained.save(directory, model, self.tokenizer, info)
         if self.heldout_stream is None or len(self.heldout_stream) < 2:
             return
@@ -224,3 +245,7 @@ def _text_splits(data: str | None) -> Splits:
     train = [d for s in parts for d in s.train]
     held = [d for s in parts for d in (s.eval or [])]
     return Splits(train, held or None, {"name": data, "kind": "text", "parts": len(parts)})
+
+
+def _init_dir(spec: str) -> Path:
+    return pretrained.DEFAULT_WEIGHTS if spec == "default" else Path(spec)
