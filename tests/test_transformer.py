@@ -242,6 +242,30 @@ def test_long_prompts_are_left_truncated_and_too_many_tokens_are_an_error(genera
         generator.generate(TextRequest(prompt="x", max_new_tokens=96))
 
 
+def test_token_healing_takes_back_the_last_prompt_token(generator, tokenizer):
+    prompt = "def parse(self, "
+    ids = tokenizer.encode(prompt)
+    last = tokenizer.token_bytes[ids[-1]]
+    for seed in range(3):
+        result = generator.generate(TextRequest(prompt=prompt, max_new_tokens=12, seed=seed))
+        tokens = result.tensors["tokens"][0].tolist()
+        generated = tokenizer.to_bytes(tokens)
+        assert generated.startswith(last)  # the first token re-makes the prompt's end
+        assert result.texts[0] == generated[len(last) :].decode("utf-8", errors="replace")
+
+
+def test_token_healing_can_be_switched_off(generator):
+    from aigc_transformer.generator import TransformerRequest
+
+    assert TransformerGenerator.Request is TransformerRequest
+    kwargs = dict(prompt="x = ", max_new_tokens=20, temperature=0)
+    off = generator.generate(TransformerRequest(token_healing=False, **kwargs))
+    on = generator.generate(TransformerRequest(**kwargs))
+    assert off.tensors["tokens"][0].tolist() != on.tensors["tokens"][0].tolist()
+    with pytest.raises(RequestError, match="token_healing must be true or false"):
+        TransformerRequest(token_healing="yes")
+
+
 # -- checkpoints ---------------------------------------------------------------------
 
 

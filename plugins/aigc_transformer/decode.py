@@ -325,16 +325,21 @@ def decode(
     prompts: list[list[int]],
     sampling: Sampling,
     max_new_tokens: int,
+    first_allowed: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yields the next token of every sequence [B], ``max_new_tokens`` times.
 
-    The consumer decides when sequences are finished and simply stops
-    iterating when all are; tokens of finished sequences are computed and ignored.
+    ``first_allowed`` ([B, V] bool) restricts the first token of each sequence
+    (token healing). The consumer decides when sequences are finished and
+    simply stops iterating when all are; tokens of finished sequences are
+    computed and ignored.
     """
     if max_new_tokens == 0:
         return
     draw = session.sampler(sampling)
     logits = session.prefill(prompts)
+    if first_allowed is not None:
+        logits = logits.masked_fill(~first_allowed.to(logits.device), float("-inf"))
     for step in range(max_new_tokens):
         tokens = draw(logits, step)
         yield tokens

@@ -4,12 +4,22 @@ Every prompt starts with ``<|endoftext|>``, which in training marks the start
 of a file; generating it ends the sequence. A batch of prompts of different
 lengths decodes together (ragged KV cache). Stop strings end a sequence and
 are kept at the end of its text, like the SDK's other text generators.
+
+Token healing (on by default): a prompt such as ``"def "`` ends in a token
+(a lone space) that the tokenizer would rarely produce there, since BPE joins
+a space to the word after it. The last prompt token is therefore taken back
+and the first new token must start with its bytes, which are then left out
+of the output: the model chooses ``" parse"`` instead of continuing after a
+stray ``" "``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from aigc_sdk import GenerationResult, Generator, RequestError, TextRequest
 from aigc_sdk.generation import resolve_seed
@@ -20,11 +30,24 @@ from .model import Transformer
 from .tokenizer import BPETokenizer, TextDecoder
 
 
+@dataclass(frozen=True, kw_only=True)
+class TransformerRequest(TextRequest):
+    """``TextRequest`` plus ``token_healing`` (see the module docstring)."""
+
+    token_healing: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.token_healing, bool):
+            raise RequestError(f"token_healing must be true or false, got {self.token_healing!r}")
+
+
 class _Sequence:
     """The text of one sequence as it grows, cut at the first stop string."""
 
-    def __init__(self, decoder: TextDecoder, stops: tuple[str, ...]) -> None:
+    def __init__(self, decoder: TextDecoder, stops: tuple[str, ...], skip: int = 0) -> None:
         self.decoder, self.stops = decoder, stops
+        self.skip = skip  # bytes of the first token that the prompt already has (healing)
         self.longest_stop = max((len(s) for s in stops), default=0)
         self.text, self.done = "", False
 
@@ -44,7 +67,8 @@ class _Sequence:
         return self.text[start:]
 
     def push(self, token: int) -> str:
-        return self.add(self.decoder.push(token))
+        skip, self.skip = self.skip, 0
+        return self.add(self.decoder.push(token, skip))
 
     def finish(self) -> str:
         """Ends the sequence, emitting any bytes held back (an incomplete UTF-8 character)."""
@@ -55,7 +79,7 @@ class _Sequence:
 
 class TransformerGenerator(Generator):
     modality = "text"
-    Request = TextRequest
+    Request = TransformerRequest
     thread_safe = True  # each call has its own KV cache; the weights are only read
 
     def __init__(
@@ -79,6 +103,7 @@ class TransformerGenerator(Generator):
         self.model, self.tokenizer, self.config = model, tokenizer, config
         self.decode_weights = DecodeWeights(model)  # a snapshot of the weights
         self.backend = backend
+        self._healing_cache: dict[bytes, list[int]] = {}
 
     # -- prompts ---------------------------------------------------------------
 
@@ -93,13 +118,39 @@ class TransformerGenerator(Generator):
         ids = [self.tokenizer.eos_id, *self.tokenizer.encode(prompt)]
         return ids[-(limit - max_new_tokens) :]
 
+    def _heal(self, prompts: list[list[int]]):
+        """Takes back each prompt's last token: (prompts, bytes taken back per prompt,
+        [B, V] mask of the tokens allowed first)."""
+        allowed = torch.ones((len(prompts), self.tokenizer.vocab_size), dtype=torch.bool)
+        healed = []
+        for row, ids in enumerate(prompts):
+            if len(ids) < 2:  # only <|endoftext|>: nothing to heal
+                healed.append(0)
+                continue
+            last = self.tokenizer.token_bytes[ids[-1]]
+            allowed[row] = False
+            allowed[row, self._tokens_starting_with(last)] = True
+            healed.append(len(last))
+            prompts[row] = ids[:-1]
+        return prompts, healed, allowed
+
+    def _tokens_starting_with(self, prefix: bytes) -> list[int]:
+        if prefix not in self._healing_cache:  # a race only computes one entry twice
+            self._healing_cache[prefix] = self.tokenizer.tokens_starting_with(prefix)
+        return self._healing_cache[prefix]
+
     # -- generation --------------------------------------------------------------
 
-    def _events(self, request: TextRequest, seed: int) -> Iterator[tuple[int, str]]:
-        """(row, text piece) as each sequence of the batch grows; every row ends with a
-        (possibly empty) final piece."""
+    def _events(
+        self, request: TextRequest, seed: int, tokens_out: list[list[int]] | None = None
+    ) -> Iterator[tuple[int, str]]:
+        """(row, text piece) as each sequence of the batch grows. ``tokens_out`` (one
+        list per row) receives each sequence's tokens, end-of-text included."""
         prompts = [self.encode_prompt(p, request.max_new_tokens) for p in request.prompts]
-        sequences = [_Sequence(TextDecoder(self.tokenizer), request.stop) for _ in prompts]
+        healed, first_allowed = [0] * len(prompts), None
+        if getattr(request, "token_healing", True) and request.max_new_tokens:
+            prompts, healed, first_allowed = self._heal(prompts)
+        sequences = [_Sequence(TextDecoder(self.tokenizer), request.stop, skip) for skip in healed]
         session = DecodeSession(
             self.model,
             batch=len(prompts),
@@ -116,11 +167,14 @@ class TransformerGenerator(Generator):
             seed=seed,
         )
         eos = self.tokenizer.eos_id
-        for tokens in decode(session, prompts, sampling, request.max_new_tokens):
+        steps = decode(session, prompts, sampling, request.max_new_tokens, first_allowed)
+        for tokens in steps:
             for row, token in enumerate(tokens.tolist()):
                 seq = sequences[row]
                 if seq.done:
                     continue
+                if tokens_out is not None:
+                    tokens_out[row].append(token)
                 piece = seq.finish() if token == eos else seq.push(token)
                 if piece:
                     yield row, piece
@@ -133,9 +187,15 @@ class TransformerGenerator(Generator):
     def generate(self, request: TextRequest) -> GenerationResult:
         seed = resolve_seed(request.seed)
         pieces: list[list[str]] = [[] for _ in request.prompts]
-        for row, piece in self._events(request, seed):
+        tokens: list[list[int]] = [[] for _ in request.prompts]
+        for row, piece in self._events(request, seed, tokens):
             pieces[row].append(piece)
-        return GenerationResult("text", texts=["".join(p) for p in pieces], seed=seed)
+        return GenerationResult(
+            "text",
+            texts=["".join(p) for p in pieces],
+            tensors={"tokens": [torch.tensor(t, dtype=torch.int64) for t in tokens]},
+            seed=seed,
+        )
 
     def stream(self, request: TextRequest) -> Iterator[str]:
         """Yields the first sequence's text as it decodes, never splitting a character.

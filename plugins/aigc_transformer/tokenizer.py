@@ -92,6 +92,10 @@ class BPETokenizer:
         """The text of ``ids``; bytes that are not valid UTF-8 become U+FFFD."""
         return self.to_bytes(ids).decode("utf-8", errors="replace")
 
+    def tokens_starting_with(self, prefix: bytes) -> list[int]:
+        """Every token whose bytes begin with ``prefix`` (for token healing)."""
+        return [i for i, data in enumerate(self.token_bytes) if data.startswith(prefix) and data]
+
 
 class TextDecoder:
     """Incremental detokenizer: ``push(token)`` returns the text that became complete.
@@ -105,8 +109,9 @@ class TextDecoder:
         self._bytes = tokenizer.token_bytes
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    def push(self, token: int) -> str:
-        return self._utf8.decode(self._bytes[token])
+    def push(self, token: int, skip: int = 0) -> str:
+        """The text completed by ``token``, leaving out its first ``skip`` bytes."""
+        return self._utf8.decode(self._bytes[token][skip:])
 
     def flush(self) -> str:
         return self._utf8.decode(b"", final=True)
