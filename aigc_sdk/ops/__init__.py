@@ -6,5 +6,6 @@ used when the extension has no kernel for the device.
 """
 
 from ._extension import OPS, build_info, has_kernel, load_error, status
+from .sampling import sample
 
-__all__ = ["OPS", "build_info", "has_kernel", "load_error", "status"]
+__all__ = ["OPS", "build_info", "has_kernel", "load_error", "sample", "status"]

@@ -3,3 +3,201 @@
 Each function computes exactly what its fused kernel computes, written for
 clarity, not speed.
 """
+
+import math
+
+import torch
+
+# ------------------------------------------------------------ decode_attention
+
+
+def decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    seq_lens: torch.Tensor,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One query token per sequence against its KV cache: ``(out, lse)``.
+
+    q [B, H, D]; caches [B, Hkv, Tmax, D] with H a multiple of Hkv (query head
+    h reads KV head h // (H // Hkv)); the first seq_lens[b] positions of the
+    cache are valid. out [B, H, D] in q's dtype; lse [B, H] float32 is the
+    natural log of sum_t exp(scale * q.k_t). A sequence of length 0 gives
+    out = 0 and lse = -inf. Computed in float32.
+    """
+    B, H, D = q.shape
+    Hkv, Tmax = k_cache.shape[1], k_cache.shape[2]
+    scale = D**-0.5 if scale is None else scale
+    qg = q.float().reshape(B, Hkv, H // Hkv, D)
+    scores = torch.einsum("bkgd,bktd->bkgt", qg, k_cache.float()) * scale
+    valid = torch.arange(Tmax, device=q.device) < seq_lens.to(q.device).view(B, 1, 1, 1)
+    scores = scores.masked_fill(~valid, -math.inf)
+    lse = torch.logsumexp(scores, dim=-1)
+    probs = torch.exp(scores - lse.unsqueeze(-1)).nan_to_num(0.0)  # empty rows: -inf - -inf
+    out = torch.einsum("bkgt,bktd->bkgd", probs, v_cache.float())
+    return out.reshape(B, H, D).to(q.dtype), lse.reshape(B, H)
+
+
+# ---------------------------------------------------------------------- sample
+# Bit-exact with the kernels (csrc/kernels/philox.h, csrc/cpu/sample.cpp,
+# csrc/cuda/sample.cu): same float32 operations in the same order, integer
+# masses, the same Philox numbers. The tests compare tokens exactly.
+
+_MASK32 = 0xFFFFFFFF
+_MASS_SCALE = float(2**40)
+
+
+def philox4x32_10(counter: tuple[int, int, int, int], key: tuple[int, int]) -> tuple[int, ...]:
+    """Philox 4x32-10 (Salmon et al., SC'11) on a 128-bit counter and 64-bit key."""
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    for _ in range(10):
+        p0, p1 = 0xD2511F53 * c0, 0xCD9E8D57 * c2
+        c0, c1, c2, c3 = (
+            ((p1 >> 32) ^ c1 ^ k0) & _MASK32,
+            p1 & _MASK32,
+            ((p0 >> 32) ^ c3 ^ k1) & _MASK32,
+            p0 & _MASK32,
+        )
+        k0, k1 = (k0 + 0x9E3779B9) & _MASK32, (k1 + 0xBB67AE85) & _MASK32
+    return c0, c1, c2, c3
+
+
+def sample_random_bits(seed: int, offset: int, row: int) -> int:
+    """The 64 random bits of one row: Philox keyed by seed, counter (offset, row)."""
+    seed, offset = seed & (2**64 - 1), offset & (2**64 - 1)
+    r = philox4x32_10(
+        (offset & _MASK32, offset >> 32, row & _MASK32, row >> 32), (seed & _MASK32, seed >> 32)
+    )
+    return (r[1] << 32) | r[0]
+
+
+def _f32(value: float) -> torch.Tensor:
+    return torch.tensor(value, dtype=torch.float32)
+
+
+_EXP = {
+    name: _f32(value)
+    for name, value in dict(
+        log2e=1.44269504088896341,
+        c1=0.693359375,
+        c2=-2.12194440e-4,
+        p0=1.9875691500e-4,
+        p1=1.3981999507e-3,
+        p2=8.3334519073e-3,
+        p3=4.1665795894e-2,
+        p4=1.6666665459e-1,
+        p5=5.0000001201e-1,
+        one=1.0,
+    ).items()
+}
+
+
+def exp_nonpos(x: torch.Tensor) -> torch.Tensor:
+    """e^x for float32 x <= 0, bit-identical to aigc::exp_nonpos (Cephes expf, flushed to
+    0 below -87), one rounding per float32 operation."""
+    c = {k: v.to(x.device) for k, v in _EXP.items()}
+    in_range = x >= -87.0
+    x = torch.where(in_range, x, torch.full_like(x, -87.0))
+    n = torch.round(x * c["log2e"])
+    r = x - n * c["c1"]
+    r = r - n * c["c2"]
+    r2 = r * r
+    p = c["p0"] * r + c["p1"]
+    for name in ("p2", "p3", "p4", "p5"):
+        p = p * r + c[name]
+    y = (p * r2 + r) + c["one"]
+    scale = ((n.to(torch.int32) + 127) << 23).view(torch.float32)
+    return torch.where(in_range, y * scale, torch.zeros_like(y))
+
+
+def _float_bits(value: float) -> int:
+    return int(_f32(value).view(torch.int32))
+
+
+def sample_support(
+    logits_row: torch.Tensor,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    min_p: float,
+    prev_tokens: torch.Tensor | None = None,
+    repetition_penalty: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept tokens and their integer masses for one row at temperature > 0:
+    ``(kept [V] bool, mass [V] int64)``; the probability of a kept token is its
+    mass over the kept total. Raises ValueError on NaN or all -inf logits."""
+    z = _penalized(logits_row, prev_tokens, repetition_penalty) / _f32(temperature)
+    m = z.max()
+    if m == -math.inf:
+        raise ValueError("aigc.sample: all logits of the row are -inf, so no token can be drawn")
+    e = (z == math.inf).float() if m == math.inf else exp_nonpos(z - m)
+    mass = (e.double() * _MASS_SCALE).floor().long()
+    keys = e.view(torch.int32)  # e >= 0: the bits order like the values
+    V = z.numel()
+    tau = 0
+    if 0 < top_k < V:  # the k-th largest e; ties with it stay
+        tau = int(keys.topk(top_k).values[-1])
+    if top_p < 1.0:  # the smallest prefix by e (ties whole) whose mass reaches ceil(p * total)
+        in_k = keys >= tau
+        total = int(mass[in_k].sum())
+        target = min(total, math.ceil(float(_f32(top_p)) * float(total)))
+        sorted_keys, order = keys[in_k].sort(descending=True)
+        running = mass[in_k][order].cumsum(0)
+        pos = int(torch.searchsorted(running, torch.tensor([target]))[0])
+        tau = max(tau, int(sorted_keys[pos]))
+    if min_p > 0.0:  # e is the probability relative to the most likely token
+        tau = max(tau, _float_bits(min_p))
+    kept = keys >= tau
+    return kept, mass * kept
+
+
+def _penalized(
+    row: torch.Tensor, prev_tokens: torch.Tensor | None, repetition_penalty: float
+) -> torch.Tensor:
+    x = row.float().clone()
+    if torch.isnan(x).any():
+        raise ValueError("aigc.sample: the row's logits contain NaN")
+    if prev_tokens is not None:
+        ids = prev_tokens[prev_tokens >= 0].unique()
+        xv, pen = x[ids], _f32(repetition_penalty)
+        x[ids] = torch.where(xv > 0, xv / pen, xv * pen)
+    return x
+
+
+def sample(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    min_p: torch.Tensor,
+    seed: torch.Tensor,
+    offset: torch.Tensor,
+    prev_tokens: torch.Tensor | None = None,
+    repetition_penalty: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """torch.ops.aigc.sample in PyTorch: logits [B, V]; per-row parameter
+    tensors [B]; prev_tokens [B, n] int64 (negative = padding) with
+    repetition_penalty [B]. Returns int64 tokens [B]. Values must be valid
+    (the wrapper aigc_sdk.ops.sample checks them)."""
+    B = logits.shape[0]
+    tokens = []
+    for b in range(B):
+        row = logits[b].cpu()
+        prev = None if prev_tokens is None else prev_tokens[b].cpu()
+        pen = 1.0 if repetition_penalty is None else float(repetition_penalty[b])
+        if float(temperature[b]) == 0.0:
+            x = _penalized(row, prev, pen)
+            if x.max() == -math.inf:
+                raise ValueError("aigc.sample: all logits of the row are -inf")
+            tokens.append(int(x.argmax()))  # the first of equal maxima
+            continue
+        kept, mass = sample_support(
+            row, float(temperature[b]), int(top_k[b]), float(top_p[b]), float(min_p[b]), prev, pen
+        )
+        running = mass.cumsum(0)
+        bits = sample_random_bits(int(seed[b]), int(offset[b]), b)
+        r = (bits * int(running[-1])) >> 64
+        tokens.append(int(torch.searchsorted(running, torch.tensor([r]), right=True)[0]))
+    return torch.tensor(tokens, dtype=torch.int64, device=logits.device)
