@@ -15,3 +15,12 @@ def aigc_register_generators(register):
         modality="audio",
         description="WaveNet (mu-law, conv queues, fused sampler): notes and chords at 16 kHz",
     )
+
+
+@hookimpl
+def aigc_register_trainers(register):
+    register(
+        "audio",
+        "aigc_audio.trainer:WaveNetTrainer",
+        description="WaveNet on 'tones' (synthesized notes and chords) or WAV/FLAC files",
+    )

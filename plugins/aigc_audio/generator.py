@@ -97,15 +97,18 @@ def generate_classes(
     top_k: int = 0,
     top_p: float = 1.0,
     min_p: float = 0.0,
+    queues_type: type[ConvQueues] | None = None,
 ) -> torch.Tensor:
     """``samples`` mu-law classes for each of ``n`` clips: [n, samples] int64.
 
-    The clips start after a receptive field of silence, as the training crops do.
+    The clips start after a receptive field of silence, as the training crops
+    do. ``queues_type`` defaults to the NumPy step on the CPU, torch elsewhere.
     """
     device = model.embed.weight.device
     labels = labels.to(device) if labels is not None else None
     silence = torch.full((n, model.cfg.receptive_field - 1), SILENCE, device=device)
-    queues_type = NumpyConvQueues if device.type == "cpu" else ConvQueues
+    if queues_type is None:
+        queues_type = NumpyConvQueues if device.type == "cpu" else ConvQueues
     queues = queues_type(model, n, labels, prefix=silence)
     x = torch.full((n,), SILENCE, dtype=torch.int64, device=device)
     out = torch.empty(n, samples, dtype=torch.int64, device=device)

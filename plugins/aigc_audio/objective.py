@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import ClipBank
-from .model import WaveNet
+from .model import SILENCE, WaveNet
 
 
 def window_loss(model: WaveNet, window: torch.Tensor, labels: torch.Tensor | None, length: int):
@@ -22,23 +22,33 @@ def window_loss(model: WaveNet, window: torch.Tensor, labels: torch.Tensor | Non
 
 
 @torch.no_grad()
-def heldout_bits(model: WaveNet, bank: ClipBank, batch: int = 4, chunk: int = 4000) -> float:
-    """Bits per sample of every clip of ``bank`` under ``model`` (teacher forcing).
+def clip_nats(
+    model: WaveNet, classes: torch.Tensor, labels: torch.Tensor | None, chunk: int = 4000
+) -> torch.Tensor:
+    """Mean cross-entropy (nats per sample) of whole clips ``classes`` [B, T] (teacher forcing).
 
-    Each clip is scored whole, sample 0 included, after a receptive field of
+    Every sample is scored, sample 0 included, after a receptive field of
     silence; long clips are cut into chunks that each carry their own context.
     """
-    context = model.cfg.receptive_field - 1
-    # One more silent sample in front: the input from which sample 0 is predicted.
-    windows, labels = bank.whole(context + 1)
+    context = model.cfg.receptive_field
+    B, T = classes.shape
+    silence = torch.full((B, context), SILENCE, dtype=torch.int64, device=classes.device)
+    padded = torch.cat([silence, classes.long()], 1)
+    total = classes.new_zeros((), dtype=torch.float32)
+    for start in range(0, T, chunk):
+        length = min(chunk, T - start)
+        piece = padded[:, start : start + context + length]
+        total += window_loss(model, piece, labels, length).float() * length
+    return total / T
+
+
+@torch.no_grad()
+def heldout_bits(model: WaveNet, bank: ClipBank, batch: int = 4) -> float:
+    """Bits per sample of every clip of ``bank`` under ``model``."""
     use_labels = model.label_embed is not None
-    total, count = 0.0, 0
-    T = bank.classes.shape[1]
-    for i in range(0, len(windows), batch):
-        rows, lab = windows[i : i + batch], labels[i : i + batch] if use_labels else None
-        for start in range(0, T, chunk):
-            length = min(chunk, T - start)
-            piece = rows[:, start : start + context + 1 + length]
-            total += float(window_loss(model, piece, lab, length)) * length * len(rows)
-            count += length * len(rows)
-    return total / count / math.log(2)
+    nats = 0.0
+    for i in range(0, len(bank), batch):
+        rows = bank.classes[i : i + batch]
+        labels = bank.labels[i : i + batch] if use_labels else None
+        nats += float(clip_nats(model, rows, labels)) * len(rows)
+    return nats / len(bank) / math.log(2)
