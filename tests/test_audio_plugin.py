@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from aigc_sdk import SDK, RequestError
+from aigc_sdk.ops import sample
 from aigc_sdk.testing import check_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))  # the plugin without an installed entry point
 
-from aigc_audio.generator import generate_classes, one_intraop_thread  # noqa: E402
+from aigc_audio.generator import StepSampler, generate_classes, one_intraop_thread  # noqa: E402
 from aigc_audio.model import (  # noqa: E402
     SILENCE,
     ConvQueues,
@@ -102,6 +103,15 @@ def test_generation_is_seeded_and_each_clip_of_a_batch_is_its_own():
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert not torch.equal(a[0], a[1])  # rows draw from their own streams
+
+
+def test_the_step_sampler_draws_what_the_sample_wrapper_draws():
+    params = dict(temperature=0.9, top_k=40, top_p=0.95, min_p=0.01, seed=2**63 + 5)
+    draw = StepSampler(3, torch.device("cpu"), **params)
+    logits = torch.randn(30, 3, 256, generator=torch.Generator().manual_seed(0)) * 3
+    fast = [draw(logits[t], t) for t in range(30)]
+    slow = [sample(logits[t], **params, offset=t) for t in range(30)]
+    assert torch.equal(torch.stack(fast), torch.stack(slow))
 
 
 def test_greedy_generation_matches_the_naive_loop_that_recomputes_everything():
