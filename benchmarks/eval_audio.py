@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 from aigc_audio.data import ClipBank, load_splits  # noqa: E402
 from aigc_audio.generator import generate_classes, one_intraop_thread  # noqa: E402
 from aigc_audio.model import (  # noqa: E402
-    SILENCE,
+    START,
     ConvQueues,
     NumpyConvQueues,
     WaveNet,
@@ -88,7 +88,7 @@ def level_and_flatness(clips: torch.Tensor, floor_db: float = -50.0) -> dict[str
 def naive_generate(model: WaveNet, samples: int, labels, seed: int) -> torch.Tensor:
     """Each sample from a full forward over the last receptive field: O(field x layers) each."""
     rf = model.cfg.receptive_field
-    x = torch.full((len(labels), rf), SILENCE, dtype=torch.int64)
+    x = torch.full((len(labels), rf), START, dtype=torch.int64)
     for t in range(samples):
         logits = model(x[:, -rf:], labels)[:, -1]
         nxt = sample(logits, seed=seed, offset=t)

@@ -15,7 +15,7 @@ from aigc_sdk.training import ConfigError, fit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 from aigc_audio.data import MIDI_LABELS, crop_windows, load_splits, note_name  # noqa: E402
-from aigc_audio.model import SILENCE, WaveNet, WaveNetConfig  # noqa: E402
+from aigc_audio.model import START, WaveNet, WaveNetConfig  # noqa: E402
 from aigc_audio.objective import clip_nats, window_loss  # noqa: E402
 from aigc_audio.trainer import WaveNetTrainer  # noqa: E402
 
@@ -32,21 +32,21 @@ def test_note_names_follow_midi():
     assert len(MIDI_LABELS) == 128
 
 
-def test_crop_windows_start_with_silence_and_keep_order():
+def test_crop_windows_start_with_start_marks_and_keep_order():
     classes = torch.arange(100).repeat(3, 1)
     windows = crop_windows(classes, 20, 10, torch.Generator().manual_seed(0))
     assert windows.shape == (3, 30) and windows.dtype == torch.int64
     for row in windows:
-        real = row[row != SILENCE] if (row == SILENCE).any() else row
+        real = row[row != START]
         assert torch.equal(real, torch.arange(int(real[0]), int(real[0]) + len(real)))
-        assert (row[: 30 - len(real)] == SILENCE).all()  # silence only before the clip
+        assert (row[: 30 - len(real)] == START).all()  # marks only before the clip
 
 
 def test_clip_score_equals_the_crop_loss_of_the_same_samples():
     model = WaveNet(WaveNetConfig(residual=4, gate=4, skip=8, dilations=[1, 2, 4])).eval()
     classes = torch.randint(0, 256, (2, 50))
     context = model.cfg.receptive_field
-    window = torch.cat([torch.full((2, context), SILENCE), classes], 1)
+    window = torch.cat([torch.full((2, context), START), classes], 1)
     with torch.no_grad():
         whole = window_loss(model, window, None, 50)
     torch.testing.assert_close(clip_nats(model, classes, None, chunk=7), whole)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .model import SILENCE, mu_law_encode
+from .model import START, mu_law_encode
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -54,15 +54,15 @@ def crop_windows(
 ) -> torch.Tensor:
     """A random window ``[context + length]`` of each clip of ``classes`` ``[B, T]`` (int64).
 
-    Each clip is preceded by ``context`` samples of silence, so a window near a
-    clip's start sees what generation sees: silence, then the note. The model
+    Each clip is preceded by ``context`` START marks, so a window near a clip's
+    start sees what generation starts from: the marks, then the clip. The model
     reads the window and is scored on its last ``length`` samples, whose
     predictions depend on real samples only (``context`` >= the receptive field).
     """
     B, T = classes.shape
     length = min(length, T)
     start = torch.randint(T - length + 1, (B,), generator=rng)
-    padded = torch.cat([torch.full((B, context), SILENCE, dtype=classes.dtype), classes], 1)
+    padded = torch.cat([torch.full((B, context), START, dtype=classes.dtype), classes], 1)
     offsets = start[:, None] + torch.arange(context + length)
     return padded.gather(1, offsets).long()
 
@@ -95,6 +95,6 @@ class ClipBank:
         return crop_windows(self.classes[index], length, context, rng), self.labels[index]
 
     def whole(self, context: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every clip, preceded by ``context`` samples of silence (for evaluation)."""
-        silence = torch.full((len(self), context), SILENCE, dtype=torch.uint8)
-        return torch.cat([silence, self.classes], 1).long(), self.labels
+        """Every clip, preceded by ``context`` START marks (for evaluation)."""
+        start = torch.full((len(self), context), START, dtype=torch.int64)
+        return torch.cat([start, self.classes.long()], 1), self.labels

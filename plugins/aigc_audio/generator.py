@@ -20,7 +20,7 @@ from aigc_sdk import AudioRequest, GenerationResult, Generator, RequestError
 from aigc_sdk.generation import resolve_seed
 from aigc_sdk.ops import has_kernel, sample
 
-from .model import SILENCE, ConvQueues, NumpyConvQueues, WaveNet, mu_law_decode
+from .model import START, ConvQueues, NumpyConvQueues, WaveNet, mu_law_decode
 from .spectrogram import spectrogram_png
 from .weights import load_wavenet
 
@@ -132,19 +132,19 @@ def generate_classes(
 ) -> torch.Tensor:
     """``samples`` mu-law classes for each of ``n`` clips: [n, samples] int64.
 
-    The clips start after a receptive field of silence, as the training crops
-    do. ``queues_type`` defaults to the NumPy step on the CPU, torch elsewhere.
+    The clips start after a receptive field of START marks, as the training
+    crops do. ``queues_type`` defaults to the NumPy step on the CPU, torch elsewhere.
     """
     device = model.embed.weight.device
     labels = labels.to(device) if labels is not None else None
-    silence = torch.full((n, model.cfg.receptive_field - 1), SILENCE, device=device)
+    before = torch.full((n, model.cfg.receptive_field - 1), START, device=device)
     if queues_type is None:
         queues_type = NumpyConvQueues if device.type == "cpu" else ConvQueues
-    queues = queues_type(model, n, labels, prefix=silence)
+    queues = queues_type(model, n, labels, prefix=before)
     draw = StepSampler(
         n, device, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed
     )
-    x = torch.full((n,), SILENCE, dtype=torch.int64, device=device)
+    x = torch.full((n,), START, dtype=torch.int64, device=device)
     out = torch.empty(n, samples, dtype=torch.int64, device=device)
     for t in range(samples):
         x = draw(queues.step(x), t)

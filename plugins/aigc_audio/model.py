@@ -42,6 +42,10 @@ def mu_law_decode(classes: torch.Tensor, mu: int = MU) -> torch.Tensor:
 
 
 SILENCE = int(mu_law_encode(torch.zeros(())))
+# An input-only class meaning "before the clip": the context generation starts
+# from, so the model learns that a clip begins right after it (after mere
+# silence, a note may start at any moment, so sampling from silence rarely leaves it).
+START = MU + 1
 
 
 def default_dilations() -> list[int]:
@@ -111,7 +115,8 @@ class WaveNet(nn.Module):
     def __init__(self, cfg: WaveNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.classes, cfg.residual)  # = a 1x1 conv of the one-hot input
+        # A 1x1 conv of the one-hot input; one more input class than outputs: START.
+        self.embed = nn.Embedding(cfg.classes + 1, cfg.residual)
         self.label_embed = nn.Embedding(len(cfg.labels), cfg.label_dim) if cfg.labels else None
         if cfg.labels:  # how often each label was trained on: drawn from when none is asked for
             self.register_buffer("label_counts", torch.zeros(len(cfg.labels)))
@@ -138,7 +143,7 @@ class WaveNet(nn.Module):
         labels: torch.Tensor | None = None,
         layer_inputs: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Logits ``[B, T, classes]`` from classes ``x`` ``[B, T]``.
+        """Logits ``[B, T, classes]`` from classes ``x`` ``[B, T]`` (``START`` allowed).
 
         When ``layer_inputs`` is a list, each layer's input ``[B, T, residual]``
         is appended to it (how ``ConvQueues`` is primed from a prefix).

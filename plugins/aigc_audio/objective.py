@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import ClipBank
-from .model import SILENCE, WaveNet
+from .model import START, WaveNet
 
 
 def window_loss(model: WaveNet, window: torch.Tensor, labels: torch.Tensor | None, length: int):
@@ -28,12 +28,12 @@ def clip_nats(
     """Mean cross-entropy (nats per sample) of whole clips ``classes`` [B, T] (teacher forcing).
 
     Every sample is scored, sample 0 included, after a receptive field of
-    silence; long clips are cut into chunks that each carry their own context.
+    START marks; long clips are cut into chunks that each carry their own context.
     """
     context = model.cfg.receptive_field
     B, T = classes.shape
-    silence = torch.full((B, context), SILENCE, dtype=torch.int64, device=classes.device)
-    padded = torch.cat([silence, classes.long()], 1)
+    start = torch.full((B, context), START, dtype=torch.int64, device=classes.device)
+    padded = torch.cat([start, classes.long()], 1)
     total = classes.new_zeros((), dtype=torch.float32)
     for start in range(0, T, chunk):
         length = min(chunk, T - start)

@@ -6,6 +6,8 @@ import io
 
 import torch
 
+MAX_PANELS = 8
+
 
 def power_db(audio: torch.Tensor, n_fft: int = 512, hop: int = 128) -> torch.Tensor:
     """Power spectrogram in dB of a mono clip [samples]: [n_fft // 2 + 1, frames]."""
@@ -23,7 +25,7 @@ def power_db(audio: torch.Tensor, n_fft: int = 512, hop: int = 128) -> torch.Ten
 def spectrogram_png(
     audio: torch.Tensor, sample_rate: int, titles: list[str] | None = None
 ) -> bytes:
-    """One PNG of the spectrograms of clips ``[n, samples]`` (one panel per clip).
+    """One PNG of the spectrograms of clips ``[n, samples]`` (a panel for each of the first 8).
 
     Time in seconds, frequency in Hz, colour in dB relative to each panel's peak.
     """
@@ -32,7 +34,7 @@ def spectrogram_png(
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    clips = audio if audio.dim() == 2 else audio.unsqueeze(0)
+    clips = (audio if audio.dim() == 2 else audio.unsqueeze(0))[:MAX_PANELS]
     n = len(clips)
     fig = Figure(figsize=(8, 2.6 * n + 0.4), layout="constrained")
     axes = fig.subplots(n, 1, squeeze=False)[:, 0]
