@@ -32,7 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
 from aigc_audio.data import ClipBank, load_splits  # noqa: E402
-from aigc_audio.generator import generate_classes, one_intraop_thread  # noqa: E402
+from aigc_audio.generator import (  # noqa: E402
+    WaveNetRequest,
+    generate_classes,
+    one_intraop_thread,
+    resolve_labels,
+)
 from aigc_audio.model import (  # noqa: E402
     START,
     ConvQueues,
@@ -46,6 +51,8 @@ from aigc_audio.spectrogram import spectrogram_png  # noqa: E402
 from aigc_audio.weights import load_wavenet  # noqa: E402
 
 from aigc_sdk.ops import sample  # noqa: E402
+
+SAMPLING = ("temperature", "top_k", "top_p", "min_p")
 
 # -- 1. level and flatness ---------------------------------------------------------
 
@@ -155,23 +162,26 @@ def main(argv: list[str] | None = None) -> dict:
     splits, _ = load_splits("tones")
     held = ClipBank.from_dataset(splits.eval, limit=args.clips)
     data = torch.stack([splits.eval[i][0][0] for i in range(args.clips)])
+    rng = torch.Generator().manual_seed(0)
+    labels = resolve_labels(model, None, args.generated, rng)
+    sampling = {  # the generator's defaults, and the model's own distribution
+        "default": {k: getattr(WaveNetRequest(), k) for k in SAMPLING},
+        "temperature_1": {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0},
+    }
+    generated = {}
     with one_intraop_thread():
-        classes = generate_classes(
-            model,
-            model.cfg.sample_rate,
-            torch.multinomial(model.label_counts.float(), args.generated, replacement=True,
-                              generator=torch.Generator().manual_seed(0))
-            if model.cfg.labels else None,
-            n=args.generated,
-            seed=0,
-        )  # fmt: skip
-    generated = mu_law_decode(classes)
+        for name, params in sampling.items():
+            classes = generate_classes(
+                model, model.cfg.sample_rate, labels, n=args.generated, seed=0, **params
+            )
+            generated[name] = mu_law_decode(classes)
     noise = (torch.rand(args.generated, model.cfg.sample_rate) * 2 - 1) * 0.5
     report = {
         "weights": str(args.weights or "default"),
         "training": config.get("training", {}),
+        "sampling": sampling,
         "level_and_flatness": {
-            "generated": level_and_flatness(generated),
+            **{f"generated_{k}": level_and_flatness(v) for k, v in generated.items()},
             "data": level_and_flatness(data),
             "data_mu_law": level_and_flatness(mu_law_decode(mu_law_encode(data))),
             "white_noise": level_and_flatness(noise),
@@ -184,7 +194,11 @@ def main(argv: list[str] | None = None) -> dict:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".png").write_bytes(spectrogram_png(generated[:4], model.cfg.sample_rate))
+    names = model.cfg.labels
+    titles = [f"{names[i]}, {k}" for k in generated for i in labels[:3].tolist()] if names else None
+    clips = torch.cat([v[:3] for v in generated.values()])
+    png = spectrogram_png(clips, model.cfg.sample_rate, titles, max_panels=len(clips))
+    args.out.with_suffix(".png").write_bytes(png)
     print(json.dumps(report, indent=2))
     return report
 

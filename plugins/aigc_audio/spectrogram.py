@@ -23,7 +23,10 @@ def power_db(audio: torch.Tensor, n_fft: int = 512, hop: int = 128) -> torch.Ten
 
 
 def spectrogram_png(
-    audio: torch.Tensor, sample_rate: int, titles: list[str] | None = None
+    audio: torch.Tensor,
+    sample_rate: int,
+    titles: list[str] | None = None,
+    max_panels: int = MAX_PANELS,
 ) -> bytes:
     """One PNG of the spectrograms of clips ``[n, samples]`` (a panel for each of the first 8).
 
@@ -34,7 +37,7 @@ def spectrogram_png(
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    clips = (audio if audio.dim() == 2 else audio.unsqueeze(0))[:MAX_PANELS]
+    clips = (audio if audio.dim() == 2 else audio.unsqueeze(0))[:max_panels]
     n = len(clips)
     fig = Figure(figsize=(8, 2.6 * n + 0.4), layout="constrained")
     axes = fig.subplots(n, 1, squeeze=False)[:, 0]
