@@ -181,6 +181,9 @@ class GenerationResult:
     sample_rate: int | None = None
     tensors: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    # Extra files about the whole result (e.g. a spectrogram), by name suffix:
+    # {".png": data} is saved as a.png beside a.wav (see ``save``).
+    attachments: dict[str, bytes] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> list[Path]:
         """Writes the outputs and returns the files written.
@@ -188,7 +191,9 @@ class GenerationResult:
         A path ending in ``/`` (or an existing directory) gets one file per
         output; a file path gets one file (several images become a grid,
         several texts one file separated by blank lines, several clips
-        numbered files).
+        numbered files). Each attachment ``{suffix: data}`` is written beside
+        them: ``a.wav`` gets ``a<suffix>``, a directory ``d/`` gets
+        ``d/<modality><suffix>``.
         """
         from . import media
 

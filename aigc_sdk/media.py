@@ -134,6 +134,26 @@ def save_result(result: GenerationResult, path: str | Path) -> list[Path]:
     raw = str(path)
     path = Path(path)
     as_dir = _is_dir_target(path, raw)
+    attachments = {
+        _attachment_path(path, as_dir, result.modality, suffix): data
+        for suffix, data in result.attachments.items()
+    }
+    if path in attachments:
+        raise ValueError(f"an attachment of the result would overwrite the output {path}")
+    written = _save_outputs(result, path, as_dir)
+    return written + [atomic_write(target, data) for target, data in attachments.items()]
+
+
+def _attachment_path(path: Path, as_dir: bool, modality: str, suffix: str) -> Path:
+    """Where attachment ``suffix`` goes: beside the output file, or inside the directory."""
+    if not suffix or "/" in suffix or os.sep in suffix:
+        raise ValueError(f"attachment names are suffixes such as '.png', got {suffix!r}")
+    if as_dir:
+        return path / f"{modality}{suffix}"
+    return path.with_name(path.stem + suffix)
+
+
+def _save_outputs(result: GenerationResult, path: Path, as_dir: bool) -> list[Path]:
     if result.modality == "image":
         if as_dir:
             return [

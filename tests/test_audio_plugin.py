@@ -1,0 +1,210 @@
+"""The audio plugin: WaveNet, conv-queue generation, the generator, its files and CLI."""
+
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+import torch
+
+from aigc_sdk import SDK, RequestError
+from aigc_sdk.ops import sample
+from aigc_sdk.testing import check_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))  # the plugin without an installed entry point
+
+from aigc_audio.generator import (  # noqa: E402
+    StepSampler,
+    generate_classes,
+    one_intraop_thread,
+    resolve_labels,
+)
+from aigc_audio.model import (  # noqa: E402
+    SILENCE,
+    START,
+    ConvQueues,
+    NumpyConvQueues,
+    WaveNet,
+    WaveNetConfig,
+    mu_law_decode,
+    mu_law_encode,
+)
+from aigc_audio.weights import DEFAULT_WEIGHTS, load_wavenet, save_wavenet  # noqa: E402
+
+TINY = dict(residual=8, gate=8, skip=16, dilations=[1, 2, 4, 8, 1, 2, 4, 8], label_dim=4)
+
+
+def tiny_model(labels=("C4", "E4", "G4"), seed=0) -> WaveNet:
+    torch.manual_seed(seed)
+    model = WaveNet(WaveNetConfig(labels=list(labels), **TINY))
+    with torch.no_grad():  # larger than the default init, so every path matters in the logits
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+        if labels:
+            model.label_counts.copy_(torch.arange(1.0, len(labels) + 1))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    return save_wavenet(tiny_model(), tmp_path_factory.mktemp("weights") / "tiny")
+
+
+@pytest.fixture
+def sdk():
+    return SDK(plugins=["aigc_audio"])
+
+
+# -- mu-law -----------------------------------------------------------------
+
+
+def test_mu_law_round_trips_every_class_and_keeps_silence_silent():
+    classes = torch.arange(256)
+    assert torch.equal(mu_law_encode(mu_law_decode(classes)), classes)
+    assert SILENCE == 128 and abs(float(mu_law_decode(torch.tensor(SILENCE)))) < 1e-4
+    x = torch.linspace(-1, 1, 1001)
+    error = (mu_law_decode(mu_law_encode(x)) - x).abs()
+    assert float(error.max()) < 0.035 and float(error[450:551].max()) < 3e-3  # finer near 0
+    assert mu_law_encode(torch.tensor([-3.0, 3.0])).tolist() == [0, 255]
+
+
+# -- incremental generation == the full causal forward -------------------------
+
+
+@pytest.mark.parametrize("queues_type", [ConvQueues, NumpyConvQueues])
+@pytest.mark.parametrize("prefix", [0, 3, 13, 40])
+@pytest.mark.parametrize("labels", [("C4", "E4", "G4"), ()])
+def test_conv_queues_equal_the_full_forward(queues_type, prefix, labels):
+    model = tiny_model(labels)
+    x = torch.randint(0, 257, (3, 48), generator=torch.Generator().manual_seed(prefix))
+    label = torch.tensor([0, 2, 1]) if labels else None
+    with torch.no_grad():
+        full = model(x, label)
+    queues = queues_type(model, 3, label, prefix=x[:, :prefix])
+    steps = torch.stack([queues.step(x[:, t]) for t in range(prefix, 48)], 1)
+    torch.testing.assert_close(steps, full[:, prefix:], rtol=1e-4, atol=1e-4)
+
+
+def test_the_output_depends_on_exactly_the_receptive_field():
+    model = tiny_model()
+    rf = model.cfg.receptive_field
+    x = torch.randint(0, 256, (1, 3 * rf))
+    y = x.clone()
+    y[0, rf] += 1  # changes outputs at rf .. 2 rf - 1 only
+    with torch.no_grad():
+        changed = (model(x, torch.tensor([0])) - model(y, torch.tensor([0]))).abs().amax(-1)[0]
+    assert torch.nonzero(changed > 0).flatten().tolist() == list(range(rf, 2 * rf))
+
+
+def test_generation_is_seeded_and_each_clip_of_a_batch_is_its_own():
+    model = tiny_model()
+    labels = torch.tensor([1, 1])
+    with one_intraop_thread():
+        a = generate_classes(model, 300, labels, n=2, seed=7)
+        b = generate_classes(model, 300, labels, n=2, seed=7)
+        c = generate_classes(model, 300, labels, n=2, seed=8)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert not torch.equal(a[0], a[1])  # rows draw from their own streams
+
+
+def test_the_step_sampler_draws_what_the_sample_wrapper_draws():
+    params = dict(temperature=0.9, top_k=40, top_p=0.95, min_p=0.01, seed=2**63 + 5)
+    draw = StepSampler(3, torch.device("cpu"), **params)
+    logits = torch.randn(30, 3, 256, generator=torch.Generator().manual_seed(0)) * 3
+    fast = [draw(logits[t], t) for t in range(30)]
+    slow = [sample(logits[t], **params, offset=t) for t in range(30)]
+    assert torch.equal(torch.stack(fast), torch.stack(slow))
+
+
+def test_greedy_generation_matches_the_naive_loop_that_recomputes_everything():
+    model = tiny_model()
+    label = torch.tensor([2])
+    fast = generate_classes(model, 60, label, n=1, seed=0, temperature=0)
+    x = torch.full((1, model.cfg.receptive_field), START)
+    with torch.no_grad():
+        for _ in range(60):
+            nxt = model(x[:, -model.cfg.receptive_field :], label)[:, -1].argmax(-1)
+            x = torch.cat([x, nxt[:, None]], 1)
+    assert torch.equal(fast, x[:, model.cfg.receptive_field :])
+
+
+# -- the generator -------------------------------------------------------------
+
+
+def test_generator_returns_waveform_rate_and_spectrogram(sdk, tiny_weights, tmp_path):
+    options = {"weights": str(tiny_weights)}
+    result = sdk.generate("audio", options=options, seconds=0.02, seed=3, n=2, label="E4")
+    assert result.audio.shape == (2, 320) and result.sample_rate == 16000
+    assert result.audio.dtype == torch.float32 and float(result.audio.abs().max()) <= 1
+    assert result.tensors["labels"].tolist() == [1, 1]
+    assert result.attachments[".png"].startswith(b"\x89PNG")
+    written = result.save(tmp_path / "a.wav")
+    assert [p.name for p in written] == ["a-0000.wav", "a-0001.wav", "a.png"]
+    with wave.open(str(written[0])) as w:
+        assert (w.getframerate(), w.getnframes(), w.getnchannels()) == (16000, 320, 1)
+    one = sdk.generate("audio", options=options, seconds=0.02, seed=3, n=1, label="E4")
+    assert torch.equal(one.audio[0], result.audio[0])  # a clip does not depend on its batch
+
+
+def test_generator_labels_by_name_index_or_at_random(sdk, tiny_weights):
+    gen = sdk.generator("audio", weights=str(tiny_weights))
+    req = gen.Request
+    assert gen.generate(req(seconds=0.01, seed=1, label=2)).tensors["labels"].tolist() == [2]
+    assert gen.generate(req(seconds=0.01, seed=1, label="2")).tensors["labels"].tolist() == [2]
+    drawn = resolve_labels(gen.model, None, 600, torch.Generator().manual_seed(0))
+    assert torch.bincount(drawn).tolist() == pytest.approx([100, 200, 300], rel=0.25)
+    with pytest.raises(RequestError, match="label must be one of C4, E4, G4"):
+        gen.generate(req(seconds=0.01, label="D5"))
+    with pytest.raises(RequestError, match=r"label must be in \[0, 3\)"):
+        gen.generate(req(seconds=0.01, label=3))
+    with pytest.raises(RequestError, match="repetition_penalty is not supported"):
+        gen.generate(req(seconds=0.01, repetition_penalty=1.2))
+
+
+def test_unconditional_weights_refuse_a_label(sdk, tmp_path):
+    weights = save_wavenet(tiny_model(labels=()), tmp_path / "uncond")
+    gen = sdk.generator("audio", weights=str(weights))
+    assert gen.generate(gen.Request(seconds=0.01, seed=2)).audio.shape == (1, 160)
+    with pytest.raises(RequestError, match="unconditional"):
+        gen.generate(gen.Request(seconds=0.01, label="C4"))
+
+
+def test_weights_round_trip_and_name_a_mismatch(tmp_path):
+    model = tiny_model()
+    directory = save_wavenet(model, tmp_path / "w", training={"steps": 3})
+    loaded, config = load_wavenet(directory)
+    assert config["training"] == {"steps": 3}
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    other = WaveNet(WaveNetConfig(labels=["C4", "E4", "G4"], **{**TINY, "residual": 4}))
+    save_wavenet(other, tmp_path / "w")
+    config_file = tmp_path / "w" / "config.json"
+    config_file.write_text(config_file.read_text().replace('"residual": 4', '"residual": 8'))
+    with pytest.raises(Exception, match="does not fit the model|SHA-256|wrong shapes"):
+        load_wavenet(tmp_path / "w")
+
+
+@pytest.mark.skipif(not (DEFAULT_WEIGHTS / "config.json").exists(), reason="no default weights")
+def test_the_default_weights_pass_the_sdk_plugin_check(sdk, tmp_path):
+    check_generator(sdk, "audio", tmp_path, seconds=0.05)
+
+
+def test_cli_writes_wav_and_spectrogram_beside_it(tiny_weights, tmp_path):
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'plugins'}",
+        AIGC_DISABLE_PLUGIN_AUTOLOAD="1",
+        AIGC_PLUGINS="aigc_audio",
+    )
+    out = tmp_path / "a.wav"
+    command = [sys.executable, "-m", "aigc_sdk.cli", "generate", "audio", "--seconds", "0.02"]
+    command += ["--seed", "1", "--out", str(out), "--weights", str(tiny_weights)]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert out.stat().st_size == 44 + 2 * 320
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
+    assert f"wrote {tmp_path / 'a.png'}" in run.stderr
