@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from . import reference
-from ._extension import has_kernel, load_error, warn_fallback
+from ._extension import has_kernel, op_defined, warn_fallback
 
 
 def decode_attention(
@@ -97,7 +97,7 @@ def _check(q, k_cache, v_cache, seq_lens) -> None:
             raise ValueError(f"decode_attention: {name} is on {t.device} but q is on {q.device}")
 
 
-if load_error() is None:
+if op_defined("decode_attention"):
 
     @torch.library.register_fake("aigc::decode_attention")
     def _decode_attention_fake(q, k_cache, v_cache, seq_lens, scale):

@@ -43,7 +43,7 @@ import numbers
 import torch
 
 from . import reference
-from ._extension import has_kernel, load_error, warn_fallback
+from ._extension import has_kernel, op_defined, warn_fallback
 
 _PARAMS = {  # name: (dtype, predicate on a number, what is expected)
     "temperature": (torch.float32, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
@@ -179,7 +179,7 @@ def _check_values(rows: dict, penalty, prev_tokens, vocab: int) -> None:
         raise ValueError(f"sample: prev_tokens holds an id >= the vocabulary size {vocab}")
 
 
-if load_error() is None:
+if op_defined("sample"):
 
     @torch.library.register_fake("aigc::sample")
     def _sample_fake(logits, temperature, top_k, top_p, min_p, seed, offset, prev=None, pen=None):

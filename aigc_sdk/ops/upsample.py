@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 
 from . import reference
-from ._extension import has_kernel, load_error, warn_fallback
+from ._extension import has_kernel, op_defined, warn_fallback
 
 OP_NAME = "upsample_conv2d"
 ACTIVATIONS = reference.UPSAMPLE_ACTIVATIONS
@@ -299,7 +299,7 @@ def _grad_format(x: torch.Tensor) -> torch.memory_format:
 
 
 def _register() -> None:
-    if load_error() is not None:
+    if not op_defined(OP_NAME):
         return  # no compiled op: the wrapper uses the reference, which autograd already covers
     torch.library.register_fake(f"aigc::{OP_NAME}")(_fake)
     torch.library.register_autograd(f"aigc::{OP_NAME}", _backward, setup_context=_setup_context)
