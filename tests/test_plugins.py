@@ -115,7 +115,7 @@ def test_two_sdks_share_nothing():
 def test_unknown_generator_names_the_closest_match():
     with pytest.raises(UnknownNameError, match=r"unknown generator 'cpnn'; did you mean 'cppn'\?"):
         SDK().generator("cpnn")
-    with pytest.raises(UnknownNameError, match="Known: chime, cppn, markov"):
+    with pytest.raises(UnknownNameError, match="Known: .*chime, cppn, .*markov"):
         SDK().generator("zzz")
 
 
