@@ -30,6 +30,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <climits>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -378,33 +379,11 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   const Strides xs = strides_of(x);
   const bool x_ready = std::is_same_v<scalar_t, acc_t> && xs.c == 1 && xs.w == cin &&
                        (g.H == 1 || xs.h == g.W * cin) && (g.N == 1 || xs.n == g.H * g.W * cin);
-  const acc_t* xrows;
-  if (x_ready) {
-    xrows = reinterpret_cast<const acc_t*>(x.data_ptr<scalar_t>());
-  } else {
-    acc_t* x_copy = scratch<acc_t>(0, g.N * g.H * g.W * cin);
-    const scalar_t* src = x.data_ptr<scalar_t>();
-    at::parallel_for(0, g.N * g.H, grain_for(g.N * g.H, x.numel()), [&](int64_t begin,
-                                                                         int64_t end) {
-      // Transposed in blocks of 16 channels so each written line is filled
-      // by consecutive stores.
-      for (int64_t nh = begin; nh < end; ++nh) {
-        const int64_t n = nh / g.H, h = nh % g.H;
-        const scalar_t* s = src + n * xs.n + h * xs.h;
-        acc_t* d = x_copy + nh * g.W * cin;
-        for (int64_t c0 = 0; c0 < cin; c0 += 16)
-          for (int64_t w = 0; w < g.W; ++w)
-            for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
-              d[w * cin + c] = static_cast<acc_t>(s[c * xs.c + w * xs.w]);
-      }
-    });
-    xrows = x_copy;
-  }
+  const acc_t* xrows = x_ready ? reinterpret_cast<const acc_t*>(x.data_ptr<scalar_t>())
+                               : scratch<acc_t>(0, g.N * g.H * g.W * cin);
   const std::vector<acc_t> zero_row(std::max<int64_t>(cin, 1), acc_t(0));
 
-  // Weights per phase as [block][tap][ci][BW] (channels past Cout are zero),
-  // filled reading w[ci] in memory order (a gather along co would touch a new
-  // cache line per element).
+  // Weights per phase as [block][tap][ci][BW] (channels past Cout are zero).
   std::vector<int64_t> wofs(phases.size() + 1, 0);
   // Where kernel element (ky, kx) goes: offset of its (phase, tap) panel for
   // block 0 and the distance between blocks; -1 if its phase has no outputs.
@@ -421,15 +400,24 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   }
   acc_t* wpack = scratch<acc_t>(1, wofs.back());
   if (g.Cout % BW != 0) std::fill(wpack, wpack + wofs.back(), acc_t(0));  // padding lanes
-  {
-    const scalar_t* w = weight.data_ptr<scalar_t>();
-    const Strides ws = strides_of(weight);
-    // One input channel's weights (Cout x kh x kw) are an L1-sized slab; write
-    // them out one kernel element at a time so each destination line is
-    // filled by consecutive stores (the panels are 4 KiB-aligned apart, so
-    // filling many at once would thrash one L1 set).
-    at::parallel_for(0, cin, grain_for(cin, weight.numel()), [&](int64_t begin, int64_t end) {
-      for (int64_t ci = begin; ci < end; ++ci)
+
+  // Packing, in one parallel region (each region costs a thread hand-off,
+  // and on a shared CPU a hand-off can cost a scheduler tick): items
+  // [0, cin) pack weights of one input channel, the rest convert input rows.
+  const scalar_t* w = weight.data_ptr<scalar_t>();
+  const Strides ws = strides_of(weight);
+  const scalar_t* src = x.data_ptr<scalar_t>();
+  acc_t* x_copy = const_cast<acc_t*>(xrows);
+  const int64_t pack_items = cin + (x_ready ? 0 : g.N * g.H);
+  at::parallel_for(0, pack_items, grain_for(pack_items, weight.numel() + x.numel()),
+                   [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      if (item < cin) {
+        // One input channel's weights (Cout x kh x kw) are an L1-sized slab;
+        // write them one kernel element at a time so each destination line
+        // is filled by consecutive stores (the panels are 4 KiB-aligned apart,
+        // so filling many at once would thrash one L1 set).
+        const int64_t ci = item;
         for (int64_t ky = 0; ky < g.kh; ++ky)
           for (int64_t kx = 0; kx < g.kw; ++kx) {
             const int64_t k = ky * g.kw + kx;
@@ -438,8 +426,19 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
             for (int64_t co = 0; co < g.Cout; ++co)
               d[(co / BW) * kblock[k] + co % BW] = weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx);
           }
-    });
-  }
+      } else {
+        // One input row to NHWC, transposed in blocks of 16 channels so each
+        // written line is filled by consecutive stores.
+        const int64_t nh = item - cin, n = nh / g.H, h = nh % g.H;
+        const scalar_t* s = src + n * xs.n + h * xs.h;
+        acc_t* d = x_copy + nh * g.W * cin;
+        for (int64_t c0 = 0; c0 < cin; c0 += 16)
+          for (int64_t ix = 0; ix < g.W; ++ix)
+            for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
+              d[ix * cin + c] = static_cast<acc_t>(s[c * xs.c + ix * xs.w]);
+      }
+    }
+  });
 
   scalar_t* out_ptr = out.data_ptr<scalar_t>();
   const Strides os = strides_of(out);
@@ -778,28 +777,36 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
   int64_t total_macs = 0;
   for (const Phase& ph : phases)
     total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
+  // One parallel region over (image, band of output rows). A band packs the
+  // input rows it reads into the thread's buffer (neighbouring bands repeat
+  // a kernel's height of rows) and computes its outputs.
   const int64_t total_rows = first_row.back();
-  if (g.N >= 2 * threads || total_macs < (int64_t(1) << 18)) {
-    // Enough images (or too little work to share): whole images per thread.
-    at::parallel_for(0, g.N, grain_for(g.N, total_macs), [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> rows(buffer_size, acc_t(0));
-      for (int64_t n = begin; n < end; ++n) {
-        pack_rows(rows.data(), n, 0, g.H);
-        compute_rows(rows.data(), n, 0, total_rows);
-      }
-    });
-  } else {
-    // Few images: split each image's rows across threads.
+  int64_t jy_max = 0;
+  for (const Phase& ph : phases)
+    for (const auto& tap : ph.taps) jy_max = std::max(jy_max, tap[0]);
+  const int64_t bands = g.N >= 2 * threads ? 1 : std::min<int64_t>(total_rows, 4 * threads);
+  const int64_t band_rows = (total_rows + bands - 1) / bands;
+  at::parallel_for(0, g.N * bands, grain_for(g.N * bands, total_macs), [&](int64_t begin,
+                                                                            int64_t end) {
     std::vector<acc_t> rows(buffer_size, acc_t(0));
-    for (int64_t n = 0; n < g.N; ++n) {
-      at::parallel_for(0, g.H, 1, [&](int64_t begin, int64_t end) {
-        pack_rows(rows.data(), n, begin, end);
-      });
-      at::parallel_for(0, total_rows, 1, [&](int64_t begin, int64_t end) {
-        compute_rows(rows.data(), n, begin, end);
-      });
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / bands;
+      const int64_t row_begin = (item % bands) * band_rows;
+      const int64_t row_end = std::min(total_rows, row_begin + band_rows);
+      if (row_begin >= row_end) continue;
+      // Input rows read by these output rows: t - jy for the rows' t.
+      int64_t t_min = INT64_MAX, t_max = INT64_MIN;
+      for (size_t r = 0; r < row_groups.size(); ++r) {
+        const int64_t lo = std::max(row_begin, first_row[r]), hi = std::min(row_end, first_row[r + 1]);
+        if (lo >= hi) continue;
+        t_min = std::min(t_min, row_groups[r].t0 + lo - first_row[r]);
+        t_max = std::max(t_max, row_groups[r].t0 + hi - 1 - first_row[r]);
+      }
+      pack_rows(rows.data(), n, std::clamp<int64_t>(t_min - jy_max, 0, g.H),
+                std::clamp<int64_t>(t_max + 1, 0, g.H));
+      compute_rows(rows.data(), n, row_begin, row_end);
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------
