@@ -30,6 +30,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <climits>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -378,33 +379,11 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   const Strides xs = strides_of(x);
   const bool x_ready = std::is_same_v<scalar_t, acc_t> && xs.c == 1 && xs.w == cin &&
                        (g.H == 1 || xs.h == g.W * cin) && (g.N == 1 || xs.n == g.H * g.W * cin);
-  const acc_t* xrows;
-  if (x_ready) {
-    xrows = reinterpret_cast<const acc_t*>(x.data_ptr<scalar_t>());
-  } else {
-    acc_t* x_copy = scratch<acc_t>(0, g.N * g.H * g.W * cin);
-    const scalar_t* src = x.data_ptr<scalar_t>();
-    at::parallel_for(0, g.N * g.H, grain_for(g.N * g.H, x.numel()), [&](int64_t begin,
-                                                                         int64_t end) {
-      // Transposed in blocks of 16 channels so each written line is filled
-      // by consecutive stores.
-      for (int64_t nh = begin; nh < end; ++nh) {
-        const int64_t n = nh / g.H, h = nh % g.H;
-        const scalar_t* s = src + n * xs.n + h * xs.h;
-        acc_t* d = x_copy + nh * g.W * cin;
-        for (int64_t c0 = 0; c0 < cin; c0 += 16)
-          for (int64_t w = 0; w < g.W; ++w)
-            for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
-              d[w * cin + c] = static_cast<acc_t>(s[c * xs.c + w * xs.w]);
-      }
-    });
-    xrows = x_copy;
-  }
+  const acc_t* xrows = x_ready ? reinterpret_cast<const acc_t*>(x.data_ptr<scalar_t>())
+                               : scratch<acc_t>(0, g.N * g.H * g.W * cin);
   const std::vector<acc_t> zero_row(std::max<int64_t>(cin, 1), acc_t(0));
 
-  // Weights per phase as [block][tap][ci][BW] (channels past Cout are zero),
-  // filled reading w[ci] in memory order (a gather along co would touch a new
-  // cache line per element).
+  // Weights per phase as [block][tap][ci][BW] (channels past Cout are zero).
   std::vector<int64_t> wofs(phases.size() + 1, 0);
   // Where kernel element (ky, kx) goes: offset of its (phase, tap) panel for
   // block 0 and the distance between blocks; -1 if its phase has no outputs.
@@ -421,15 +400,24 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   }
   acc_t* wpack = scratch<acc_t>(1, wofs.back());
   if (g.Cout % BW != 0) std::fill(wpack, wpack + wofs.back(), acc_t(0));  // padding lanes
-  {
-    const scalar_t* w = weight.data_ptr<scalar_t>();
-    const Strides ws = strides_of(weight);
-    // One input channel's weights (Cout x kh x kw) are an L1-sized slab; write
-    // them out one kernel element at a time so each destination line is
-    // filled by consecutive stores (the panels are 4 KiB-aligned apart, so
-    // filling many at once would thrash one L1 set).
-    at::parallel_for(0, cin, grain_for(cin, weight.numel()), [&](int64_t begin, int64_t end) {
-      for (int64_t ci = begin; ci < end; ++ci)
+
+  // Packing, in one parallel region (each region costs a thread hand-off,
+  // and on a shared CPU a hand-off can cost a scheduler tick): items
+  // [0, cin) pack weights of one input channel, the rest convert input rows.
+  const scalar_t* w = weight.data_ptr<scalar_t>();
+  const Strides ws = strides_of(weight);
+  const scalar_t* src = x.data_ptr<scalar_t>();
+  acc_t* x_copy = const_cast<acc_t*>(xrows);
+  const int64_t pack_items = cin + (x_ready ? 0 : g.N * g.H);
+  at::parallel_for(0, pack_items, grain_for(pack_items, weight.numel() + x.numel()),
+                   [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      if (item < cin) {
+        // One input channel's weights (Cout x kh x kw) are an L1-sized slab;
+        // write them one kernel element at a time so each destination line
+        // is filled by consecutive stores (the panels are 4 KiB-aligned apart,
+        // so filling many at once would thrash one L1 set).
+        const int64_t ci = item;
         for (int64_t ky = 0; ky < g.kh; ++ky)
           for (int64_t kx = 0; kx < g.kw; ++kx) {
             const int64_t k = ky * g.kw + kx;
@@ -438,8 +426,19 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
             for (int64_t co = 0; co < g.Cout; ++co)
               d[(co / BW) * kblock[k] + co % BW] = weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx);
           }
-    });
-  }
+      } else {
+        // One input row to NHWC, transposed in blocks of 16 channels so each
+        // written line is filled by consecutive stores.
+        const int64_t nh = item - cin, n = nh / g.H, h = nh % g.H;
+        const scalar_t* s = src + n * xs.n + h * xs.h;
+        acc_t* d = x_copy + nh * g.W * cin;
+        for (int64_t c0 = 0; c0 < cin; c0 += 16)
+          for (int64_t ix = 0; ix < g.W; ++ix)
+            for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
+              d[ix * cin + c] = static_cast<acc_t>(s[c * xs.c + ix * xs.w]);
+      }
+    }
+  });
 
   scalar_t* out_ptr = out.data_ptr<scalar_t>();
   const Strides os = strides_of(out);
@@ -601,34 +600,49 @@ PaddedPlane padded_plane(const Geometry& g, const std::vector<Phase>& phases) {
   return {iy_lo, ix_lo, hp, wp, hp * wp};
 }
 
-// acc[c][v] = sum_{ci, tap} w[ci][tap][c] * plane_ci[m0 + v*L + lane + offset(tap)].
+// acc[c][v*L + lane] = sum_{ci, tap} w[ci][tap][c] * src0[ci * channel_stride +
+// offsets[tap] + v*L + lane]: MV*L consecutive output pixels of one phase row.
 template <typename acc_t, int NC, int MV>
-inline void pixel_lanes_microkernel(const acc_t* planes, int64_t plane_stride, int64_t cin,
+inline void pixel_lanes_microkernel(const acc_t* src0, int64_t channel_stride, int64_t cin,
                                     const int64_t* offsets, int64_t ntaps, const acc_t* w,
                                     Vec<acc_t> (&out)[NC][MV]) {
   constexpr int L = kLanes<acc_t>;
   Vec<acc_t> acc[NC][MV];  // local, as in cout_lanes_microkernel
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int c = 0; c < NC; ++c)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int v = 0; v < MV; ++v) acc[c][v] = Vec<acc_t>{};
-  for (int64_t ci = 0; ci < cin; ++ci, planes += plane_stride) {
+  for (int64_t ci = 0; ci < cin; ++ci, src0 += channel_stride) {
     for (int64_t tap = 0; tap < ntaps; ++tap, w += NC) {
-      const acc_t* src = planes + offsets[tap];
-      Vec<acc_t> xv[MV];
-#pragma GCC unroll 4
-      for (int v = 0; v < MV; ++v) xv[v] = loadu(src + v * L);
-#pragma GCC unroll 4
-      for (int c = 0; c < NC; ++c) {
-        const Vec<acc_t> wb = splat(w[c]);
-#pragma GCC unroll 4
-        for (int v = 0; v < MV; ++v) acc[c][v] = fmadd(xv[v], wb, acc[c][v]);
+      const acc_t* src = src0 + offsets[tap];
+      // Keep the smaller operand set in registers: NC*MV accumulators plus
+      // min(NC, MV) + 1 operands fit the 16 vector registers without spills.
+      if constexpr (NC <= MV) {
+        Vec<acc_t> wb[NC];
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) wb[c] = splat(w[c]);
+#pragma GCC unroll 8
+        for (int v = 0; v < MV; ++v) {
+          const Vec<acc_t> xv = loadu(src + v * L);
+#pragma GCC unroll 8
+          for (int c = 0; c < NC; ++c) acc[c][v] = fmadd(xv, wb[c], acc[c][v]);
+        }
+      } else {
+        Vec<acc_t> xv[MV];
+#pragma GCC unroll 8
+        for (int v = 0; v < MV; ++v) xv[v] = loadu(src + v * L);
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) {
+          const Vec<acc_t> wb = splat(w[c]);
+#pragma GCC unroll 8
+          for (int v = 0; v < MV; ++v) acc[c][v] = fmadd(xv[v], wb, acc[c][v]);
+        }
       }
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int c = 0; c < NC; ++c)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int v = 0; v < MV; ++v) out[c][v] = acc[c][v];
 }
 
@@ -640,10 +654,13 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
   constexpr int BLOCK = MV * L;  // pixels per register tile
   const int64_t cin = g.Cin;
   const PaddedPlane pl = padded_plane(g, phases);
+  // The padded image is stored [row][channel][column]: a tile's inputs for
+  // successive channels are wp apart, one short stream per tap row, so they
+  // stay in L1 across the phases that share the input rows.
+  const int64_t row_stride = cin * pl.wp;
   const int64_t chunks = (g.Cout + NC - 1) / NC;
 
-  // Weights per phase as [chunk][ci][tap][NC], and each tap's shift in the
-  // flattened plane.
+  // Weights per phase as [chunk][ci][tap][NC], and each tap's shift.
   std::vector<int64_t> wofs(phases.size() + 1, 0), tofs(phases.size() + 1, 0);
   for (size_t p = 0; p < phases.size(); ++p) {
     wofs[p + 1] = wofs[p] + chunks * cin * static_cast<int64_t>(phases[p].taps.size()) * NC;
@@ -669,7 +686,7 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
                                : acc_t(0);
             }
       for (int64_t tap = 0; tap < ntaps; ++tap)
-        offsets[tofs[p] + tap] = -(ph.taps[tap][0] * pl.wp + ph.taps[tap][1]);
+        offsets[tofs[p] + tap] = -(ph.taps[tap][0] * row_stride + ph.taps[tap][1]);
     }
   }
 
@@ -678,15 +695,16 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
   scalar_t* out_ptr = out.data_ptr<scalar_t>();
   const Strides os = strides_of(out);
   const acc_t slope = static_cast<acc_t>(g.negative_slope);
-  // Over-reads of the last tile of the last plane land in this zero tail.
-  const int64_t buffer_size = cin * pl.size + BLOCK;
+  // Lanes past the end of a row read on into the next one (discarded); past
+  // the last row they land in this zero tail.
+  const int64_t buffer_size = pl.hp * row_stride + BLOCK;
 
-  // Copies input rows [h_begin, h_end) of image n into its padded planes.
-  auto pack_rows = [&](acc_t* planes, int64_t n, int64_t h_begin, int64_t h_end) {
-    for (int64_t ci = 0; ci < cin; ++ci)
-      for (int64_t h = h_begin; h < h_end; ++h) {
+  // Copies input rows [h_begin, h_end) of image n into the padded buffer.
+  auto pack_rows = [&](acc_t* rows, int64_t n, int64_t h_begin, int64_t h_end) {
+    for (int64_t h = h_begin; h < h_end; ++h)
+      for (int64_t ci = 0; ci < cin; ++ci) {
         const scalar_t* s = xptr + n * xs.n + ci * xs.c + h * xs.h;
-        acc_t* d = planes + ci * pl.size + (h - pl.iy_lo) * pl.wp - pl.ix_lo;
+        acc_t* d = rows + (h - pl.iy_lo) * row_stride + ci * pl.wp - pl.ix_lo;
         if constexpr (std::is_same_v<scalar_t, acc_t>) {
           if (xs.w == 1) {
             std::memcpy(d, s, g.W * sizeof(acc_t));
@@ -697,89 +715,98 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
       }
   };
 
-  // Output tiles [tile_begin, tile_end) of phase p of image n, where tile k
-  // covers flattened positions m_start(p) + k*BLOCK ... + BLOCK - 1.
-  auto compute_tiles = [&](const acc_t* planes, int64_t n, size_t p, int64_t tile_begin,
-                           int64_t tile_end) {
-    const Phase& ph = phases[p];
-    const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
-    const int64_t m_start = (ph.t0 - pl.iy_lo) * pl.wp + (ph.u0 - pl.ix_lo);
+  // Phases sharing a row residue ry share their rows t (and input rows), so
+  // the work of an image is a list of (ry, t) rows, each done for every phase
+  // of that residue while its inputs are in L1.
+  struct RowGroup {
+    size_t first, last;  // phases [first, last) have this ry
+    int64_t t0, t1;
+  };
+  std::vector<RowGroup> row_groups;
+  for (size_t p = 0; p < phases.size(); ++p) {
+    if (row_groups.empty() || phases[row_groups.back().first].ry != phases[p].ry)
+      row_groups.push_back({p, p + 1, phases[p].t0, phases[p].t1});
+    else
+      row_groups.back().last = p + 1;
+  }
+  std::vector<int64_t> first_row(row_groups.size() + 1, 0);
+  for (size_t r = 0; r < row_groups.size(); ++r)
+    first_row[r + 1] = first_row[r] + row_groups[r].t1 - row_groups[r].t0 + 1;
+
+  // Output rows [row_begin, row_end) of the (ry, t) list, for every phase.
+  auto compute_rows = [&](const acc_t* rows, int64_t n, int64_t row_begin, int64_t row_end) {
     alignas(32) acc_t ybuf[NC][BLOCK];
-    for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
-      const int64_t m0 = m_start + tile * BLOCK;
-      for (int64_t k = 0; k < chunks; ++k) {
-        Vec<acc_t> acc[NC][MV];
-        pixel_lanes_microkernel<acc_t, NC, MV>(planes + m0, pl.size, cin,
-                                               offsets.data() + tofs[p], ntaps,
-                                               wpack.data() + wofs[p] + k * cin * ntaps * NC, acc);
-        const int64_t count = std::min<int64_t>(NC, g.Cout - k * NC);
-        for (int c = 0; c < NC; ++c)
-          for (int v = 0; v < MV; ++v) {
-            const acc_t sc = eff_scale[k * NC + c], sh = eff_shift[k * NC + c];
-            storeu(&ybuf[c][v * L],
-                   activation_vec<acc_t>(fmadd(acc[c][v], splat(sc), splat(sh)), g.act, slope));
-          }
-        // Scatter the lanes that are real outputs of this phase.
-        int64_t t = m0 / pl.wp + pl.iy_lo, u = m0 % pl.wp + pl.ix_lo;
-        for (int lane = 0; lane < BLOCK; ++lane) {
-          if (t > ph.t1) break;
-          if (u >= ph.u0 && u <= ph.u1) {
-            scalar_t* d = out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h +
-                          (u * g.sw + ph.rx - g.pw) * os.w + k * NC * os.c;
-            for (int64_t c = 0; c < count; ++c) d[c * os.c] = static_cast<scalar_t>(ybuf[c][lane]);
-          }
-          if (++u == pl.ix_lo + pl.wp) {
-            u = pl.ix_lo;
-            ++t;
+    for (size_t r = 0; r < row_groups.size(); ++r) {
+      const RowGroup& rg = row_groups[r];
+      for (int64_t row = std::max(row_begin, first_row[r]);
+           row < std::min(row_end, first_row[r + 1]); ++row) {
+        const int64_t t = rg.t0 + row - first_row[r];
+        for (size_t p = rg.first; p < rg.last; ++p) {
+          const Phase& ph = phases[p];
+          const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
+          scalar_t* out_row = out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h;
+          for (int64_t u0 = ph.u0; u0 <= ph.u1; u0 += BLOCK) {
+            const acc_t* src = rows + (t - pl.iy_lo) * row_stride + (u0 - pl.ix_lo);
+            const int64_t lanes = std::min<int64_t>(BLOCK, ph.u1 - u0 + 1);
+            for (int64_t k = 0; k < chunks; ++k) {
+              Vec<acc_t> acc[NC][MV];
+              pixel_lanes_microkernel<acc_t, NC, MV>(
+                  src, pl.wp, cin, offsets.data() + tofs[p], ntaps,
+                  wpack.data() + wofs[p] + k * cin * ntaps * NC, acc);
+              const int64_t count = std::min<int64_t>(NC, g.Cout - k * NC);
+              for (int c = 0; c < NC; ++c) {
+                const Vec<acc_t> sc = splat(eff_scale[k * NC + c]);
+                const Vec<acc_t> sh = splat(eff_shift[k * NC + c]);
+                for (int v = 0; v < MV; ++v)
+                  storeu(&ybuf[c][v * L],
+                         activation_vec<acc_t>(fmadd(acc[c][v], sc, sh), g.act, slope));
+              }
+              for (int64_t lane = 0; lane < lanes; ++lane) {
+                scalar_t* d = out_row + ((u0 + lane) * g.sw + ph.rx - g.pw) * os.w + k * NC * os.c;
+                for (int64_t c = 0; c < count; ++c)
+                  d[c * os.c] = static_cast<scalar_t>(ybuf[c][lane]);
+              }
+            }
           }
         }
       }
     }
-  };
-  auto tiles_of = [&](const Phase& ph) {
-    const int64_t m_start = (ph.t0 - pl.iy_lo) * pl.wp + (ph.u0 - pl.ix_lo);
-    const int64_t m_end = (ph.t1 - pl.iy_lo) * pl.wp + (ph.u1 - pl.ix_lo);
-    return (m_end - m_start + BLOCK) / BLOCK;
   };
 
   const int threads = at::get_num_threads();
   int64_t total_macs = 0;
   for (const Phase& ph : phases)
     total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
-  if (total_macs < (int64_t(1) << 18)) {
-    std::vector<acc_t> planes(buffer_size, acc_t(0));
-    for (int64_t n = 0; n < g.N; ++n) {
-      pack_rows(planes.data(), n, 0, g.H);
-      for (size_t p = 0; p < phases.size(); ++p)
-        compute_tiles(planes.data(), n, p, 0, tiles_of(phases[p]));
-    }
-  } else if (g.N >= 2 * threads) {
-    // Enough images: each thread packs and computes whole images.
-    at::parallel_for(0, g.N, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> planes(buffer_size, acc_t(0));
-      for (int64_t n = begin; n < end; ++n) {
-        pack_rows(planes.data(), n, 0, g.H);
-        for (size_t p = 0; p < phases.size(); ++p)
-          compute_tiles(planes.data(), n, p, 0, tiles_of(phases[p]));
+  // One parallel region over (image, band of output rows). A band packs the
+  // input rows it reads into the thread's buffer (neighbouring bands repeat
+  // a kernel's height of rows) and computes its outputs.
+  const int64_t total_rows = first_row.back();
+  int64_t jy_max = 0;
+  for (const Phase& ph : phases)
+    for (const auto& tap : ph.taps) jy_max = std::max(jy_max, tap[0]);
+  const int64_t bands = g.N >= 2 * threads ? 1 : std::min<int64_t>(total_rows, 4 * threads);
+  const int64_t band_rows = (total_rows + bands - 1) / bands;
+  at::parallel_for(0, g.N * bands, grain_for(g.N * bands, total_macs), [&](int64_t begin,
+                                                                            int64_t end) {
+    std::vector<acc_t> rows(buffer_size, acc_t(0));
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / bands;
+      const int64_t row_begin = (item % bands) * band_rows;
+      const int64_t row_end = std::min(total_rows, row_begin + band_rows);
+      if (row_begin >= row_end) continue;
+      // Input rows read by these output rows: t - jy for the rows' t.
+      int64_t t_min = INT64_MAX, t_max = INT64_MIN;
+      for (size_t r = 0; r < row_groups.size(); ++r) {
+        const int64_t lo = std::max(row_begin, first_row[r]), hi = std::min(row_end, first_row[r + 1]);
+        if (lo >= hi) continue;
+        t_min = std::min(t_min, row_groups[r].t0 + lo - first_row[r]);
+        t_max = std::max(t_max, row_groups[r].t0 + hi - 1 - first_row[r]);
       }
-    });
-  } else {
-    // Few images: split each image's rows and tiles across threads.
-    std::vector<acc_t> planes(buffer_size, acc_t(0));
-    std::vector<int64_t> first_tile(phases.size() + 1, 0);
-    for (size_t p = 0; p < phases.size(); ++p) first_tile[p + 1] = first_tile[p] + tiles_of(phases[p]);
-    for (int64_t n = 0; n < g.N; ++n) {
-      at::parallel_for(0, g.H, 1, [&](int64_t begin, int64_t end) {
-        pack_rows(planes.data(), n, begin, end);
-      });
-      at::parallel_for(0, first_tile.back(), 4, [&](int64_t begin, int64_t end) {
-        for (size_t p = 0; p < phases.size(); ++p) {
-          const int64_t b = std::max(begin, first_tile[p]), e = std::min(end, first_tile[p + 1]);
-          if (b < e) compute_tiles(planes.data(), n, p, b - first_tile[p], e - first_tile[p]);
-        }
-      });
+      pack_rows(rows.data(), n, std::clamp<int64_t>(t_min - jy_max, 0, g.H),
+                std::clamp<int64_t>(t_max + 1, 0, g.H));
+      compute_rows(rows.data(), n, row_begin, row_end);
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -800,8 +827,8 @@ void upsample_cpu_typed(const Geometry& g, const at::Tensor& x, const at::Tensor
   if (2 * g.Cout <= L) {
     // A few output channels: pixels on the lanes.
     switch (g.Cout) {
-      case 1: return run(run_pixel_lanes<scalar_t, acc_t, 1, 4>);
-      case 2: return run(run_pixel_lanes<scalar_t, acc_t, 2, 4>);
+      case 1: return run(run_pixel_lanes<scalar_t, acc_t, 1, 8>);
+      case 2: return run(run_pixel_lanes<scalar_t, acc_t, 2, 6>);
       case 3: return run(run_pixel_lanes<scalar_t, acc_t, 3, 4>);
       default: return run(run_pixel_lanes<scalar_t, acc_t, 4, 3>);
     }
