@@ -12,6 +12,7 @@ a process killed at any moment leaves a usable run.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -115,6 +116,37 @@ def read_checkpoint(
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{file} is damaged: {exc}") from None
     return state, loaded[0], loaded[1]
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Deletes what processes killed mid-write left in a run directory.
+
+    Half-written checkpoints of dead processes (``.step-N.tmp-PID-*``),
+    checkpoints killed mid-prune (``.step-N.deleting``) and the temporary
+    files of ``atomic_write`` (``.NAME.*.tmp``: latest, metrics, plots,
+    samples). Called when a run starts, before it writes anything.
+    """
+    root = run_dir / CHECKPOINTS
+    for path in root.glob(".step-*.tmp-*") if root.is_dir() else ():
+        pid = path.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+    for path in root.glob(".step-*.deleting") if root.is_dir() else ():
+        shutil.rmtree(path, ignore_errors=True)
+    for directory in (run_dir, root, run_dir / "samples"):
+        for path in directory.glob(".*.tmp") if directory.is_dir() else ():
+            if path.is_file():
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def prune(run_dir: Path, keep: int) -> list[Path]:

@@ -1,7 +1,8 @@
 """What a person watching the run sees on stderr.
 
 On a terminal: a tqdm bar with the latest metrics. Redirected to a file or a
-pipe: one plain line per logged step (no carriage-return noise in CI logs).
+pipe: no bar (no carriage-return noise in CI logs), only the start line,
+evaluation results and the summary; every metric is in metrics.jsonl.
 Quiet: nothing but errors.
 """
 
@@ -47,12 +48,13 @@ class Progress:
     def step(self, step: int, logged: dict[str, Any] | None) -> None:
         """Called after each step; ``logged`` is set on the steps that were logged."""
         if self.bar is not None:
-            self.bar.update(step - self.bar.n)
             if logged:
                 self.bar.set_postfix_str(format_metrics(logged), refresh=False)
-        elif self.enabled and logged:
-            rate = (step - self._start_step) / max(1e-9, time.perf_counter() - self._start)
-            self.write(f"step {step}/{self.total}: {format_metrics(logged)} ({rate:.1f} steps/s)")
+            self.bar.update(step - self.bar.n)
+
+    def rate(self, step: int) -> float:
+        """Steps per second since this process started training."""
+        return (step - self._start_step) / max(1e-9, time.perf_counter() - self._start)
 
     def write(self, message: str) -> None:
         if not self.enabled:
