@@ -30,6 +30,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <climits>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -224,6 +225,18 @@ std::vector<Phase> make_phases(const Geometry& g) {
   return phases;
 }
 
+// Per-thread scratch that outlives the call: packed weights and converted
+// inputs reach megabytes, and a fresh allocation each call would pay page
+// faults and zeroing for it every time. Slot 0: input, slot 1: weights.
+template <typename T>
+T* scratch(int slot, size_t count) {
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& b = buffers[slot];
+  const size_t floats = (count * sizeof(T) + sizeof(float) - 1) / sizeof(float);
+  if (b.size() < floats) b.resize(floats);
+  return reinterpret_cast<T*>(b.data());
+}
+
 // Element strides of a 4-D (n, c, h, w) view; 1-D tensors get h-stride 0.
 struct Strides {
   int64_t n, c, h, w;
@@ -262,53 +275,93 @@ inline acc_t weight_at(const scalar_t* w, const Strides& ws, int64_t ci, int64_t
 // Engine 1: cout-lanes implicit GEMM.
 // ---------------------------------------------------------------------------
 
-// acc[i][v] = sum_{tap, ci} w[tap][ci][v*L:(v+1)*L] * x_i,tap[ci], where x_i,tap
-// is pixel i's input row (Cin contiguous values) for that tap. Only the group's
-// active taps (those inside the image for at least one pixel) are visited.
+// c[i][v*L + lane] += sum_{k < kc} w[k][v*L + lane] * rows[i][k]: an NR-pixel x
+// MV*L-channel register tile over one K slice (one tap, kc input channels).
+// rows[i] is pixel i's input row for the tap (channels contiguous).
 template <typename acc_t, int NR, int MV>
-inline void cout_lanes_microkernel(const acc_t* const* rows, const int32_t* taps,
-                                   int64_t ntaps, int64_t cin, const acc_t* wpanel,
-                                   Vec<acc_t> (&acc)[NR][MV]) {
+inline void cout_lanes_microkernel(const acc_t* const* rows, int64_t kc, const acc_t* w,
+                                   acc_t* c, int64_t ldc) {
   constexpr int L = kLanes<acc_t>;
+  // Local accumulators and pointers: through `c` the compiler would have to
+  // assume aliasing and store the tile back on every iteration.
+  Vec<acc_t> acc[NR][MV];
+  const acc_t* p[NR];
+#pragma GCC unroll 16
+  for (int i = 0; i < NR; ++i) {
+    p[i] = rows[i];
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; ++v) acc[i][v] = loadu(c + i * ldc + v * L);
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    Vec<acc_t> wv[MV];
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; ++v) wv[v] = loadu(w + v * L);
+    w += MV * L;
+#pragma GCC unroll 16
+    for (int i = 0; i < NR; ++i) {
+      const Vec<acc_t> xb = splat(p[i][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < MV; ++v) acc[i][v] = fmadd(wv[v], xb, acc[i][v]);
+    }
+  }
 #pragma GCC unroll 16
   for (int i = 0; i < NR; ++i)
 #pragma GCC unroll 4
-    for (int v = 0; v < MV; ++v) acc[i][v] = Vec<acc_t>{};
-  for (int64_t a = 0; a < ntaps; ++a) {
-    const acc_t* p[NR];
-#pragma GCC unroll 16
-    for (int i = 0; i < NR; ++i) p[i] = rows[a * NR + i];
-    const acc_t* w = wpanel + taps[a] * cin * MV * L;
-    for (int64_t ci = 0; ci < cin; ++ci) {
-      Vec<acc_t> wv[MV];
-#pragma GCC unroll 4
-      for (int v = 0; v < MV; ++v) wv[v] = loadu(w + v * L);
-      w += MV * L;
-#pragma GCC unroll 16
-      for (int i = 0; i < NR; ++i) {
-        const Vec<acc_t> xb = splat(p[i][ci]);
-#pragma GCC unroll 4
-        for (int v = 0; v < MV; ++v) acc[i][v] = fmadd(wv[v], xb, acc[i][v]);
-      }
-    }
-  }
+    for (int v = 0; v < MV; ++v) storeu(c + i * ldc + v * L, acc[i][v]);
 }
 
-// Stores `count` channels of one output pixel, `cstride` elements apart.
-template <typename scalar_t, typename acc_t, int MV>
-inline void store_channels(scalar_t* dst, int64_t cstride, const Vec<acc_t> (&y)[MV],
-                           int64_t count) {
-  constexpr int L = kLanes<acc_t>;
-  if constexpr (std::is_same_v<scalar_t, acc_t>) {
-    if (cstride == 1 && count == MV * L) {
-#pragma GCC unroll 4
-      for (int v = 0; v < MV; ++v) storeu(dst + v * L, y[v]);
-      return;
-    }
+#ifdef AIGC_UPSAMPLE_AVX2
+inline void transpose8x8(__m256 (&r)[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
   }
-  alignas(32) acc_t tmp[MV * L];
-  std::memcpy(tmp, y, sizeof tmp);
-  for (int64_t c = 0; c < count; ++c) dst[c * cstride] = static_cast<scalar_t>(tmp[c]);
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+#endif
+
+// Writes rows x channels of `c` (one row per output pixel, `ldc` apart) to
+// channel planes: pixel r's channel co goes to dst[r][co * cstride]. Channels
+// are written one plane at a time (consecutive pixels are neighbours in an
+// output row), reading `c` in 8x8 blocks transposed in registers rather than
+// one cache line per value. Rows r with dst[r] == nullptr are skipped; `c`
+// must have 8 readable rows past `rows`.
+template <typename scalar_t, typename acc_t>
+void store_channel_planes(const acc_t* c, int64_t ldc, int64_t rows, scalar_t* const* dst,
+                          int64_t cout, int64_t cstride) {
+#ifdef AIGC_UPSAMPLE_AVX2
+  if constexpr (std::is_same_v<acc_t, float>) {
+    for (int64_t c0 = 0; c0 < cout; c0 += 8) {
+      const int64_t nc = std::min<int64_t>(8, cout - c0);
+      for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+        __m256 v[8];
+        for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(c + (r0 + i) * ldc + c0);
+        transpose8x8(v);
+        alignas(32) float lanes[8][8];
+        for (int j = 0; j < 8; ++j) _mm256_store_ps(lanes[j], v[j]);
+        const int64_t nr = std::min<int64_t>(8, rows - r0);
+        for (int64_t j = 0; j < nc; ++j)
+          for (int64_t i = 0; i < nr; ++i)
+            if (dst[r0 + i] != nullptr)
+              dst[r0 + i][(c0 + j) * cstride] = static_cast<scalar_t>(lanes[j][i]);
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t co = 0; co < cout; ++co)
+    for (int64_t r = 0; r < rows; ++r)
+      if (dst[r] != nullptr) dst[r][co * cstride] = static_cast<scalar_t>(c[r * ldc + co]);
 }
 
 template <typename scalar_t, typename acc_t, int NR, int MV>
@@ -319,95 +372,131 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   constexpr int BW = MV * L;  // output channels per register tile
   const int64_t cin = g.Cin;
   const int64_t blocks = (g.Cout + BW - 1) / BW;
+  const int64_t ldc = blocks * BW;  // C buffer row: all (padded) output channels of a pixel
 
   // x as NHWC in acc_t (used in place when it already is), plus a zero row
-  // that padding taps point to.
+  // that taps outside the image point to.
   const Strides xs = strides_of(x);
   const bool x_ready = std::is_same_v<scalar_t, acc_t> && xs.c == 1 && xs.w == cin &&
                        (g.H == 1 || xs.h == g.W * cin) && (g.N == 1 || xs.n == g.H * g.W * cin);
-  std::vector<acc_t> x_copy;
-  const acc_t* xrows;
-  if (x_ready) {
-    xrows = reinterpret_cast<const acc_t*>(x.data_ptr<scalar_t>());
-  } else {
-    x_copy.resize(g.N * g.H * g.W * cin);
-    const scalar_t* src = x.data_ptr<scalar_t>();
-    at::parallel_for(0, g.N * g.H, grain_for(g.N * g.H, x.numel()), [&](int64_t begin,
-                                                                         int64_t end) {
-      for (int64_t nh = begin; nh < end; ++nh) {
-        const int64_t n = nh / g.H, h = nh % g.H;
-        const scalar_t* s = src + n * xs.n + h * xs.h;
-        acc_t* d = x_copy.data() + nh * g.W * cin;
-        for (int64_t c = 0; c < cin; ++c)
-          for (int64_t w = 0; w < g.W; ++w) d[w * cin + c] = static_cast<acc_t>(s[c * xs.c + w * xs.w]);
-      }
-    });
-    xrows = x_copy.data();
-  }
+  const acc_t* xrows = x_ready ? reinterpret_cast<const acc_t*>(x.data_ptr<scalar_t>())
+                               : scratch<acc_t>(0, g.N * g.H * g.W * cin);
   const std::vector<acc_t> zero_row(std::max<int64_t>(cin, 1), acc_t(0));
 
   // Weights per phase as [block][tap][ci][BW] (channels past Cout are zero).
   std::vector<int64_t> wofs(phases.size() + 1, 0);
-  for (size_t p = 0; p < phases.size(); ++p)
-    wofs[p + 1] = wofs[p] + blocks * static_cast<int64_t>(phases[p].taps.size()) * cin * BW;
-  std::vector<acc_t> wpack(wofs.back());
-  {
-    const scalar_t* w = weight.data_ptr<scalar_t>();
-    const Strides ws = strides_of(weight);
-    const int64_t pb = static_cast<int64_t>(phases.size()) * blocks;
-    at::parallel_for(0, pb, grain_for(pb, weight.numel()), [&](int64_t begin, int64_t end) {
-      for (int64_t item = begin; item < end; ++item) {
-        const Phase& ph = phases[item / blocks];
-        const int64_t b = item % blocks;
-        const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
-        acc_t* d = wpack.data() + wofs[item / blocks] + b * ntaps * cin * BW;
-        for (int64_t tap = 0; tap < ntaps; ++tap) {
-          const int64_t ky = ph.ry + ph.taps[tap][0] * g.sh, kx = ph.rx + ph.taps[tap][1] * g.sw;
-          for (int64_t ci = 0; ci < cin; ++ci, d += BW)
-            for (int64_t l = 0; l < BW; ++l) {
-              const int64_t co = b * BW + l;
-              d[l] = co < g.Cout ? weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx) : acc_t(0);
-            }
-        }
-      }
-    });
-  }
-
-  // Pixels of a phase are ordered (t, u, n), image fastest: the NR pixels of a
-  // group then mostly share one (t, u) and so the same taps inside the image,
-  // and the taps that fall outside for all of them are skipped (1/4 of the
-  // work of a 4x4 -> 8x8 layer, 15/16 of a 1x1 -> 4x4 one).
-  // Work items: (phase, chunk of groups); a chunk runs every channel block so
-  // its input rows stay in L2 while the weight panels stream by.
-  const int threads = at::get_num_threads();
-  std::vector<int64_t> groups(phases.size());
-  int64_t total_groups = 0;
-  int64_t max_taps = 1;
+  // Where kernel element (ky, kx) goes: offset of its (phase, tap) panel for
+  // block 0 and the distance between blocks; -1 if its phase has no outputs.
+  std::vector<int64_t> kofs(g.kh * g.kw, -1), kblock(g.kh * g.kw, 0);
   for (size_t p = 0; p < phases.size(); ++p) {
-    groups[p] = (g.N * phases[p].rows() * phases[p].cols() + NR - 1) / NR;
-    total_groups += groups[p];
-    max_taps = std::max<int64_t>(max_taps, phases[p].taps.size());
+    const int64_t ntaps = static_cast<int64_t>(phases[p].taps.size());
+    wofs[p + 1] = wofs[p] + blocks * ntaps * cin * BW;
+    for (int64_t tap = 0; tap < ntaps; ++tap) {
+      const auto [jy, jx] = phases[p].taps[tap];
+      const int64_t k = (phases[p].ry + jy * g.sh) * g.kw + phases[p].rx + jx * g.sw;
+      kofs[k] = wofs[p] + tap * cin * BW;
+      kblock[k] = ntaps * cin * BW;
+    }
   }
-  const int64_t bytes_per_group = NR * max_taps * std::max<int64_t>(cin, 1) * sizeof(acc_t);
-  const int64_t chunk = std::clamp<int64_t>(
-      std::min<int64_t>(total_groups / (8 * threads), (512 << 10) / bytes_per_group), 1, 16);
-  std::vector<int64_t> item_start(phases.size() + 1, 0);  // first item of each phase
-  for (size_t p = 0; p < phases.size(); ++p)
-    item_start[p + 1] = item_start[p] + (groups[p] + chunk - 1) / chunk;
+  acc_t* wpack = scratch<acc_t>(1, wofs.back());
+  if (g.Cout % BW != 0) std::fill(wpack, wpack + wofs.back(), acc_t(0));  // padding lanes
+
+  // Packing, in one parallel region (each region costs a thread hand-off,
+  // and on a shared CPU a hand-off can cost a scheduler tick): items
+  // [0, cin) pack weights of one input channel, the rest convert input rows.
+  const scalar_t* w = weight.data_ptr<scalar_t>();
+  const Strides ws = strides_of(weight);
+  const scalar_t* src = x.data_ptr<scalar_t>();
+  acc_t* x_copy = const_cast<acc_t*>(xrows);
+  const int64_t pack_items = cin + (x_ready ? 0 : g.N * g.H);
+  at::parallel_for(0, pack_items, grain_for(pack_items, weight.numel() + x.numel()),
+                   [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      if (item < cin) {
+        // One input channel's weights (Cout x kh x kw) are an L1-sized slab;
+        // write them one kernel element at a time so each destination line
+        // is filled by consecutive stores (the panels are 4 KiB-aligned apart,
+        // so filling many at once would thrash one L1 set).
+        const int64_t ci = item;
+        for (int64_t ky = 0; ky < g.kh; ++ky)
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t k = ky * g.kw + kx;
+            if (kofs[k] < 0) continue;
+            acc_t* d = wpack + kofs[k] + ci * BW;
+            for (int64_t co = 0; co < g.Cout; ++co)
+              d[(co / BW) * kblock[k] + co % BW] = weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx);
+          }
+      } else {
+        // One input row to NHWC, transposed in blocks of 16 channels so each
+        // written line is filled by consecutive stores.
+        const int64_t nh = item - cin, n = nh / g.H, h = nh % g.H;
+        const scalar_t* s = src + n * xs.n + h * xs.h;
+        acc_t* d = x_copy + nh * g.W * cin;
+        for (int64_t c0 = 0; c0 < cin; c0 += 16)
+          for (int64_t ix = 0; ix < g.W; ++ix)
+            for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
+              d[ix * cin + c] = static_cast<acc_t>(s[c * xs.c + ix * xs.w]);
+      }
+    }
+  });
 
   scalar_t* out_ptr = out.data_ptr<scalar_t>();
   const Strides os = strides_of(out);
   const acc_t slope = static_cast<acc_t>(g.negative_slope);
 
+  // Pixel order within a phase. Image-fastest (t, u, n) makes the NR pixels of
+  // a group share one (t, u), hence the same taps inside the image, so taps
+  // outside are skipped for the whole group (1/4 of the work of a 4x4 -> 8x8
+  // layer, 15/16 of a 1x1 -> 4x4 one); with channels_last output each pixel's
+  // channels are one contiguous store. For NCHW output of larger images the
+  // row order (n, t, u) instead makes consecutive pixels neighbours in the
+  // output rows that the epilogue writes channel by channel.
+  bool image_fastest = os.c == 1;
+  for (const Phase& ph : phases) image_fastest |= ph.rows() * ph.cols() <= 32;
+  auto locate = [&](const Phase& ph, int64_t m, int64_t& n, int64_t& t, int64_t& u) {
+    if (image_fastest) {
+      n = m % g.N;
+      t = ph.t0 + (m / g.N) / ph.cols();
+      u = ph.u0 + (m / g.N) % ph.cols();
+    } else {
+      const int64_t per_image = ph.rows() * ph.cols();
+      n = m / per_image;
+      t = ph.t0 + (m % per_image) / ph.cols();
+      u = ph.u0 + (m % per_image) % ph.cols();
+    }
+  };
+
+  // Blocking, as in BLIS: a work item is (phase, chunk of NR-pixel groups) with
+  // a C buffer of chunk x Cout accumulators (L2). The K loop (tap, slice of kc
+  // input channels) is outermost, so the weight slice of every channel block
+  // (Cout x kc, <= 128 KiB) stays in L2 while the chunk's groups run through
+  // it, and a group's input rows (NR x kc) stay in L1 across channel blocks.
+  const int threads = at::get_num_threads();
+  std::vector<int64_t> groups(phases.size());
+  int64_t total_groups = 0;
+  for (size_t p = 0; p < phases.size(); ++p) {
+    groups[p] = (g.N * phases[p].rows() * phases[p].cols() + NR - 1) / NR;
+    total_groups += groups[p];
+  }
+  const int64_t chunk = std::clamp<int64_t>(
+      std::min<int64_t>(total_groups / (4 * threads),
+                        (128 << 10) / static_cast<int64_t>(NR * ldc * sizeof(acc_t))),
+      1, 32);
+  const int64_t kc_max = std::clamp<int64_t>(
+      (128 << 10) / static_cast<int64_t>(ldc * sizeof(acc_t)), 32, std::max<int64_t>(cin, 1));
+  std::vector<int64_t> item_start(phases.size() + 1, 0);  // first item of each phase
+  for (size_t p = 0; p < phases.size(); ++p)
+    item_start[p + 1] = item_start[p] + (groups[p] + chunk - 1) / chunk;
   int64_t total_macs = 0;
   for (const Phase& ph : phases)
     total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
+
   at::parallel_for(0, item_start.back(), grain_for(item_start.back(), total_macs),
                    [&](int64_t begin, int64_t end) {
-    std::vector<const acc_t*> table;  // [group][active tap][pixel] input rows
-    std::vector<int32_t> active;      // [group][active tap] tap index
-    std::vector<int64_t> nactive;     // [group] number of active taps
-    std::vector<scalar_t*> dst;       // [group][pixel] output address of channel 0
+    std::vector<const acc_t*> table;  // [group][tap][pixel] input rows (+ k offset later)
+    std::vector<uint8_t> active;      // [group][tap]: inside the image for some pixel
+    std::vector<scalar_t*> dst;       // [group * NR + pixel] output address of channel 0
+    std::vector<acc_t> cbuf;          // [group * NR + pixel][ldc] accumulators
     for (int64_t item = begin; item < end; ++item) {
       const size_t p = std::upper_bound(item_start.begin(), item_start.end(), item) -
                        item_start.begin() - 1;
@@ -418,56 +507,67 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
       const int64_t pixels = g.N * ph.rows() * ph.cols();
 
       table.resize(ng * ntaps * NR);
-      active.resize(ng * ntaps);
-      nactive.assign(ng, 0);
+      active.assign(ng * ntaps, 0);
       dst.resize(ng * NR);
+      cbuf.assign((ng * NR + 8) * ldc, acc_t(0));  // + 8 rows: the 8x8 transposes may overrun
       for (int64_t gi = 0; gi < ng; ++gi) {
-        int64_t n[NR], t[NR], u[NR];
         for (int i = 0; i < NR; ++i) {
+          // Past the last pixel, repeat it (computed, never stored).
           const int64_t m = std::min((g0 + gi) * NR + i, pixels - 1);
-          n[i] = m % g.N;
-          t[i] = ph.t0 + (m / g.N) / ph.cols();
-          u[i] = ph.u0 + (m / g.N) % ph.cols();
+          int64_t n, t, u;
+          locate(ph, m, n, t, u);
           dst[gi * NR + i] = (g0 + gi) * NR + i < pixels
-                                 ? out_ptr + n[i] * os.n + (t[i] * g.sh + ph.ry - g.ph) * os.h +
-                                       (u[i] * g.sw + ph.rx - g.pw) * os.w
+                                 ? out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h +
+                                       (u * g.sw + ph.rx - g.pw) * os.w
                                  : nullptr;
-        }
-        for (int64_t tap = 0; tap < ntaps; ++tap) {
-          const acc_t** rows = table.data() + (gi * ntaps + nactive[gi]) * NR;
-          bool any = false;
-          for (int i = 0; i < NR; ++i) {
-            const int64_t iy = t[i] - ph.taps[tap][0], ix = u[i] - ph.taps[tap][1];
+          for (int64_t tap = 0; tap < ntaps; ++tap) {
+            const int64_t iy = t - ph.taps[tap][0], ix = u - ph.taps[tap][1];
             const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
-            rows[i] = inside ? xrows + ((n[i] * g.H + iy) * g.W + ix) * cin : zero_row.data();
-            any |= inside;
+            table[(gi * ntaps + tap) * NR + i] =
+                inside ? xrows + ((n * g.H + iy) * g.W + ix) * cin : zero_row.data();
+            active[gi * ntaps + tap] |= inside;
           }
-          if (any) active[gi * ntaps + nactive[gi]++] = static_cast<int32_t>(tap);
         }
       }
 
-      for (int64_t b = 0; b < blocks; ++b) {
-        const acc_t* wpanel = wpack.data() + wofs[p] + b * ntaps * cin * BW;
-        const int64_t count = std::min<int64_t>(BW, g.Cout - b * BW);
-        Vec<acc_t> sc[MV], sh[MV];
-        for (int v = 0; v < MV; ++v) {
-          sc[v] = loadu(eff_scale.data() + b * BW + v * L);
-          sh[v] = loadu(eff_shift.data() + b * BW + v * L);
-        }
-        for (int64_t gi = 0; gi < ng; ++gi) {
-          Vec<acc_t> acc[NR][MV];
-          cout_lanes_microkernel<acc_t, NR, MV>(table.data() + gi * ntaps * NR,
-                                                active.data() + gi * ntaps, nactive[gi], cin,
-                                                wpanel, acc);
-          for (int i = 0; i < NR; ++i) {
-            scalar_t* d = dst[gi * NR + i];
-            if (d == nullptr) continue;
-            Vec<acc_t> y[MV];
-            for (int v = 0; v < MV; ++v)
-              y[v] = activation_vec<acc_t>(fmadd(acc[i][v], sc[v], sh[v]), g.act, slope);
-            store_channels<scalar_t, acc_t, MV>(d + b * BW * os.c, os.c, y, count);
+      const acc_t* wphase = wpack + wofs[p];
+      for (int64_t tap = 0; tap < ntaps; ++tap) {
+        for (int64_t k0 = 0; k0 < cin; k0 += kc_max) {
+          const int64_t kc = std::min(kc_max, cin - k0);
+          for (int64_t gi = 0; gi < ng; ++gi) {
+            if (!active[gi * ntaps + tap]) continue;
+            const acc_t* rows[NR];
+            for (int i = 0; i < NR; ++i) rows[i] = table[(gi * ntaps + tap) * NR + i] + k0;
+            for (int64_t b = 0; b < blocks; ++b)
+              cout_lanes_microkernel<acc_t, NR, MV>(
+                  rows, kc, wphase + ((b * ntaps + tap) * cin + k0) * BW,
+                  cbuf.data() + gi * NR * ldc + b * BW, ldc);
           }
         }
+      }
+
+      // Epilogue on the chunk while it is in cache: y = act(acc * scale + shift).
+      for (int64_t r = 0; r < ng * NR; ++r) {
+        acc_t* c = cbuf.data() + r * ldc;
+        for (int64_t co = 0; co < ldc; co += L)
+          storeu(c + co, activation_vec<acc_t>(fmadd(loadu(c + co), loadu(eff_scale.data() + co),
+                                                     loadu(eff_shift.data() + co)),
+                                               g.act, slope));
+      }
+      if (os.c == 1) {
+        // Channels contiguous (channels_last): one contiguous row per pixel.
+        for (int64_t r = 0; r < ng * NR; ++r) {
+          scalar_t* d = dst[r];
+          if (d == nullptr) continue;
+          const acc_t* c = cbuf.data() + r * ldc;
+          if constexpr (std::is_same_v<scalar_t, acc_t>)
+            std::memcpy(d, c, g.Cout * sizeof(acc_t));
+          else
+            for (int64_t co = 0; co < g.Cout; ++co) d[co] = static_cast<scalar_t>(c[co]);
+        }
+      } else {
+        store_channel_planes<scalar_t, acc_t>(cbuf.data(), ldc, ng * NR, dst.data(), g.Cout,
+                                              os.c);
       }
     }
   });
@@ -500,30 +600,50 @@ PaddedPlane padded_plane(const Geometry& g, const std::vector<Phase>& phases) {
   return {iy_lo, ix_lo, hp, wp, hp * wp};
 }
 
-// acc[c][v] = sum_{ci, tap} w[ci][tap][c] * plane_ci[m0 + v*L + lane + offset(tap)].
+// acc[c][v*L + lane] = sum_{ci, tap} w[ci][tap][c] * src0[ci * channel_stride +
+// offsets[tap] + v*L + lane]: MV*L consecutive output pixels of one phase row.
 template <typename acc_t, int NC, int MV>
-inline void pixel_lanes_microkernel(const acc_t* planes, int64_t plane_stride, int64_t cin,
+inline void pixel_lanes_microkernel(const acc_t* src0, int64_t channel_stride, int64_t cin,
                                     const int64_t* offsets, int64_t ntaps, const acc_t* w,
-                                    Vec<acc_t> (&acc)[NC][MV]) {
+                                    Vec<acc_t> (&out)[NC][MV]) {
   constexpr int L = kLanes<acc_t>;
-#pragma GCC unroll 4
+  Vec<acc_t> acc[NC][MV];  // local, as in cout_lanes_microkernel
+#pragma GCC unroll 8
   for (int c = 0; c < NC; ++c)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int v = 0; v < MV; ++v) acc[c][v] = Vec<acc_t>{};
-  for (int64_t ci = 0; ci < cin; ++ci, planes += plane_stride) {
+  for (int64_t ci = 0; ci < cin; ++ci, src0 += channel_stride) {
     for (int64_t tap = 0; tap < ntaps; ++tap, w += NC) {
-      const acc_t* src = planes + offsets[tap];
-      Vec<acc_t> xv[MV];
-#pragma GCC unroll 4
-      for (int v = 0; v < MV; ++v) xv[v] = loadu(src + v * L);
-#pragma GCC unroll 4
-      for (int c = 0; c < NC; ++c) {
-        const Vec<acc_t> wb = splat(w[c]);
-#pragma GCC unroll 4
-        for (int v = 0; v < MV; ++v) acc[c][v] = fmadd(xv[v], wb, acc[c][v]);
+      const acc_t* src = src0 + offsets[tap];
+      // Keep the smaller operand set in registers: NC*MV accumulators plus
+      // min(NC, MV) + 1 operands fit the 16 vector registers without spills.
+      if constexpr (NC <= MV) {
+        Vec<acc_t> wb[NC];
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) wb[c] = splat(w[c]);
+#pragma GCC unroll 8
+        for (int v = 0; v < MV; ++v) {
+          const Vec<acc_t> xv = loadu(src + v * L);
+#pragma GCC unroll 8
+          for (int c = 0; c < NC; ++c) acc[c][v] = fmadd(xv, wb[c], acc[c][v]);
+        }
+      } else {
+        Vec<acc_t> xv[MV];
+#pragma GCC unroll 8
+        for (int v = 0; v < MV; ++v) xv[v] = loadu(src + v * L);
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) {
+          const Vec<acc_t> wb = splat(w[c]);
+#pragma GCC unroll 8
+          for (int v = 0; v < MV; ++v) acc[c][v] = fmadd(xv[v], wb, acc[c][v]);
+        }
       }
     }
   }
+#pragma GCC unroll 8
+  for (int c = 0; c < NC; ++c)
+#pragma GCC unroll 8
+    for (int v = 0; v < MV; ++v) out[c][v] = acc[c][v];
 }
 
 template <typename scalar_t, typename acc_t, int NC, int MV>
@@ -534,10 +654,13 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
   constexpr int BLOCK = MV * L;  // pixels per register tile
   const int64_t cin = g.Cin;
   const PaddedPlane pl = padded_plane(g, phases);
+  // The padded image is stored [row][channel][column]: a tile's inputs for
+  // successive channels are wp apart, one short stream per tap row, so they
+  // stay in L1 across the phases that share the input rows.
+  const int64_t row_stride = cin * pl.wp;
   const int64_t chunks = (g.Cout + NC - 1) / NC;
 
-  // Weights per phase as [chunk][ci][tap][NC], and each tap's shift in the
-  // flattened plane.
+  // Weights per phase as [chunk][ci][tap][NC], and each tap's shift.
   std::vector<int64_t> wofs(phases.size() + 1, 0), tofs(phases.size() + 1, 0);
   for (size_t p = 0; p < phases.size(); ++p) {
     wofs[p + 1] = wofs[p] + chunks * cin * static_cast<int64_t>(phases[p].taps.size()) * NC;
@@ -563,7 +686,7 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
                                : acc_t(0);
             }
       for (int64_t tap = 0; tap < ntaps; ++tap)
-        offsets[tofs[p] + tap] = -(ph.taps[tap][0] * pl.wp + ph.taps[tap][1]);
+        offsets[tofs[p] + tap] = -(ph.taps[tap][0] * row_stride + ph.taps[tap][1]);
     }
   }
 
@@ -572,15 +695,16 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
   scalar_t* out_ptr = out.data_ptr<scalar_t>();
   const Strides os = strides_of(out);
   const acc_t slope = static_cast<acc_t>(g.negative_slope);
-  // Over-reads of the last tile of the last plane land in this zero tail.
-  const int64_t buffer_size = cin * pl.size + BLOCK;
+  // Lanes past the end of a row read on into the next one (discarded); past
+  // the last row they land in this zero tail.
+  const int64_t buffer_size = pl.hp * row_stride + BLOCK;
 
-  // Copies input rows [h_begin, h_end) of image n into its padded planes.
-  auto pack_rows = [&](acc_t* planes, int64_t n, int64_t h_begin, int64_t h_end) {
-    for (int64_t ci = 0; ci < cin; ++ci)
-      for (int64_t h = h_begin; h < h_end; ++h) {
+  // Copies input rows [h_begin, h_end) of image n into the padded buffer.
+  auto pack_rows = [&](acc_t* rows, int64_t n, int64_t h_begin, int64_t h_end) {
+    for (int64_t h = h_begin; h < h_end; ++h)
+      for (int64_t ci = 0; ci < cin; ++ci) {
         const scalar_t* s = xptr + n * xs.n + ci * xs.c + h * xs.h;
-        acc_t* d = planes + ci * pl.size + (h - pl.iy_lo) * pl.wp - pl.ix_lo;
+        acc_t* d = rows + (h - pl.iy_lo) * row_stride + ci * pl.wp - pl.ix_lo;
         if constexpr (std::is_same_v<scalar_t, acc_t>) {
           if (xs.w == 1) {
             std::memcpy(d, s, g.W * sizeof(acc_t));
@@ -591,89 +715,98 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
       }
   };
 
-  // Output tiles [tile_begin, tile_end) of phase p of image n, where tile k
-  // covers flattened positions m_start(p) + k*BLOCK ... + BLOCK - 1.
-  auto compute_tiles = [&](const acc_t* planes, int64_t n, size_t p, int64_t tile_begin,
-                           int64_t tile_end) {
-    const Phase& ph = phases[p];
-    const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
-    const int64_t m_start = (ph.t0 - pl.iy_lo) * pl.wp + (ph.u0 - pl.ix_lo);
+  // Phases sharing a row residue ry share their rows t (and input rows), so
+  // the work of an image is a list of (ry, t) rows, each done for every phase
+  // of that residue while its inputs are in L1.
+  struct RowGroup {
+    size_t first, last;  // phases [first, last) have this ry
+    int64_t t0, t1;
+  };
+  std::vector<RowGroup> row_groups;
+  for (size_t p = 0; p < phases.size(); ++p) {
+    if (row_groups.empty() || phases[row_groups.back().first].ry != phases[p].ry)
+      row_groups.push_back({p, p + 1, phases[p].t0, phases[p].t1});
+    else
+      row_groups.back().last = p + 1;
+  }
+  std::vector<int64_t> first_row(row_groups.size() + 1, 0);
+  for (size_t r = 0; r < row_groups.size(); ++r)
+    first_row[r + 1] = first_row[r] + row_groups[r].t1 - row_groups[r].t0 + 1;
+
+  // Output rows [row_begin, row_end) of the (ry, t) list, for every phase.
+  auto compute_rows = [&](const acc_t* rows, int64_t n, int64_t row_begin, int64_t row_end) {
     alignas(32) acc_t ybuf[NC][BLOCK];
-    for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
-      const int64_t m0 = m_start + tile * BLOCK;
-      for (int64_t k = 0; k < chunks; ++k) {
-        Vec<acc_t> acc[NC][MV];
-        pixel_lanes_microkernel<acc_t, NC, MV>(planes + m0, pl.size, cin,
-                                               offsets.data() + tofs[p], ntaps,
-                                               wpack.data() + wofs[p] + k * cin * ntaps * NC, acc);
-        const int64_t count = std::min<int64_t>(NC, g.Cout - k * NC);
-        for (int c = 0; c < NC; ++c)
-          for (int v = 0; v < MV; ++v) {
-            const acc_t sc = eff_scale[k * NC + c], sh = eff_shift[k * NC + c];
-            storeu(&ybuf[c][v * L],
-                   activation_vec<acc_t>(fmadd(acc[c][v], splat(sc), splat(sh)), g.act, slope));
-          }
-        // Scatter the lanes that are real outputs of this phase.
-        int64_t t = m0 / pl.wp + pl.iy_lo, u = m0 % pl.wp + pl.ix_lo;
-        for (int lane = 0; lane < BLOCK; ++lane) {
-          if (t > ph.t1) break;
-          if (u >= ph.u0 && u <= ph.u1) {
-            scalar_t* d = out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h +
-                          (u * g.sw + ph.rx - g.pw) * os.w + k * NC * os.c;
-            for (int64_t c = 0; c < count; ++c) d[c * os.c] = static_cast<scalar_t>(ybuf[c][lane]);
-          }
-          if (++u == pl.ix_lo + pl.wp) {
-            u = pl.ix_lo;
-            ++t;
+    for (size_t r = 0; r < row_groups.size(); ++r) {
+      const RowGroup& rg = row_groups[r];
+      for (int64_t row = std::max(row_begin, first_row[r]);
+           row < std::min(row_end, first_row[r + 1]); ++row) {
+        const int64_t t = rg.t0 + row - first_row[r];
+        for (size_t p = rg.first; p < rg.last; ++p) {
+          const Phase& ph = phases[p];
+          const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
+          scalar_t* out_row = out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h;
+          for (int64_t u0 = ph.u0; u0 <= ph.u1; u0 += BLOCK) {
+            const acc_t* src = rows + (t - pl.iy_lo) * row_stride + (u0 - pl.ix_lo);
+            const int64_t lanes = std::min<int64_t>(BLOCK, ph.u1 - u0 + 1);
+            for (int64_t k = 0; k < chunks; ++k) {
+              Vec<acc_t> acc[NC][MV];
+              pixel_lanes_microkernel<acc_t, NC, MV>(
+                  src, pl.wp, cin, offsets.data() + tofs[p], ntaps,
+                  wpack.data() + wofs[p] + k * cin * ntaps * NC, acc);
+              const int64_t count = std::min<int64_t>(NC, g.Cout - k * NC);
+              for (int c = 0; c < NC; ++c) {
+                const Vec<acc_t> sc = splat(eff_scale[k * NC + c]);
+                const Vec<acc_t> sh = splat(eff_shift[k * NC + c]);
+                for (int v = 0; v < MV; ++v)
+                  storeu(&ybuf[c][v * L],
+                         activation_vec<acc_t>(fmadd(acc[c][v], sc, sh), g.act, slope));
+              }
+              for (int64_t lane = 0; lane < lanes; ++lane) {
+                scalar_t* d = out_row + ((u0 + lane) * g.sw + ph.rx - g.pw) * os.w + k * NC * os.c;
+                for (int64_t c = 0; c < count; ++c)
+                  d[c * os.c] = static_cast<scalar_t>(ybuf[c][lane]);
+              }
+            }
           }
         }
       }
     }
-  };
-  auto tiles_of = [&](const Phase& ph) {
-    const int64_t m_start = (ph.t0 - pl.iy_lo) * pl.wp + (ph.u0 - pl.ix_lo);
-    const int64_t m_end = (ph.t1 - pl.iy_lo) * pl.wp + (ph.u1 - pl.ix_lo);
-    return (m_end - m_start + BLOCK) / BLOCK;
   };
 
   const int threads = at::get_num_threads();
   int64_t total_macs = 0;
   for (const Phase& ph : phases)
     total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
-  if (total_macs < (int64_t(1) << 18)) {
-    std::vector<acc_t> planes(buffer_size, acc_t(0));
-    for (int64_t n = 0; n < g.N; ++n) {
-      pack_rows(planes.data(), n, 0, g.H);
-      for (size_t p = 0; p < phases.size(); ++p)
-        compute_tiles(planes.data(), n, p, 0, tiles_of(phases[p]));
-    }
-  } else if (g.N >= 2 * threads) {
-    // Enough images: each thread packs and computes whole images.
-    at::parallel_for(0, g.N, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> planes(buffer_size, acc_t(0));
-      for (int64_t n = begin; n < end; ++n) {
-        pack_rows(planes.data(), n, 0, g.H);
-        for (size_t p = 0; p < phases.size(); ++p)
-          compute_tiles(planes.data(), n, p, 0, tiles_of(phases[p]));
+  // One parallel region over (image, band of output rows). A band packs the
+  // input rows it reads into the thread's buffer (neighbouring bands repeat
+  // a kernel's height of rows) and computes its outputs.
+  const int64_t total_rows = first_row.back();
+  int64_t jy_max = 0;
+  for (const Phase& ph : phases)
+    for (const auto& tap : ph.taps) jy_max = std::max(jy_max, tap[0]);
+  const int64_t bands = g.N >= 2 * threads ? 1 : std::min<int64_t>(total_rows, 4 * threads);
+  const int64_t band_rows = (total_rows + bands - 1) / bands;
+  at::parallel_for(0, g.N * bands, grain_for(g.N * bands, total_macs), [&](int64_t begin,
+                                                                            int64_t end) {
+    std::vector<acc_t> rows(buffer_size, acc_t(0));
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / bands;
+      const int64_t row_begin = (item % bands) * band_rows;
+      const int64_t row_end = std::min(total_rows, row_begin + band_rows);
+      if (row_begin >= row_end) continue;
+      // Input rows read by these output rows: t - jy for the rows' t.
+      int64_t t_min = INT64_MAX, t_max = INT64_MIN;
+      for (size_t r = 0; r < row_groups.size(); ++r) {
+        const int64_t lo = std::max(row_begin, first_row[r]), hi = std::min(row_end, first_row[r + 1]);
+        if (lo >= hi) continue;
+        t_min = std::min(t_min, row_groups[r].t0 + lo - first_row[r]);
+        t_max = std::max(t_max, row_groups[r].t0 + hi - 1 - first_row[r]);
       }
-    });
-  } else {
-    // Few images: split each image's rows and tiles across threads.
-    std::vector<acc_t> planes(buffer_size, acc_t(0));
-    std::vector<int64_t> first_tile(phases.size() + 1, 0);
-    for (size_t p = 0; p < phases.size(); ++p) first_tile[p + 1] = first_tile[p] + tiles_of(phases[p]);
-    for (int64_t n = 0; n < g.N; ++n) {
-      at::parallel_for(0, g.H, 1, [&](int64_t begin, int64_t end) {
-        pack_rows(planes.data(), n, begin, end);
-      });
-      at::parallel_for(0, first_tile.back(), 4, [&](int64_t begin, int64_t end) {
-        for (size_t p = 0; p < phases.size(); ++p) {
-          const int64_t b = std::max(begin, first_tile[p]), e = std::min(end, first_tile[p + 1]);
-          if (b < e) compute_tiles(planes.data(), n, p, b - first_tile[p], e - first_tile[p]);
-        }
-      });
+      pack_rows(rows.data(), n, std::clamp<int64_t>(t_min - jy_max, 0, g.H),
+                std::clamp<int64_t>(t_max + 1, 0, g.H));
+      compute_rows(rows.data(), n, row_begin, row_end);
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -694,8 +827,8 @@ void upsample_cpu_typed(const Geometry& g, const at::Tensor& x, const at::Tensor
   if (2 * g.Cout <= L) {
     // A few output channels: pixels on the lanes.
     switch (g.Cout) {
-      case 1: return run(run_pixel_lanes<scalar_t, acc_t, 1, 4>);
-      case 2: return run(run_pixel_lanes<scalar_t, acc_t, 2, 4>);
+      case 1: return run(run_pixel_lanes<scalar_t, acc_t, 1, 8>);
+      case 2: return run(run_pixel_lanes<scalar_t, acc_t, 2, 6>);
       case 3: return run(run_pixel_lanes<scalar_t, acc_t, 3, 4>);
       default: return run(run_pixel_lanes<scalar_t, acc_t, 4, 3>);
     }
