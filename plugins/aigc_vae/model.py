@@ -130,6 +130,19 @@ class MixturePrior(nn.Module):
         self.logvars = nn.Parameter(torch.zeros(components, latent))
         self.logits = nn.Parameter(torch.zeros(components))
 
+    @torch.no_grad()
+    def fit(self, z: torch.Tensor, iterations: int, rng: torch.Generator) -> None:
+        """Sets the mixture to the maximum-likelihood fit of latents ``z`` (see ``fit_mixture``).
+
+        Fitted to draws of the aggregate posterior, this maximises the ELBO's
+        E_q[log p(z)] over the prior's parameters with the networks fixed:
+        gradient steps alone leave the mixture lagging behind the encoder.
+        """
+        means, logvars, logits = fit_mixture(z, self.means.shape[0], iterations, rng)
+        self.means.copy_(means)
+        self.logvars.copy_(logvars)
+        self.logits.copy_(logits)
+
     def _logvars(self) -> torch.Tensor:
         return self.logvars.clamp(-8.0, 4.0)
 
@@ -149,6 +162,38 @@ class MixturePrior(nn.Module):
         noise = torch.randn(n, self.means.shape[1], generator=rng)
         means, stds = self.means.detach().cpu(), (0.5 * self._logvars().detach()).exp().cpu()
         return means[component] + temperature * stds[component] * noise
+
+
+@torch.no_grad()
+def fit_mixture(
+    z: torch.Tensor, components: int, iterations: int, rng: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Maximum-likelihood diagonal Gaussian mixture of the rows of ``z`` (EM, float64).
+
+    Returns (means [K, d], log-variances [K, d], log-weights [K]). Started from K
+    rows of ``z`` drawn with ``rng``; a variance floor keeps every component proper.
+    """
+    z = z.double()
+    n, _ = z.shape
+    means = z[torch.randperm(n, generator=rng)[:components]].clone()
+    variances = z.var(0, keepdim=True).repeat(components, 1)
+    log_weights = torch.full((components,), -math.log(components), dtype=z.dtype)
+    for _ in range(iterations):
+        log_joint = (
+            -0.5
+            * (
+                (z[:, None] - means[None]).square() / variances[None]
+                + variances.log()[None]
+                + math.log(2 * math.pi)
+            ).sum(-1)
+            + log_weights[None]
+        )
+        resp = (log_joint - torch.logsumexp(log_joint, 1, keepdim=True)).exp()  # [n, K]
+        counts = resp.sum(0) + 1e-10
+        log_weights = (counts / n).log()
+        means = resp.T @ z / counts[:, None]
+        variances = (resp.T @ z.square() / counts[:, None] - means.square()).clamp(min=1e-4)
+    return means.float(), variances.log().float(), log_weights.float()
 
 
 class VAE(nn.Module):
