@@ -2,7 +2,7 @@
 
 Each test runs a kernel of tests/emulation/kernels/selftest.cuh on the CPU and
 compares it with an independent oracle (torch, numpy, CUDA's documented
-semantics). The binding compiles once (~50 s) into build/emulation/ and is
+semantics). The binding compiles once (~25 s of CPU) into build/emulation/ and is
 reused while the sources are unchanged.
 """
 
@@ -32,10 +32,8 @@ def test_block_reduction_matches_torch_sum(st):
     partial = torch.empty(blocks)
     st.block_reduce_sum(x, partial, n, blocks)
     # Block b reads the 256-element chunks b, b + blocks, b + 2 * blocks, ...
-    idx = torch.arange(n)
-    expected = torch.stack(
-        [x[((idx // 256) % blocks) == b].double().sum().float() for b in range(blocks)]
-    )
+    chunks = torch.nn.functional.pad(x, (0, -n % 256)).view(-1, 256).double().sum(1)
+    expected = torch.stack([chunks[b::blocks].sum() for b in range(blocks)]).float()
     torch.testing.assert_close(partial, expected, rtol=1e-5, atol=1e-3)
     assert st.last_launch_stats()["barriers"] == blocks
 
@@ -197,6 +195,18 @@ def test_disjoint_half_warp_groups(st):
     out = torch.empty_like(x)
     st.half_warp_groups(x, out)
     assert (out[:16] == x[:16].sum()).all() and (out[16:] == x[16:].sum()).all()
+
+
+def test_cooperative_groups_tiles(st):
+    threads = 96
+    x = torch.randint(-100, 100, (threads,), generator=_gen(18), dtype=torch.int32)
+    out = torch.empty(threads * 3, dtype=torch.int32)
+    st.cg_tiles(x, out, threads)
+    got = out.view(threads, 3)
+    assert torch.equal(got[:, 0], x.view(-1, 8).sum(1, dtype=torch.int32).repeat_interleave(8))
+    assert torch.equal(got[:, 1], x.view(-1, 16).cumsum(1).view(-1).to(torch.int32))
+    warp_max = x.view(-1, 32).max(1).values.repeat_interleave(32)
+    assert torch.equal(got[:, 2], warp_max * 1000 + torch.arange(threads, dtype=torch.int32) // 32)
 
 
 # ---- atomics --------------------------------------------------------------------------
@@ -395,6 +405,28 @@ def test_wmma_gemm_matches_matmul(st, dtype, b_col, c_col):
     got = C.t() if c_col else C
     expected = 2 * (A.double() @ B.double())
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-4)
+
+
+def _tf32(x: torch.Tensor) -> torch.Tensor:
+    """Round to tf32 as cvt.rna.tf32.f32 does: nearest, ties away from zero."""
+    bits = x.view(torch.int32).to(torch.int64)
+    return ((bits + 0x1000) & 0xFFFFE000).to(torch.int32).view(torch.float32)
+
+
+def test_wmma_half_accumulator_and_tf32_shapes(st):
+    g = _gen(19)
+    a = torch.randn(32, 16, generator=g).half()  # passed column-major
+    b = torch.randn(16, 8, generator=g).half()
+    c = torch.randn(32, 8, generator=g).half()
+    d = torch.empty(32, 8, dtype=torch.float16)
+    ta, tb = torch.randn(16, 8, generator=g), torch.randn(8, 16, generator=g)
+    td = torch.empty(16, 16)
+    st.wmma_shapes(a.t().contiguous(), b, c, d, ta, tb, td)
+    exact = a.double() @ b.double() + c.double()
+    torch.testing.assert_close(d.double(), exact.half().double(), rtol=1e-3, atol=1e-3)
+    tf32_product = _tf32(ta).double() @ _tf32(tb).double()
+    torch.testing.assert_close(td.double(), tf32_product, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(_tf32(ta), ta)  # the rounding did something
 
 
 # ---- misuse is reported, and the harness recovers ----------------------------------------------

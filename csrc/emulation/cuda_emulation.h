@@ -16,7 +16,9 @@
 //     sized by the launch), poisoned with 0xff bytes at the start of each block;
 //   - atomics, fences, cache-hinted loads, integer and fast-math intrinsics;
 //   - __half / __nv_bfloat16 (+ pairs) with bit-exact conversions;
-//   - nvcuda::wmma fragments, load/store/mma as warp collectives.
+//   - nvcuda::wmma fragments, load/store/mma as warp collectives;
+//   - cooperative_groups: thread_block, tiled_partition<N>, reduce, scans;
+//     cuda_pipeline's __pipeline_memcpy_async/commit/wait_prior.
 // What is not: inline PTX (asm), textures, cluster/TMA features, named barriers,
 // dynamic parallelism, and divergence inside a warp (__activemask is the set of
 // lanes that have not exited).
@@ -52,6 +54,7 @@
 #include "emu_intrinsics.h"
 #include "emu_math.h"
 #include "emu_wmma.h"
+#include "emu_cooperative_groups.h"
 #include "emu_dynsmem_link.h"
 
 #define AIGC_CUDA_EMULATION 1
@@ -75,3 +78,16 @@
 #define __cudart_builtin__
 
 typedef struct emu_stream* cudaStream_t;
+
+// A failed device assert() ends the launch with an error (on a GPU:
+// cudaErrorAssert) instead of aborting the process: pytest reports it. Headers
+// that include <cassert> again after this one restore the standard macro.
+#if !defined(NDEBUG)
+namespace emu::detail {
+[[noreturn]] inline void device_assert_fail(const char* expr, const char* file, int line) {
+  throw KernelError(format("assertion `%s` failed at %s:%d", expr, file, line));
+}
+}  // namespace emu::detail
+#undef assert
+#define assert(expr) ((expr) ? static_cast<void>(0) : ::emu::detail::device_assert_fail(#expr, __FILE__, __LINE__))
+#endif

@@ -15,25 +15,37 @@
 
 #include "emu_fp16.h"
 
-// ---- min / max: CUDA overloads them for every arithmetic type pair ---------------
-template <class A, class B, std::enable_if_t<std::is_arithmetic_v<A> && std::is_arithmetic_v<B>, int> = 0>
-inline std::common_type_t<A, B> min(A a, B b) {
-  using C = std::common_type_t<A, B>;
-  if constexpr (std::is_floating_point_v<C>) {
-    return std::fmin(C(a), C(b));
-  } else {
-    return C(a) < C(b) ? C(a) : C(b);
+// ---- min / max: the overload set of CUDA's math_functions.hpp --------------------------
+// Plain overloads (not templates), so that with `using namespace std;` they
+// win over std::min as CUDA's do; mixed signedness gives the unsigned type.
+#define AIGC_EMU_MINMAX(R, A, B)                                 \
+  inline R min(A a, B b) {                                       \
+    return static_cast<R>(a) < static_cast<R>(b) ? static_cast<R>(a) : static_cast<R>(b); \
+  }                                                              \
+  inline R max(A a, B b) {                                       \
+    return static_cast<R>(a) > static_cast<R>(b) ? static_cast<R>(a) : static_cast<R>(b); \
   }
-}
-template <class A, class B, std::enable_if_t<std::is_arithmetic_v<A> && std::is_arithmetic_v<B>, int> = 0>
-inline std::common_type_t<A, B> max(A a, B b) {
-  using C = std::common_type_t<A, B>;
-  if constexpr (std::is_floating_point_v<C>) {
-    return std::fmax(C(a), C(b));
-  } else {
-    return C(a) > C(b) ? C(a) : C(b);
-  }
-}
+AIGC_EMU_MINMAX(int, int, int)
+AIGC_EMU_MINMAX(unsigned int, unsigned int, unsigned int)
+AIGC_EMU_MINMAX(unsigned int, int, unsigned int)
+AIGC_EMU_MINMAX(unsigned int, unsigned int, int)
+AIGC_EMU_MINMAX(long, long, long)
+AIGC_EMU_MINMAX(unsigned long, unsigned long, unsigned long)
+AIGC_EMU_MINMAX(unsigned long, long, unsigned long)
+AIGC_EMU_MINMAX(unsigned long, unsigned long, long)
+AIGC_EMU_MINMAX(long long, long long, long long)
+AIGC_EMU_MINMAX(unsigned long long, unsigned long long, unsigned long long)
+AIGC_EMU_MINMAX(unsigned long long, long long, unsigned long long)
+AIGC_EMU_MINMAX(unsigned long long, unsigned long long, long long)
+#undef AIGC_EMU_MINMAX
+inline float min(float a, float b) { return std::fmin(a, b); }
+inline float max(float a, float b) { return std::fmax(a, b); }
+inline double min(double a, double b) { return std::fmin(a, b); }
+inline double max(double a, double b) { return std::fmax(a, b); }
+inline double min(float a, double b) { return std::fmin(double(a), b); }
+inline double max(float a, double b) { return std::fmax(double(a), b); }
+inline double min(double a, float b) { return std::fmin(a, double(b)); }
+inline double max(double a, float b) { return std::fmax(a, double(b)); }
 inline unsigned umin(unsigned a, unsigned b) { return a < b ? a : b; }
 inline unsigned umax(unsigned a, unsigned b) { return a > b ? a : b; }
 inline long long llmin(long long a, long long b) { return a < b ? a : b; }
@@ -169,3 +181,23 @@ inline float __int2float_rn(int i) { return float(i); }
 inline float __uint2float_rn(unsigned i) { return float(i); }
 inline float __ll2float_rn(long long i) { return float(i); }
 inline float __double2float_rn(double d) { return float(d); }
+
+// The constants of math_constants.h that kernels use most (cuda_compat.cuh
+// includes the real header under nvcc).
+#define CUDART_INF_F __int_as_float(0x7f800000)
+#define CUDART_NAN_F __int_as_float(0x7fffffff)
+#define CUDART_MIN_DENORM_F __int_as_float(0x00000001)
+#define CUDART_MAX_NORMAL_F __int_as_float(0x7f7fffff)
+#define CUDART_NEG_ZERO_F __int_as_float(static_cast<int>(0x80000000u))
+#define CUDART_ZERO_F 0.0F
+#define CUDART_ONE_F 1.0F
+#define CUDART_SQRT_HALF_F 0.707106781F
+#define CUDART_PI_F 3.141592654F
+#define CUDART_L2E_F 1.442695041F
+#define CUDART_LN2_F 0.693147181F
+#define CUDART_LNT_F 2.302585093F
+#define CUDART_INF __longlong_as_double(0x7ff0000000000000LL)
+#define CUDART_NAN __longlong_as_double(static_cast<long long>(0xfff8000000000000ULL))
+#define CUDART_PI 3.1415926535897931e+0
+#define CUDART_LN2 6.9314718055994529e-1
+#define CUDART_L2E 1.4426950408889634e+0

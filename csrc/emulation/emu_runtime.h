@@ -39,7 +39,12 @@ inline thread_local uint3 threadIdx{0, 0, 0};
 inline thread_local uint3 blockIdx{0, 0, 0};
 inline thread_local dim3 blockDim{1, 1, 1};
 inline thread_local dim3 gridDim{1, 1, 1};
-constexpr int warpSize = 32;
+// A run-time value in CUDA (not a constant expression): the same here, so that
+// code using it as an array bound fails in the emulator as under nvcc.
+namespace emu::detail {
+inline int warp_size() { return 32; }
+}  // namespace emu::detail
+inline const int warpSize = emu::detail::warp_size();
 
 namespace emu {
 
@@ -195,20 +200,13 @@ class BlockRunner {
       throw KernelError(format("%s(mask=0x%08x): lanes %s of warp %u named in the mask have already exited",
                                op.name, op.mask, lanes_to_string(need & w.exited).c_str(), f.linear >> 5));
     }
-    // Lanes of one group must agree on the intrinsic and the mask: compare
-    // with the first lane of the group that is already waiting.
-    if (const unsigned waiting = w.arrived & need) {
-      const WarpOp* other = w.pending[__builtin_ctz(waiting)];
-      if (other->mask != op.mask || (other->name != op.name && std::strcmp(other->name, op.name))) {
-        throw KernelError(format("divergent warp collectives in warp %u: lane %u is at %s(mask=0x%08x) while lane %d "
-                                 "is at %s(mask=0x%08x)",
-                                 f.linear >> 5, lane, op.name, op.mask, __builtin_ctz(waiting), other->name,
-                                 other->mask));
-      }
-    }
+    // The group is complete when every lane of the mask waits in the same
+    // intrinsic with the same mask. Lanes waiting in another collective are
+    // not an error: they may be behind (say in a smaller tile's reduction) and
+    // come here next; if they never can, the block deadlocks and says so.
     w.pending[lane] = &op;
     w.arrived |= 1u << lane;
-    if ((w.arrived & need) == need) {
+    if ((w.arrived & need) == need && same_collective(w, need, op)) {
       op.combine(w.pending, need);
       ++stats.warp_collectives;
       w.arrived &= ~need;
@@ -223,6 +221,14 @@ class BlockRunner {
       settle_activemask(f.linear);
       yield(f);
     }
+  }
+
+  static bool same_collective(const WarpState& w, unsigned need, const WarpOp& op) {
+    for (unsigned bits = need; bits; bits &= bits - 1) {
+      const WarpOp* other = w.pending[__builtin_ctz(bits)];
+      if (other->mask != op.mask || (other->name != op.name && std::strcmp(other->name, op.name))) return false;
+    }
+    return true;
   }
 
   // __activemask(): the lanes of the warp that execute it together. The
@@ -402,18 +408,28 @@ class BlockRunner {
     int shown = 0;
     for (size_t wi = 0; wi < warps_.size() && shown < 4; ++wi) {
       const WarpState& w = warps_[wi];
-      unsigned waiting = 0;
-      const WarpOp* op = nullptr;
-      for (unsigned j = 0; j < 32; ++j) {
-        if (w.pending[j]) {
-          waiting |= 1u << j;
-          op = w.pending[j];
-        }
-      }
-      if (!op) continue;
-      msg += format(" Warp %zu: lanes %s wait in %s(mask=0x%08x) for lanes %s.", wi, lanes_to_string(waiting).c_str(),
-                    op->name, op->mask, lanes_to_string(op->mask & w.present & ~waiting).c_str());
+      if (!w.arrived) continue;
       ++shown;
+      // Lanes grouped by the collective they wait in.
+      unsigned left = w.arrived;
+      int groups = 0;
+      std::string detail;
+      while (left) {
+        const WarpOp* op = w.pending[__builtin_ctz(left)];
+        unsigned same = 0;
+        for (unsigned bits = left; bits; bits &= bits - 1) {
+          const unsigned j = unsigned(__builtin_ctz(bits));
+          const WarpOp* o = w.pending[j];
+          if (o->mask == op->mask && (o->name == op->name || !std::strcmp(o->name, op->name))) same |= 1u << j;
+        }
+        left &= ~same;
+        ++groups;
+        detail += format(" lanes %s wait in %s(mask=0x%08x) for lanes %s;", lanes_to_string(same).c_str(), op->name,
+                         op->mask, lanes_to_string(op->mask & w.present & ~same).c_str());
+      }
+      msg += format(" Warp %zu:%s", wi, detail.c_str());
+      if (groups > 1)
+        msg += " (divergent warp collectives: lanes of one warp wait in different intrinsics or masks)";
     }
     return msg;
   }

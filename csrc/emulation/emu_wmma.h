@@ -96,14 +96,18 @@ inline T from_float(float v) {
   }
 }
 
-template <int M, int N, int K, class T>
+template <class Use, int M, int N, int K, class T>
 constexpr bool valid_shape() {
+  constexpr bool k16 = (M == 16 && N == 16 && K == 16) || (M == 32 && N == 8 && K == 16) ||
+                       (M == 8 && N == 32 && K == 16);
   if constexpr (std::is_same_v<T, precision::tf32>) {
     return M == 16 && N == 16 && K == 8;
   } else if constexpr (std::is_same_v<T, double>) {
     return M == 8 && N == 8 && K == 4;
+  } else if constexpr (std::is_same_v<Use, accumulator> && std::is_same_v<T, float>) {
+    return k16 || (M == 16 && N == 16 && K == 8);  // also the tf32 products
   } else {
-    return (M == 16 && N == 16 && K == 16) || (M == 32 && N == 8 && K == 16) || (M == 8 && N == 32 && K == 16);
+    return k16;
   }
 }
 
@@ -111,7 +115,7 @@ constexpr bool valid_shape() {
 
 template <class Use, int M, int N, int K, class T, class Layout = void>
 class fragment {
-  static_assert(detail::valid_shape<M, N, K, T>(), "wmma: unsupported fragment shape for this element type");
+  static_assert(detail::valid_shape<Use, M, N, K, T>(), "wmma: unsupported fragment shape for this element type");
   static_assert(!std::is_same_v<Use, accumulator> || std::is_void_v<Layout>,
                 "wmma: accumulator fragments take their layout at load/store time");
 

@@ -4,6 +4,11 @@
 // the CPU emulation of CUDA (csrc/emulation/cuda_emulation.h), which runs the
 // same source with CUDA's semantics in the tests (see tests/emulation/README.md).
 //
+// Kernels get from here: the runtime and intrinsics, __half / __nv_bfloat16,
+// nvcuda::wmma, cooperative_groups (thread_block, tiled_partition, reduce,
+// scans), __pipeline_memcpy_async and the CUDART_* constants of
+// math_constants.h; they include no CUDA header themselves.
+//
 // Portable extras defined here for both:
 //   AIGC_CUDA_EMULATION        1 in the emulator, 0 under nvcc.
 //   AIGC_DEVICE_ARCH           __CUDA_ARCH__ in nvcc's device pass, 0 in its host
@@ -15,9 +20,14 @@
 
 #if defined(__CUDACC__)
 
+#include <cooperative_groups.h>
+#include <cooperative_groups/reduce.h>
+#include <cooperative_groups/scan.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_pipeline_primitives.h>
 #include <cuda_runtime.h>
+#include <math_constants.h>
 #include <mma.h>
 
 #define AIGC_CUDA_EMULATION 0

@@ -39,6 +39,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("half_warp_groups", [](Ptr<const int> in, Ptr<int> out) {
     emu::launch(st::half_warp_groups, 1, 32, 0, in.get(), out.get());
   });
+  m.def("cg_tiles", [](Ptr<const int> in, Ptr<int> out, int threads) {
+    emu::launch(st::cg_tiles, 1, threads, 0, in.get(), out.get());
+  });
   m.def("barrier_predicates", [](Ptr<const int> pred, Ptr<int> out, int blocks, int threads) {
     emu::launch(st::barrier_predicates, blocks, threads, 0, pred.get(), out.get());
   });
@@ -104,6 +107,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     } else {
       run(__half{});
     }
+  });
+  m.def("wmma_shapes", [](Ptr<const __half> a, Ptr<const __half> b, Ptr<const __half> c, Ptr<__half> d,
+                          Ptr<const float> ta, Ptr<const float> tb, Ptr<float> td) {
+    emu::launch(st::wmma_shapes, 1, 32, 0, a.get(), b.get(), c.get(), d.get(), ta.get(), tb.get(), td.get());
   });
   m.def("misuse", [](Ptr<float> out, int mode, int threads) { emu::launch(st::misuse, 1, threads, 0, out.get(), mode); });
   m.def("launch_config", [](unsigned gx, unsigned bx, unsigned by, unsigned bz, size_t smem, Ptr<float> out) {

@@ -158,6 +158,23 @@ __global__ void half_warp_groups(const int* __restrict__ in, int* __restrict__ o
   out[t] = v;
 }
 
+// cooperative_groups: out[3t] = sum over the thread's 8-thread tile,
+// out[3t+1] = inclusive scan within its 16-thread tile, out[3t+2] = max over
+// its warp-sized tile times 1000 plus the tile's meta_group_rank.
+__global__ void cg_tiles(const int* __restrict__ in, int* __restrict__ out) {
+  namespace cg = cooperative_groups;
+  const cg::thread_block block = cg::this_thread_block();
+  const int t = static_cast<int>(block.thread_rank());
+  const int v = in[t];
+  const cg::thread_block_tile<8> tile8 = cg::tiled_partition<8>(block);
+  const cg::thread_block_tile<16> tile16 = cg::tiled_partition<16>(block);
+  const cg::thread_block_tile<32> warp = cg::tiled_partition<32>(block);
+  out[3 * t] = cg::reduce(tile8, v, cg::plus<int>());
+  out[3 * t + 1] = cg::inclusive_scan(tile16, v);
+  block.sync();
+  out[3 * t + 2] = cg::reduce(warp, v, cg::greater<int>()) * 1000 + static_cast<int>(warp.meta_group_rank());
+}
+
 // ---- barriers with a predicate -----------------------------------------------------------
 __global__ void barrier_predicates(const int* __restrict__ pred, int* __restrict__ out) {
   const int t = threadIdx.x + blockIdx.x * blockDim.x;
@@ -348,6 +365,33 @@ __global__ void wmma_gemm(const T* __restrict__ A, const T* __restrict__ B, floa
   } else {
     wmma::store_matrix_sync(C + size_t(tm) * 16 * N + tn * 16, acc, N, wmma::mem_row_major);
   }
+}
+
+// One warp, two more shapes: D (32x8, half accumulator) = A (32x16, stored
+// column-major) @ B (16x8) + C, and TD (16x16 float) = tf32 TA (16x8) @ TB (8x16).
+__global__ void wmma_shapes(const __half* __restrict__ a, const __half* __restrict__ b, const __half* __restrict__ c,
+                            __half* __restrict__ d, const float* __restrict__ ta, const float* __restrict__ tb,
+                            float* __restrict__ td) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::matrix_a, 32, 8, 16, __half, wmma::col_major> fa;
+  wmma::fragment<wmma::matrix_b, 32, 8, 16, __half, wmma::row_major> fb;
+  wmma::fragment<wmma::accumulator, 32, 8, 16, __half> fc;
+  wmma::load_matrix_sync(fa, a, 32);
+  wmma::load_matrix_sync(fb, b, 8);
+  wmma::load_matrix_sync(fc, c, 8, wmma::mem_row_major);
+  wmma::mma_sync(fc, fa, fb, fc);
+  wmma::store_matrix_sync(d, fc, 8, wmma::mem_row_major);
+
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> tfa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> tfb;
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> tfc;
+  wmma::load_matrix_sync(tfa, ta, 8);
+  wmma::load_matrix_sync(tfb, tb, 16);
+  for (int i = 0; i < tfa.num_elements; ++i) tfa.x[i] = wmma::__float_to_tf32(tfa.x[i]);
+  for (int i = 0; i < tfb.num_elements; ++i) tfb.x[i] = wmma::__float_to_tf32(tfb.x[i]);
+  wmma::fill_fragment(tfc, 0.0f);
+  wmma::mma_sync(tfc, tfa, tfb, tfc);
+  wmma::store_matrix_sync(td, tfc, 16, wmma::mem_row_major);
 }
 
 // ---- misuse the emulator must report ----------------------------------------------------------
