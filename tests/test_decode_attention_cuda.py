@@ -9,13 +9,19 @@ from emulation import load_binding
 
 from aigc_sdk.ops import reference
 
+# Without GNU-unique symbols each binding keeps its own copy of the emulator's
+# inline thread_locals; with them, the first binding loaded in the process
+# would own the dynamic shared memory pool of the bindings loaded after it.
+EMU_FLAGS = ["-fno-gnu-unique"]
 DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-2, torch.float16: 2e-3}
 
 
 @pytest.fixture(scope="module")
 def emu():
-    return load_binding("decode_attention", "tests/decode_attention_emulation.cpp")
+    return load_binding(
+        "decode_attention", "tests/decode_attention_emulation.cpp", extra_cflags=EMU_FLAGS
+    )
 
 
 def run(emu, q, k, v, lens, scale=None, chunk_len=None, num_sms=2):
@@ -105,7 +111,9 @@ def test_empty_sequences_and_strided_caches(emu):
 
 
 def test_plan_fills_the_gpu():
-    emu = load_binding("decode_attention", "tests/decode_attention_emulation.cpp")
+    emu = load_binding(
+        "decode_attention", "tests/decode_attention_emulation.cpp", extra_cflags=EMU_FLAGS
+    )
     chunk, splits = emu.plan(1, 8, 8192, 108)  # one sequence on an A100
     assert chunk % 32 == 0 and chunk >= 256 and 8 * splits >= 108
     chunk, splits = emu.plan(64, 8, 512, 108)  # plenty of (sequence, head) pairs

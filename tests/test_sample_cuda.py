@@ -13,6 +13,10 @@ from aigc_sdk import ops
 from aigc_sdk.ops import reference
 from aigc_sdk.ops._extension import has_kernel
 
+# Without GNU-unique symbols each binding keeps its own copy of the emulator's
+# inline thread_locals; with them, the first binding loaded in the process
+# would own the dynamic shared memory pool of the bindings loaded after it.
+EMU_FLAGS = ["-fno-gnu-unique"]
 DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 STATUS = {
     -1: "NaN",
@@ -28,7 +32,7 @@ STATUS = {
 
 @pytest.fixture(scope="module")
 def emu():
-    return load_binding("sample", "tests/sample_emulation.cpp")
+    return load_binding("sample", "tests/sample_emulation.cpp", extra_cflags=EMU_FLAGS)
 
 
 def rows(logits, **params):
