@@ -18,7 +18,7 @@ STAMP_PACKAGE := $(VENV)/.stamp-package
 STAMP_EXTENSION := $(VENV)/.stamp-extension
 OUT := out
 
-.PHONY: demo test setup extension bench lint clean
+.PHONY: demo test setup extension bench lint ptxas clean
 
 setup: $(STAMP_EXTENSION)
 
@@ -46,10 +46,16 @@ demo: $(STAMP_EXTENSION)
 	$(PY) -m aigc_sdk.demo --out $(OUT)
 
 test: $(STAMP_EXTENSION)
+	@if [ -x "$(CUDA_HOME)/bin/nvcc" ]; then \
+		$(PY) scripts/ptxas_report.py --fail-on-spill csrc/kernels/*.cu; \
+	else echo "nvcc not found: no ptxas report"; fi
 	$(PY) -m pytest
 
 bench: $(STAMP_EXTENSION)
 	$(AIGC) bench --out $(OUT)/bench
+
+ptxas: $(STAMP_PACKAGE)
+	$(PY) scripts/ptxas_report.py --fail-on-spill
 
 lint: $(STAMP_PACKAGE)
 	$(VENV)/bin/ruff check aigc_sdk plugins tests benchmarks setup.py

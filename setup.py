@@ -12,7 +12,13 @@ import os
 import shutil
 
 from setuptools import setup
-from torch.utils import cpp_extension
+
+# torch guesses CUDA_HOME when it is unset and nvcc is not on PATH, and may guess
+# wrong (/usr/local); the usual toolkit location is a better default.
+if "CUDA_HOME" not in os.environ and os.path.exists("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+from torch.utils import cpp_extension  # noqa: E402  (reads CUDA_HOME at import)
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CUDA_ARCHS = "8.0;9.0"
@@ -28,8 +34,9 @@ def _want_cuda() -> bool:
         return False
     import torch
 
+    nvcc = os.path.join(cpp_extension.CUDA_HOME or "", "bin", "nvcc")
     available = torch.version.cuda is not None and (
-        cpp_extension.CUDA_HOME is not None or shutil.which("nvcc") is not None
+        os.path.exists(nvcc) or shutil.which("nvcc") is not None
     )
     if choice in ("1", "true", "yes") and not available:
         raise RuntimeError(
@@ -49,6 +56,23 @@ def _cxx_flags() -> list[str]:
     return flags
 
 
+def _cuda_wheel_includes() -> list[str]:
+    """Headers the CUDA toolkit may lack but torch's CUDA headers include (cusparse.h).
+
+    pip's torch brings them in the nvidia-* wheels; a toolkit without the math
+    libraries (as on these machines) needs that directory after its own.
+    """
+    try:
+        import nvidia
+    except ImportError:
+        return []
+    found = []
+    for base in getattr(nvidia, "__path__", []):
+        found += sorted(glob.glob(os.path.join(base, "cu*", "include")))
+        found += sorted(glob.glob(os.path.join(base, "*", "include")))
+    return [d for d in dict.fromkeys(found) if os.path.exists(os.path.join(d, "cusparse.h"))]
+
+
 def extension():
     include_dirs = [os.path.join(ROOT, "csrc")]
     sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
@@ -58,7 +82,7 @@ def extension():
         return cpp_extension.CUDAExtension(
             "aigc_sdk._C",
             sources + _sources("csrc/cuda/*.cu"),
-            include_dirs=include_dirs,
+            include_dirs=include_dirs + _cuda_wheel_includes(),
             define_macros=[("AIGC_WITH_CUDA", "1")],
             extra_compile_args={
                 "cxx": cxx,

@@ -41,6 +41,7 @@ __all__ = [
     "RequestError",
     "SamplingRequest",
     "TextRequest",
+    "Trainer",
     "UnknownNameError",
     "hookimpl",
 ]
@@ -52,4 +53,8 @@ def __getattr__(name: str):
         from .sdk import SDK
 
         return SDK
+    if name == "Trainer":  # imports torch: only when asked for
+        from .training import Trainer
+
+        return Trainer
     raise AttributeError(f"module 'aigc_sdk' has no attribute {name!r}")

@@ -98,7 +98,8 @@ class PluginHost:
         self._register(plugin, info)
         return info
 
-    def load_module(self, module_name: str) -> PluginInfo:
+    def load_module(self, module_name: str) -> PluginInfo | None:
+        """Imports and registers a module by name; None if it is registered already."""
         info = PluginInfo(name=module_name, module=module_name)
         self.infos[module_name] = info
         try:
@@ -108,7 +109,7 @@ class PluginHost:
             return info
         if self.pm.is_registered(plugin):  # already loaded, e.g. through its entry point
             del self.infos[module_name]
-            return next(i for i in self.infos.values() if self.pm.get_plugin(i.name) is plugin)
+            return None
         self._register(plugin, info)
         return info
 

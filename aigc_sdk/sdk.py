@@ -90,10 +90,12 @@ class SDK:
             return
         ep = entry_points.get(name)
         if ep is not None:
-            if not self._is_disabled(ep):
+            if not self._is_disabled(ep) and not self._host.pm.has_plugin(name):
                 self._announce(self._host.load_entry_point(ep))
             return
-        self._announce(self._host.load_module(name))
+        info = self._host.load_module(name)
+        if info is not None:
+            self._announce(info)
 
     def register(self, plugin: Any, name: str | None = None) -> PluginInfo:
         """Registers a plugin object or module at run time and asks what it provides."""

@@ -93,3 +93,8 @@ def test_token_blocks_are_shifted_pairs():
 def test_builtin_of_the_wrong_kind_is_named():
     with pytest.raises(data.DataError, match="'stdlib' is a built-in text dataset.*needs image"):
         data.image_dataset("stdlib")
+
+
+def test_no_data_is_a_clear_error():
+    with pytest.raises(data.DataError, match="needs --data: a path or a built-in audio dataset"):
+        data.audio_dataset(None)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from aigc_sdk import hookimpl
 from aigc_sdk.errors import AigcError, UnknownNameError
 from aigc_sdk.sdk import SDK
 from aigc_sdk.training import ConfigError, TrainConfig, cli_main
@@ -19,12 +20,21 @@ if str(EXAMPLE) not in sys.path:
 
 from aigc_example import tiny_trainer  # noqa: E402
 
+
+class TinyPlugin:
+    """Registers the example's trainer at run time, as SDK(plugins=[...]) allows."""
+
+    @hookimpl
+    def aigc_register_trainers(self, register):
+        register("tiny", tiny_trainer.TinyTrainer, description="tiny autoencoder")
+
+
 Config = tiny_trainer.TinyTrainer.Config
 
 
 @pytest.fixture(scope="module")
 def sdk():
-    return SDK(plugins=[tiny_trainer], autoload=False)
+    return SDK(plugins=[TinyPlugin()], autoload=False)
 
 
 def test_defaults_and_trainer_overrides():
@@ -149,7 +159,7 @@ def _module_env():
     env.update(
         PYTHONPATH=os.pathsep.join([str(root), str(EXAMPLE)]),
         AIGC_DISABLE_PLUGIN_AUTOLOAD="1",
-        AIGC_PLUGINS="aigc_example.tiny_trainer",
+        AIGC_PLUGINS="example",
         OMP_NUM_THREADS="1",
     )
     return env
@@ -178,7 +188,7 @@ def test_module_entry_without_a_name_lists_trainers(monkeypatch, capsys):
     from aigc_sdk.training.__main__ import main
 
     monkeypatch.setenv("AIGC_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setenv("AIGC_PLUGINS", "aigc_example.tiny_trainer")
+    monkeypatch.setenv("AIGC_PLUGINS", "example")
     assert main([]) == 2
     assert "trainers: tiny" in capsys.readouterr().err
     assert main(["tinny"]) == 1

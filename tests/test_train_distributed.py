@@ -39,7 +39,7 @@ def _env():
     env.update(
         PYTHONPATH=os.pathsep.join([str(ROOT), str(EXAMPLE)]),
         AIGC_DISABLE_PLUGIN_AUTOLOAD="1",
-        AIGC_PLUGINS="aigc_example.tiny_trainer",
+        AIGC_PLUGINS="example",
         OMP_NUM_THREADS="1",
     )
     return env

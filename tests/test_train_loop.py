@@ -1,6 +1,8 @@
 """The training loop in-process: outputs, hooks, exact resume, two optimizers, accumulation, AMP."""
 
 import json
+import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,15 @@ if str(EXAMPLE) not in sys.path:
     sys.path.insert(0, str(EXAMPLE))
 
 from aigc_example import tiny_trainer  # noqa: E402
+
+
+class TinyPlugin:
+    """Registers the example's trainer at run time, as SDK(plugins=[...]) allows."""
+
+    @hookimpl
+    def aigc_register_trainers(self, register):
+        register("tiny", tiny_trainer.TinyTrainer, description="tiny autoencoder")
+
 
 SMALL = dict(
     steps=20,
@@ -89,7 +100,7 @@ class StopAt:
 
 
 def _train(tmp, config, plugins=(), resume=False, trainer_class=None, name="tiny"):
-    sdk = SDK(plugins=[tiny_trainer, *plugins], autoload=False)
+    sdk = SDK(plugins=[TinyPlugin(), *plugins], autoload=False)
     cls = trainer_class or tiny_trainer.TinyTrainer
     trainer = cls(cls.Config(**config))
     trainer.name = name
@@ -366,13 +377,57 @@ def test_trainer_errors_name_the_plugin(tmp_path):
     with pytest.raises(PluginError, match="NoModels.build must return a non-empty dict"):
         _train(tmp_path, {"steps": 1}, trainer_class=NoModels)
 
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            yield from ()
+
+    class Streaming(tiny_trainer.TinyTrainer):
+        def datasets(self, data):
+            return Splits(Stream())
+
+    with pytest.raises(PluginError, match="training set must be map-style"):
+        _train(tmp_path, {"steps": 1}, trainer_class=Streaming)
+
 
 def test_trainer_registered_at_run_time_through_cli_main(tmp_path):
     from aigc_sdk.training import cli_main
 
-    sdk = SDK(plugins=[tiny_trainer], autoload=False)
+    sdk = SDK(plugins=[TinyPlugin()], autoload=False)
     trainer = make_trainer(sdk, "tiny", tiny_trainer.TinyTrainer.Config(steps=1))
     assert isinstance(trainer, tiny_trainer.TinyTrainer) and trainer.name == "tiny"
     argv = ["--steps", "2", "--width", "4", "--image-size", "8", "--out", str(tmp_path), "--quiet"]
     assert cli_main(sdk, "tiny", argv) == 0
     assert (tmp_path / "checkpoints" / "step-000002" / "state.json").is_file()
+
+
+class TerminateAt:
+    """Sends this process SIGTERM, as a cluster scheduler preempting the job would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    @hookimpl
+    def aigc_train_step_end(self, step):
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_checkpoints_at_the_step_boundary_and_resume_continues(reference, tmp_path):
+    previous = signal.getsignal(signal.SIGTERM)
+    trainer, result = _train(tmp_path, SMALL, [TerminateAt(7)])
+    assert result.stopped and result.step == 7 and result.export is None
+    assert result.checkpoint.name == "step-000007"
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+    _train(tmp_path, SMALL, resume=True)
+    _assert_same_weights(
+        reference[0] / "checkpoints" / "step-000020", tmp_path / "checkpoints" / "step-000020"
+    )
+
+
+def test_a_host_trains_through_the_sdk_without_the_cli(tmp_path):
+    sdk = SDK(plugins=[TinyPlugin()], autoload=False)
+    trainer = sdk.trainer("tiny", steps=3, width=4, image_size=8, sample_every=0)
+    result = trainer.fit(tmp_path, sdk=sdk)
+    assert result.step == 3 and result.export == tmp_path / "model"
+    with pytest.raises(ConfigError, match="unknown config key 'stpes'"):
+        sdk.trainer("tiny", stpes=3)

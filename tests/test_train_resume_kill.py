@@ -46,7 +46,7 @@ def train_env():
     env.update(
         PYTHONPATH=os.pathsep.join([str(ROOT), str(EXAMPLE)]),
         AIGC_DISABLE_PLUGIN_AUTOLOAD="1",
-        AIGC_PLUGINS="aigc_example.tiny_trainer",
+        AIGC_PLUGINS="example",
         OMP_NUM_THREADS="1",
     )
     return env

@@ -1,6 +1,7 @@
 """The pieces under exact resume: state without pickle, RNG, data order, checkpoints, metrics."""
 
 import json
+import os
 import random
 
 import numpy as np
@@ -207,3 +208,23 @@ def test_ema_follows_with_warmup_decay():
     ema.update(model)  # decay min(0.9, 2/11)
     assert ema.model.weight.item() == pytest.approx(1 - 2 / 11)
     assert not ema.model.weight.requires_grad and not ema.model.training
+
+
+def test_a_starting_run_removes_what_killed_writers_left(tmp_path):
+    root = tmp_path / "checkpoints"
+    dead = root / ".step-000020.tmp-999999-deadbeef"
+    alive = root / f".step-000030.tmp-{os.getpid()}-cafe"  # still being written: kept
+    for directory in (dead, alive, root / ".step-000005.deleting", tmp_path / "samples"):
+        directory.mkdir(parents=True)
+    leftovers = [
+        root / ".latest.k2j4.tmp",
+        tmp_path / ".metrics.png.a1b2.tmp",
+        tmp_path / "samples" / ".step-000010.png.x9.tmp",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    (tmp_path / "notes.tmp").write_text("a user's file")
+    checkpointing.remove_leftovers(tmp_path)
+    assert not dead.exists() and alive.exists() and not (root / ".step-000005.deleting").exists()
+    assert not any(p.exists() for p in leftovers)
+    assert (tmp_path / "notes.tmp").exists()

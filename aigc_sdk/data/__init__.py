@@ -24,10 +24,13 @@ BUILTINS = {"digits": "image", "tones": "audio", "stdlib": "text"}
 __all__ = [
     "BUILTINS",
     "DataError",
+    "Document",
     "Splits",
+    "TokenBlocks",
     "audio_dataset",
     "image_dataset",
     "is_held_out",
+    "join_documents",
     "split_names",
     "text_dataset",
 ]
@@ -37,7 +40,12 @@ def _only(kind: str) -> dict[str, str]:
     return {name: k for name, k in BUILTINS.items() if k == kind}
 
 
-def _builtin_or_path(spec: str | Path, kind: str) -> str | Path:
+def _builtin_or_path(spec: str | Path | None, kind: str) -> str | Path:
+    if spec is None or str(spec) == "":
+        raise DataError(
+            f"this trainer needs --data: a path or a built-in {kind} dataset "
+            f"({', '.join(_only(kind))})"
+        )
     found = resolve_path(spec, BUILTINS, "--data")
     if isinstance(found, str) and BUILTINS[found] != kind:
         raise DataError(
@@ -48,7 +56,7 @@ def _builtin_or_path(spec: str | Path, kind: str) -> str | Path:
 
 
 def image_dataset(
-    spec: str | Path, *, size: int = 32, channels: int = 1, holdout: float = 0.05
+    spec: str | Path | None, *, size: int = 32, channels: int = 1, holdout: float = 0.05
 ) -> Splits:
     """``digits`` or image files (a file or a folder; class sub-folders give labels)."""
     from . import images
@@ -60,7 +68,7 @@ def image_dataset(
 
 
 def audio_dataset(
-    spec: str | Path,
+    spec: str | Path | None,
     *,
     sample_rate: int = 16000,
     clip_seconds: float = 1.0,
@@ -75,7 +83,7 @@ def audio_dataset(
     return audio.audio_folder(found, sample_rate, clip_seconds, holdout)
 
 
-def text_dataset(spec: str | Path, *, holdout: float = 0.05) -> Splits:
+def text_dataset(spec: str | Path | None, *, holdout: float = 0.05) -> Splits:
     """``stdlib`` or text files: ``Splits`` of lists of ``Document(name, text)``."""
     from . import text
 
@@ -83,3 +91,12 @@ def text_dataset(spec: str | Path, *, holdout: float = 0.05) -> Splits:
     if found == "stdlib":
         return text.stdlib(holdout)
     return text.text_folder(found, holdout)
+
+
+def __getattr__(name: str):
+    # The text helpers import torch: only when asked for.
+    if name in ("Document", "TokenBlocks", "join_documents"):
+        from . import text
+
+        return getattr(text, name)
+    raise AttributeError(f"module 'aigc_sdk.data' has no attribute {name!r}")

@@ -57,18 +57,26 @@ def synth_tone(index: int, samples: int, rate: int) -> tuple[np.ndarray, int]:
     shape = SHAPES[int(rng.integers(len(SHAPES)))]
     t = np.arange(samples) / rate
     brightness = rng.uniform(0.2, 0.7)
-    wave = np.zeros(samples)
+    wave = np.zeros(samples, dtype=np.float32)
     for interval in shape:
         freq = _midi_hz(root + interval) * (1 + rng.normal(0, 0.002))
-        phase = rng.uniform(0, 2 * math.pi)
+        # The phase is wrapped in float64, then float32 sin/cos (7x faster than float64).
+        cycles = freq * t + rng.uniform(0, 1)
+        cycles -= np.floor(cycles)  # np.mod is 10x slower
+        theta = (2 * math.pi * cycles).astype(np.float32)
+        # Harmonics by the recurrence sin((h+1)x) = 2 cos(x) sin(hx) - sin((h-1)x):
+        # two transcendental calls per note instead of one per harmonic.
+        previous, current = np.zeros(samples, dtype=np.float32), np.sin(theta)
+        two_cos = 2 * np.cos(theta)
         for harmonic in range(1, 6):
             if freq * harmonic >= rate / 2:
                 break
-            wave += brightness ** (harmonic - 1) * np.sin(2 * math.pi * freq * harmonic * t + phase)
-    wave *= _envelope(samples, rate, rng)
-    peak = np.abs(wave).max()
-    wave *= rng.uniform(0.5, 0.9) / max(peak, 1e-9)
-    return wave.astype(np.float32), root
+            wave += np.float32(brightness ** (harmonic - 1)) * current
+            previous, current = current, two_cos * current - previous
+    wave *= _envelope(samples, rate, rng).astype(np.float32)
+    peak = float(np.abs(wave).max())
+    wave *= np.float32(rng.uniform(0.5, 0.9) / max(peak, 1e-9))
+    return wave, root
 
 
 class Tones(torch.utils.data.Dataset):

@@ -6,6 +6,17 @@ used when the extension has no kernel for the device.
 """
 
 from ._extension import OPS, build_info, has_kernel, load_error, status
+from .attention import decode_attention
 from .sampling import sample
+from .upsample import upsample_conv2d
 
-__all__ = ["OPS", "build_info", "has_kernel", "load_error", "sample", "status"]
+__all__ = [
+    "OPS",
+    "build_info",
+    "decode_attention",
+    "has_kernel",
+    "load_error",
+    "sample",
+    "status",
+    "upsample_conv2d",
+]

@@ -37,9 +37,14 @@ def build_info() -> str | None:
     return torch.ops.aigc.build_info()
 
 
+def op_defined(op: str) -> bool:
+    """Whether the loaded extension defines ``aigc::op`` (a stale build may not)."""
+    return load_error() is None and hasattr(torch.ops.aigc, op)
+
+
 def has_kernel(op: str, device_type: str) -> bool:
     """Whether the extension registered a kernel of ``op`` for ``device_type``."""
-    if load_error() is not None:
+    if not op_defined(op):
         return False
     key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
     if key is None:

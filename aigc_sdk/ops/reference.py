@@ -7,6 +7,57 @@ clarity, not speed.
 import math
 
 import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------
+# upsample_conv2d
+# ---------------------------------------------------------------------------
+
+UPSAMPLE_ACTIVATIONS = ("none", "relu", "leaky_relu", "tanh", "sigmoid", "silu")
+
+
+def apply_activation(y: torch.Tensor, activation: str, negative_slope: float = 0.01):
+    """The activations of upsample_conv2d, by name."""
+    if activation == "none":
+        return y
+    if activation == "relu":
+        return F.relu(y)
+    if activation == "leaky_relu":
+        return F.leaky_relu(y, negative_slope)
+    if activation == "tanh":
+        return torch.tanh(y)
+    if activation == "sigmoid":
+        return torch.sigmoid(y)
+    if activation == "silu":
+        return F.silu(y)
+    raise ValueError(f"activation must be one of {UPSAMPLE_ACTIVATIONS}; got {activation!r}")
+
+
+def upsample_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    activation: str = "none",
+    negative_slope: float = 0.01,
+) -> torch.Tensor:
+    """activation((conv_transpose(x, weight) + bias) * scale + shift), per output channel.
+
+    x is (N, Cin, H, W) or (N, Cin, L); weight is ConvTranspose's (Cin, Cout, *kernel).
+    """
+    conv = F.conv_transpose2d if x.dim() == 4 else F.conv_transpose1d
+    y = conv(x, weight, bias, stride, padding, output_padding)
+    per_channel = (1, -1) + (1,) * (x.dim() - 2)
+    if scale is not None:
+        y = y * scale.view(per_channel)
+    if shift is not None:
+        y = y + shift.view(per_channel)
+    return apply_activation(y, activation, negative_slope)
+
 
 # ------------------------------------------------------------ decode_attention
 
@@ -128,14 +179,16 @@ def sample_support(
     """The kept tokens and their integer masses for one row at temperature > 0:
     ``(kept [V] bool, mass [V] int64)``; the probability of a kept token is its
     mass over the kept total. Raises ValueError on NaN or all -inf logits."""
-    z = _penalized(logits_row, prev_tokens, repetition_penalty) / _f32(temperature)
-    m = z.max()
+    x = _penalized(logits_row, prev_tokens, repetition_penalty)
+    m = x.max()
     if m == -math.inf:
         raise ValueError("aigc.sample: all logits of the row are -inf, so no token can be drawn")
-    e = (z == math.inf).float() if m == math.inf else exp_nonpos(z - m)
+    # 1/T rounded once to float32, capped so that (x - m) * inv_t is 0 at the max.
+    inv_t = torch.clamp(_f32(1.0) / _f32(temperature), max=torch.finfo(torch.float32).max)
+    e = (x == math.inf).float() if m == math.inf else exp_nonpos((x - m) * inv_t)
     mass = (e.double() * _MASS_SCALE).floor().long()
     keys = e.view(torch.int32)  # e >= 0: the bits order like the values
-    V = z.numel()
+    V = x.numel()
     tau = 0
     if 0 < top_k < V:  # the k-th largest e; ties with it stay
         tau = int(keys.topk(top_k).values[-1])

@@ -8,10 +8,11 @@ The law, identical on every device and in ``reference.sample``:
   ``x > 0`` else ``x * penalty``.
 * ``temperature == 0``: greedy, the token is ``argmax x`` (the lowest index
   among equal maxima); top-k/top-p/min-p and the seed play no part.
-* Otherwise ``z = x / temperature`` and the weight of a token is
-  ``e = exp(z - max z)``, in (0, 1]: its probability relative to the most
-  likely token. If some ``z`` are ``+inf``, those tokens share the
-  probability equally and the others get none.
+* Otherwise the weight of a token is ``e = exp((x - max x) / temperature)``
+  (computed as ``(x - max x) * (1 / temperature)`` in float32), in [0, 1]:
+  its probability relative to the most likely token. If some ``x`` are
+  ``+inf``, those tokens share the probability equally and the others get
+  none.
 * The kept tokens are those with ``e >= tau``, ``tau`` the largest of
   - top-k: the k-th largest ``e``; tokens tied with it are kept too, so ties
     can keep more than k tokens (``top_k >= V`` keeps all);
@@ -42,7 +43,7 @@ import numbers
 import torch
 
 from . import reference
-from ._extension import has_kernel, load_error, warn_fallback
+from ._extension import has_kernel, op_defined, warn_fallback
 
 _PARAMS = {  # name: (dtype, predicate on a number, what is expected)
     "temperature": (torch.float32, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
@@ -178,8 +179,8 @@ def _check_values(rows: dict, penalty, prev_tokens, vocab: int) -> None:
         raise ValueError(f"sample: prev_tokens holds an id >= the vocabulary size {vocab}")
 
 
-if load_error() is None:
+if op_defined("sample"):
 
     @torch.library.register_fake("aigc::sample")
-    def _sample_fake(logits, temperature, top_k, top_p, min_p, seed, offset, prev, penalty):
+    def _sample_fake(logits, temperature, top_k, top_p, min_p, seed, offset, prev=None, pen=None):
         return logits.new_empty((logits.shape[0],), dtype=torch.int64)

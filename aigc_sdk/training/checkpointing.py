@@ -118,15 +118,25 @@ def read_checkpoint(
     return state, loaded[0], loaded[1]
 
 
-def remove_stale_temporaries(run_dir: Path) -> None:
-    """Deletes the half-written checkpoints of processes that died while writing them."""
+def remove_leftovers(run_dir: Path) -> None:
+    """Deletes what processes killed mid-write left in a run directory.
+
+    Half-written checkpoints of dead processes (``.step-N.tmp-PID-*``),
+    checkpoints killed mid-prune (``.step-N.deleting``) and the temporary
+    files of ``atomic_write`` (``.NAME.*.tmp``: latest, metrics, plots,
+    samples). Called when a run starts, before it writes anything.
+    """
     root = run_dir / CHECKPOINTS
-    if not root.is_dir():
-        return
-    for path in root.glob(".step-*.tmp-*"):
+    for path in root.glob(".step-*.tmp-*") if root.is_dir() else ():
         pid = path.name.rsplit("-", 2)[-2]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
+    for path in root.glob(".step-*.deleting") if root.is_dir() else ():
+        shutil.rmtree(path, ignore_errors=True)
+    for directory in (run_dir, root, run_dir / "samples"):
+        for path in directory.glob(".*.tmp") if directory.is_dir() else ():
+            if path.is_file():
+                path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,11 +141,11 @@ def cli_main(sdk: Any, name: str, argv: list[str], prog: str | None = None) -> i
         return 0
     trainer = make_trainer(sdk, name, config)
     try:
-        fit(trainer, out, resume=args.resume, sdk=sdk, quiet=args.quiet)
+        result = fit(trainer, out, resume=args.resume, sdk=sdk, quiet=args.quiet)
     except KeyboardInterrupt:
         print(f"aigc train {name}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return 128 + signal.SIGTERM if result.stopped else 0
 
 
 __all__ = ["ConfigError", "build_parser", "cli_main", "make_trainer", "resolve_config"]

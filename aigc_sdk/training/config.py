@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import types
@@ -151,8 +152,13 @@ class TrainConfig:
 # -- types --------------------------------------------------------------------
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # resolves string annotations: slow, so once per class
+
+
 def _field_type(cls: type, f: dataclasses.Field) -> Any:
-    return typing.get_type_hints(cls)[f.name]
+    return _type_hints(cls)[f.name]
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,7 @@ class FitResult:
     export: Path | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     eval_metrics: dict[str, float] = field(default_factory=dict)
+    stopped: bool = False  # by SIGTERM, after checkpointing: continue with resume=True
 
 
 def fit(
@@ -129,6 +132,8 @@ class Loop:
         self.eval_metrics: dict[str, float] = {}
         self.last_checkpoint: Path | None = None
         self.started = self.last_plot = time.perf_counter()
+        self.sigterm = self.stopped = False
+        self.was_deterministic: bool | None = None
 
     # -- setup -------------------------------------------------------------------
 
@@ -136,6 +141,7 @@ class Loop:
         checkpoint = self._find_checkpoint(resume)
         self.dist.start(self.device)
         if self.config.deterministic:
+            self.was_deterministic = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(True, warn_only=True)
         self._prepare()
         if checkpoint is not None:
@@ -143,7 +149,8 @@ class Loop:
         if self.dist.is_main:
             self._start_outputs(resume=checkpoint is not None)
         try:
-            self._train()
+            with self._graceful_sigterm():
+                self._train()
         except KeyboardInterrupt:
             self._say(
                 f"interrupted at step {self.step}; the last checkpoint is "
@@ -176,6 +183,13 @@ class Loop:
             raise PluginError(
                 f"{type(t).__name__}.datasets must return aigc_sdk.data.Splits, "
                 f"got {type(self.splits).__name__}"
+            )
+        if not hasattr(self.splits.train, "__len__") or not hasattr(
+            self.splits.train, "__getitem__"
+        ):
+            raise PluginError(
+                f"{type(t).__name__}.datasets: the training set must be map-style "
+                f"(__len__ and __getitem__), so that its order can be resumed exactly"
             )
         t.splits = self.splits
         self.models = self._build_models()
@@ -243,8 +257,8 @@ class Loop:
             "python": platform.python_version(),
             "torch": torch.__version__,
         }
+        checkpointing.remove_leftovers(self.run_dir)
         atomic_write(self.run_dir / "run.json", (dumps(info) + "\n").encode())
-        checkpointing.remove_stale_temporaries(self.run_dir)
         self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", self.step if resume else None)
         self.progress = Progress(
             cfg.steps, self.step, enabled=not self.quiet, desc=t.name, stream=sys.stderr
@@ -288,8 +302,41 @@ class Loop:
                 self._evaluate()
             if self._due(cfg.sample_every):
                 self._samples()
-            if self._due(cfg.checkpoint_every):
+            checkpointed = self._due(cfg.checkpoint_every)
+            if checkpointed:
                 self._checkpoint()
+            if self._stop_requested():
+                if not checkpointed:
+                    self._checkpoint()
+                self.stopped = True
+                return
+
+    @contextlib.contextmanager
+    def _graceful_sigterm(self):
+        """SIGTERM (a scheduler preempting the job) ends the run at a step boundary.
+
+        The loop checkpoints and returns instead of dying mid-step; the same
+        command with --resume continues exactly.
+        """
+        self.sigterm = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            self.sigterm = True
+
+        previous = signal.signal(signal.SIGTERM, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _stop_requested(self) -> bool:
+        if not self.dist.enabled:
+            return self.sigterm
+        # Ranks must agree on the step they stop at; asking costs a collective, so not every step.
+        return self._due(self.config.log_every) and self.dist.any(self.sigterm)
 
     def _due(self, every: int) -> bool:
         """Every ``every`` steps (0: never) and always at the last step."""
@@ -625,6 +672,17 @@ class Loop:
     def _finish(self) -> FitResult:
         rate = self.progress.rate(self.step) if self.progress is not None else 0.0
         export = None
+        if self.stopped:
+            if self.progress is not None:
+                self.progress.close()
+            self._say(
+                f"stopped by SIGTERM at step {self.step}; checkpoint {self.last_checkpoint}: "
+                f"continue with --resume"
+            )
+            return FitResult(
+                self.run_dir, self.step, self.last_checkpoint, None, dict(self.last_metrics),
+                dict(self.eval_metrics), stopped=True,
+            )  # fmt: skip
         if self.dist.is_main and _overrides(self.trainer, "export"):
             export = self.run_dir / "model"
             with self._inference(self.config.seed):
@@ -660,6 +718,8 @@ class Loop:
             self.progress.close()
         if self.metrics_log is not None:
             self.metrics_log.close()
+        if self.was_deterministic is not None:
+            torch.use_deterministic_algorithms(self.was_deterministic)
         self.dist.close()
 
     # -- plumbing ----------------------------------------------------------------------------

@@ -58,12 +58,19 @@ class Trainer:
 
     Implement ``datasets``, ``build`` and ``training_step``; optionally
     ``configure_optimizers`` (default: one AdamW over every model),
-    ``evaluation_step``, ``samples``, ``export`` and, for extra state that
-    must survive a resume, ``state_dict`` / ``load_state_dict``.
+    ``evaluation_step``, ``samples``, ``export``, ``collate(samples)`` (a
+    method replacing torch's default collate) and, for extra state that must
+    survive a resume, ``state_dict`` / ``load_state_dict``.
 
     While a run is going, the loop sets: ``device``, ``rank``, ``world_size``,
-    ``step`` (steps done), ``run_dir``, ``models`` (what ``build`` returned)
-    and ``ema`` (EMA copies by model name, when ``ema_decay > 0``).
+    ``step`` (steps done), ``run_dir``, ``splits`` (what ``datasets``
+    returned), ``models`` (what ``build`` returned) and ``ema`` (EMA copies
+    by model name, when ``ema_decay > 0``; ``ema_models`` limits which).
+
+    Exact resume covers everything the loop owns (weights, optimizers,
+    schedulers, loss scale, RNG streams, data order). Datasets should be
+    deterministic per index: random augmentation belongs in the step (it
+    draws from the restored RNG), not in a data worker.
     """
 
     Config: ClassVar[type[TrainConfig]] = TrainConfig
@@ -145,6 +152,17 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores what ``state_dict`` returned."""
+
+    # -- running -------------------------------------------------------------------
+
+    def fit(self, out: str | Path, *, resume: bool = False, sdk: Any = None, quiet: bool = True):
+        """Trains into run directory ``out`` (see ``aigc_sdk.training.fit``); a ``FitResult``.
+
+        From a host: ``sdk.trainer("tiny", steps=200).fit("runs/tiny", sdk=sdk)``.
+        """
+        from .loop import fit
+
+        return fit(self, out, resume=resume, sdk=sdk, quiet=quiet)
 
     # -- helpers for plugins -----------------------------------------------------
 

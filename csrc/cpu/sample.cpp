@@ -5,9 +5,9 @@
 //   x  = logits as float32; at the ids of prev_tokens, x / penalty if x > 0
 //        else x * penalty (each id once, however often it repeats)
 //   temperature 0: the token is argmax x (the lowest index among ties).
-//   z  = x / temperature, m = max z
-//   e  = exp_nonpos(z - m) in (0, 1] (e = [z == +inf] when m is +inf: the
-//        +inf logits share the probability equally)
+//   m  = max x, inv_t = min(1 / temperature, FLT_MAX) (float32, rounded once)
+//   e  = exp_nonpos((x - m) * inv_t) in [0, 1], 1 at the max (e = [x == +inf]
+//        when m is +inf: the +inf logits share the probability equally)
 //   q  = floor(e * 2^40), the integer mass of each token
 //   keep the tokens with e >= tau, tau = max of
 //     top-k: the k-th largest e (ties with it are kept),
@@ -19,10 +19,11 @@
 //        monotone, so the token is always kept and never depends on the order
 //        of additions.
 //
-// Per row: one pass converts and scales (and finds the max), one computes e
-// and its masses, and when top-k/top-p are on, a radix select on the bits of e
-// (a 1024-bin histogram over the row, then two small ones over the boundary
-// bin), then one pass for the kept mass and a partial one for the draw.
+// Per row: one pass finds the max (and NaN), one computes e and its masses,
+// and when top-k/top-p are on, a radix select on the bits of e over the
+// entries above a cheap lower bound (one SIMD pass picks them), then one pass
+// for the kept mass and a partial one for the draw. The logits are read in
+// place; only a repetition penalty makes a float32 copy of the row.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -46,8 +47,7 @@ using aigc::float_to_bits;
 using aigc::mass_of;
 
 constexpr int64_t kChunk = 1024;   // running-mass granularity of the draw
-constexpr int kBinShift = 20;      // level-1 bins: the top 10 bits of e's 30 bits
-constexpr int kBins = 1024;
+constexpr int kBins = 1024;        // radix-select bins: 10 of the 30 bits of e
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 struct RowParams {
@@ -64,11 +64,11 @@ struct RowParams {
 
 // Per-thread buffers, reused across the rows a thread samples.
 struct Scratch {
-  std::vector<float> e;             // z, then e, of one row
+  std::vector<float> e;             // e of one row (first the penalised x)
   std::vector<uint64_t> chunk_mass;  // kept mass of each kChunk slice
   std::vector<uint32_t> cand;        // radix-select candidates (keys)
-  std::vector<uint32_t> count;       // level-1 histogram
-  std::vector<uint64_t> mass;
+  std::vector<uint32_t> stage;       // gather_at_least's packing buffer
+  std::vector<float> block_max;      // maxima of 64-entry blocks (top-k bound)
 };
 
 uint32_t key_at(const float* e, int64_t i) { return float_to_bits(e[i]); }
@@ -140,27 +140,26 @@ inline float hmax(__m256 v) {
 
 // ------------------------------------------------------------------ passes --
 
-struct ScaleResult {
+struct MaxResult {
   float max;
   bool has_nan;
 };
 
-// z = x / divisor into `z`, with the max of z and whether x holds a NaN.
+// The max of a row (read as float32) and whether it holds a NaN; with
+// `copy`, the float32 row is also stored there.
 template <typename T>
-ScaleResult scale_row(const T* x, int64_t V, float divisor, float* z) {
+MaxResult max_row(const T* x, int64_t V, float* copy) {
   float m = -kInf;
   bool nan = false;
   int64_t i = 0;
 #ifdef AIGC_SAMPLE_AVX2
-  const __m256 d = _mm256_set1_ps(divisor);
   __m256 vmax = _mm256_set1_ps(-kInf);
   __m256 vnan = _mm256_setzero_ps();
   for (; i + 8 <= V; i += 8) {
     const __m256 v = load8(x + i);
     vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    const __m256 zz = _mm256_div_ps(v, d);
-    _mm256_storeu_ps(z + i, zz);
-    vmax = _mm256_max_ps(vmax, zz);
+    vmax = _mm256_max_ps(vmax, v);
+    if (copy != nullptr) _mm256_storeu_ps(copy + i, v);
   }
   m = hmax(vmax);
   nan = _mm256_movemask_ps(vnan) != 0;
@@ -168,46 +167,36 @@ ScaleResult scale_row(const T* x, int64_t V, float divisor, float* z) {
   for (; i < V; ++i) {
     const float v = static_cast<float>(x[i]);
     nan |= v != v;
-    z[i] = v / divisor;
-    m = std::max(m, z[i]);
+    m = std::max(m, v);
+    if (copy != nullptr) copy[i] = v;
   }
   return {m, nan};
 }
 
-float max_of(const float* z, int64_t V) {
-  float m = -kInf;
-  int64_t i = 0;
-#ifdef AIGC_SAMPLE_AVX2
-  __m256 vmax = _mm256_set1_ps(-kInf);
-  for (; i + 8 <= V; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(z + i));
-  m = hmax(vmax);
-#endif
-  for (; i < V; ++i) m = std::max(m, z[i]);
-  return m;
-}
-
-// In place z -> e = exp_nonpos(z - m); fills the mass of every kChunk slice.
-// Returns the row's total mass.
-uint64_t exp_row(float* z, int64_t V, float m, uint64_t* chunk_mass) {
+// e = exp_nonpos((x - m) * inv_t) into `e` (which may alias x); fills the
+// mass of every kChunk slice and returns the row's total mass.
+template <typename T>
+uint64_t exp_row(const T* x, int64_t V, float m, float inv_t, float* e, uint64_t* chunk_mass) {
   uint64_t total = 0;
   for (int64_t c0 = 0, c = 0; c0 < V; c0 += kChunk, ++c) {
     const int64_t c1 = std::min(V, c0 + kChunk);
     uint64_t s = 0;
     int64_t i = c0;
 #ifdef AIGC_SAMPLE_AVX2
-    const __m256 vm = _mm256_set1_ps(m);
+    const __m256 vm = _mm256_set1_ps(m), vinv = _mm256_set1_ps(inv_t);
     const __m256i all = _mm256_set1_epi32(-1);
     __m256i hi = _mm256_setzero_si256(), lo = _mm256_setzero_si256();
     for (; i + 8 <= c1; i += 8) {
-      const __m256 e = exp_nonpos8(_mm256_sub_ps(_mm256_loadu_ps(z + i), vm));
-      _mm256_storeu_ps(z + i, e);
-      add_mass8(e, all, hi, lo);
+      const __m256 d = _mm256_mul_ps(_mm256_sub_ps(load8(x + i), vm), vinv);
+      const __m256 v = exp_nonpos8(d);
+      _mm256_storeu_ps(e + i, v);
+      add_mass8(v, all, hi, lo);
     }
     s = (hsum_u32(hi) << 20) + hsum_u32(lo);
 #endif
     for (; i < c1; ++i) {
-      z[i] = aigc::exp_nonpos(z[i] - m);
-      s += mass_of(z[i]);
+      e[i] = aigc::exp_nonpos((static_cast<float>(x[i]) - m) * inv_t);
+      s += mass_of(e[i]);
     }
     chunk_mass[c] = s;
     total += s;
@@ -216,13 +205,14 @@ uint64_t exp_row(float* z, int64_t V, float m, uint64_t* chunk_mass) {
 }
 
 // When the max is +inf, the +inf entries share the probability equally.
-uint64_t inf_row(float* z, int64_t V, uint64_t* chunk_mass) {
+template <typename T>
+uint64_t inf_row(const T* x, int64_t V, float* e, uint64_t* chunk_mass) {
   uint64_t total = 0;
   for (int64_t c0 = 0, c = 0; c0 < V; c0 += kChunk, ++c) {
     uint64_t s = 0;
     for (int64_t i = c0; i < std::min(V, c0 + kChunk); ++i) {
-      z[i] = z[i] == kInf ? 1.0f : 0.0f;
-      s += mass_of(z[i]);
+      e[i] = static_cast<float>(x[i]) == kInf ? 1.0f : 0.0f;
+      s += mass_of(e[i]);
     }
     chunk_mass[c] = s;
     total += s;
@@ -276,41 +266,67 @@ int64_t draw(const float* e, int64_t V, uint32_t tau, const uint64_t* chunk_mass
 // ----------------------------------------------------------- radix select --
 // All thresholds are "the largest key v such that the weight of the keys >= v
 // reaches a target", weight = count (top-k) or mass (top-p). Keys are the
-// bits of e >= 0, ordered like the values. Level 1 bins the top 10 of the 30
-// significant bits over the whole row; levels 2 and 3 bin 10 bits each over
-// the candidates left in the chosen bin.
+// bits of e >= 0, ordered like the values. A cheap lower bound on the answer
+// first drops the entries that cannot matter (usually most of the row); the
+// rest are binned by the top 10 of their 30 significant bits, then the chosen
+// bin by the next 10, then by the last 10.
 
-void level1_histogram(const float* e, int64_t V, bool with_mass, Scratch& s) {
-  s.count.assign(kBins, 0);
-  s.mass.assign(kBins, 0);
-  uint32_t* count = s.count.data();
-  uint64_t* mass = s.mass.data();
-  if (with_mass) {
-    for (int64_t i = 0; i < V; ++i) {
-      const uint32_t b = key_at(e, i) >> kBinShift;
-      count[b] += 1;
-      mass[b] += mass_of(e[i]);
+#ifdef AIGC_SAMPLE_AVX2
+// For each 8-bit lane mask, the lane indices of its set bits first: with
+// _mm256_permutevar8x32_epi32 it packs the selected lanes to the front.
+struct PackTable {
+  alignas(32) uint32_t idx[256][8];
+  PackTable() {
+    for (int m = 0; m < 256; ++m) {
+      int n = 0;
+      for (int lane = 0; lane < 8; ++lane)
+        if (m & (1 << lane)) idx[m][n++] = lane;
+      while (n < 8) idx[m][n++] = 0;
     }
-  } else {
-    for (int64_t i = 0; i < V; ++i) count[key_at(e, i) >> kBinShift] += 1;
   }
-}
+};
+const PackTable kPack;
+#endif
 
-// Appends the keys of the entries in level-1 bin `bin` to `out`.
-void gather_bin(const float* e, int64_t V, uint32_t bin, std::vector<uint32_t>& out) {
-  out.clear();
+// Keys of the entries with key >= lo (lo > 0), in index order. Branch-free
+// left-packing: the hits are unpredictable, so branches would mispredict.
+// `buf` is a grow-only staging buffer (resizing `out` would zero-fill it).
+void gather_at_least(const float* e, int64_t V, uint32_t lo, std::vector<uint32_t>& buf,
+                     std::vector<uint32_t>& out) {
+  if (static_cast<int64_t>(buf.size()) < V + 8) buf.resize(V + 8);
+  uint32_t* dst = buf.data();
   int64_t i = 0;
 #ifdef AIGC_SAMPLE_AVX2
-  const __m256i want = _mm256_set1_epi32(static_cast<int32_t>(bin));
+  const __m256i below = _mm256_set1_epi32(static_cast<int32_t>(lo - 1));
   for (; i + 8 <= V; i += 8) {
     const __m256i k = _mm256_castps_si256(_mm256_loadu_ps(e + i));
-    const __m256i hit = _mm256_cmpeq_epi32(_mm256_srli_epi32(k, kBinShift), want);
-    for (int bits = _mm256_movemask_ps(_mm256_castsi256_ps(hit)); bits; bits &= bits - 1)
-      out.push_back(key_at(e, i + __builtin_ctz(bits)));
+    const int bits = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, below)));
+    const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.idx[bits]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_permutevar8x32_epi32(k, perm));
+    dst += __builtin_popcount(bits);
   }
 #endif
   for (; i < V; ++i)
-    if ((key_at(e, i) >> kBinShift) == bin) out.push_back(key_at(e, i));
+    if (key_at(e, i) >= lo) *dst++ = key_at(e, i);
+  out.assign(buf.data(), dst);
+}
+
+// The maximum of every 64-entry block of e.
+void block_maxima(const float* e, int64_t V, std::vector<float>& out) {
+  constexpr int64_t kBlock = 64;
+  out.resize((V + kBlock - 1) / kBlock);
+  for (int64_t b0 = 0, b = 0; b0 < V; b0 += kBlock, ++b) {
+    const int64_t b1 = std::min(V, b0 + kBlock);
+    float m = 0.0f;
+    int64_t i = b0;
+#ifdef AIGC_SAMPLE_AVX2
+    __m256 vm = _mm256_setzero_ps();
+    for (; i + 8 <= b1; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(e + i));
+    m = hmax(vm);
+#endif
+    for (; i < b1; ++i) m = std::max(m, e[i]);
+    out[b] = m;
+  }
 }
 
 template <bool kMass>
@@ -322,32 +338,48 @@ uint64_t weight_of(uint32_t key) {
   }
 }
 
-// Levels 2 and 3 over candidates that share their level-1 bin. `above` is
-// the weight of the keys above that bin.
+// Bins the candidates by bits [shift, shift + 10) and returns the bin where
+// the running weight from the top, starting at `above`, reaches target;
+// `above` becomes the weight above that bin and `cand` keeps only the bin.
 template <bool kMass>
-uint32_t refine(std::vector<uint32_t>& cand, uint64_t above, uint64_t target) {
-  uint64_t hist[kBins];
-  for (int shift : {10, 0}) {
-    std::fill(hist, hist + kBins, 0);
-    for (uint32_t c : cand) hist[(c >> shift) & (kBins - 1)] += weight_of<kMass>(c);
-    int b = kBins - 1;
-    for (; b > 0 && above + hist[b] < target; --b) above += hist[b];
-    cand.erase(std::remove_if(cand.begin(), cand.end(),
-                              [&](uint32_t c) { return ((c >> shift) & (kBins - 1)) != uint32_t(b); }),
-               cand.end());
-  }
+uint32_t narrow(std::vector<uint32_t>& cand, int shift, uint64_t& above, uint64_t target) {
+  uint64_t hist[kBins] = {};
+  for (uint32_t c : cand) hist[(c >> shift) & (kBins - 1)] += weight_of<kMass>(c);
+  int b = kBins - 1;
+  for (; b > 0 && above + hist[b] < target; --b) above += hist[b];
+  cand.erase(std::remove_if(cand.begin(), cand.end(),
+                            [&](uint32_t c) { return ((c >> shift) & (kBins - 1)) != uint32_t(b); }),
+             cand.end());
+  return static_cast<uint32_t>(b);
+}
+
+// The largest key v with above + weight(cand >= v) >= target.
+template <bool kMass>
+uint32_t radix_select(std::vector<uint32_t> cand, uint64_t above, uint64_t target) {
+  for (int shift : {20, 10, 0}) narrow<kMass>(cand, shift, above, target);
   TORCH_INTERNAL_ASSERT(!cand.empty(), "aigc.sample: radix select lost its candidates");
   return cand.front();
 }
 
-// Level-1 scan: the bin where the running weight from the top reaches target;
-// `above` gets the weight of the bins above it.
-template <typename W>
-uint32_t scan_bins(const W* hist, uint64_t target, uint64_t& above) {
-  above = 0;
-  int b = kBins - 1;
-  for (; b > 0 && above + hist[b] < target; --b) above += hist[b];
-  return static_cast<uint32_t>(b);
+// A lower bound on the top-k threshold: the k-th largest 64-entry block
+// maximum (k blocks reach it, so k entries do). 0 when there are < k blocks.
+uint32_t top_k_floor(const float* e, int64_t V, int64_t k, Scratch& s) {
+  std::vector<float>& maxima = s.block_max;
+  block_maxima(e, V, maxima);
+  if (static_cast<int64_t>(maxima.size()) < k) return 0;
+  std::nth_element(maxima.begin(), maxima.begin() + (k - 1), maxima.end(), std::greater<>());
+  return float_to_bits(maxima[k - 1]);
+}
+
+// A lower bound on the top-p threshold x: entries below x weigh at most
+// V * x * 2^40 in all, so if that is <= total - target, e >= x keeps enough.
+uint32_t top_p_floor(int64_t V, uint64_t total, uint64_t target) {
+  // (1 - 2^-50) absorbs the rounding of the conversions and the division.
+  const double x = static_cast<double>(total - target) / (static_cast<double>(V) * 0x1p40) *
+                   (1.0 - 0x1p-50);
+  float f = static_cast<float>(x);
+  if (static_cast<double>(f) > x) f = std::nextafter(f, 0.0f);
+  return float_to_bits(std::min(f, 1.0f));
 }
 
 // tau of top-k and top-p (0 when both are off).
@@ -356,76 +388,81 @@ uint32_t select_threshold(const float* e, int64_t V, const RowParams& p, uint64_
   const bool use_k = p.top_k > 0 && p.top_k < V;
   const bool use_p = p.top_p < 1.0f;
   if (!use_k && !use_p) return 0;
-  level1_histogram(e, V, use_p, s);
-
-  uint32_t tau_k = 0, bin_k = 0;
-  uint64_t kept = total;  // the mass of the top-k set
-  std::vector<uint32_t> k_cand;
-  if (use_k) {
-    uint64_t above = 0;
-    bin_k = scan_bins(s.count.data(), static_cast<uint64_t>(p.top_k), above);
-    gather_bin(e, V, bin_k, s.cand);
-    k_cand = s.cand;
-    tau_k = refine<false>(s.cand, above, static_cast<uint64_t>(p.top_k));
-    if (!use_p) return tau_k;
-    // Keep only the top-k part of its bin; the mass above the bin is whole.
-    k_cand.erase(std::remove_if(k_cand.begin(), k_cand.end(), [&](uint32_t c) { return c < tau_k; }),
-                 k_cand.end());
-    uint64_t in_bin = 0;
-    for (uint32_t c : k_cand) in_bin += mass_of(bits_to_float(c));
-    s.mass[bin_k] = in_bin;
-    for (uint32_t b = 0; b < bin_k; ++b) s.mass[b] = 0;
-    kept = 0;
-    for (uint32_t b = bin_k; b < kBins; ++b) kept += s.mass[b];
-  }
-  const uint64_t target = aigc::top_p_target(p.top_p, kept);
-  uint64_t above = 0;
-  const uint32_t bin_p = scan_bins(s.mass.data(), target, above);
-  if (use_k && bin_p == bin_k) {
-    s.cand = std::move(k_cand);
+  // Every threshold below is >= floor: drop what lies below it.
+  const uint32_t floor = use_k ? top_k_floor(e, V, p.top_k, s)
+                               : top_p_floor(V, total, aigc::top_p_target(p.top_p, total));
+  std::vector<uint32_t>& cand = s.cand;
+  if (floor > 0) {
+    gather_at_least(e, V, floor, s.stage, cand);
   } else {
-    gather_bin(e, V, bin_p, s.cand);
+    cand.resize(V);  // every entry is a candidate
+    std::memcpy(cand.data(), e, V * sizeof(float));
   }
-  return std::max(tau_k, refine<true>(s.cand, above, target));
+  uint32_t tau_k = 0;
+  uint64_t kept = total;  // the mass of the top-k set
+  if (use_k) {
+    tau_k = radix_select<false>(cand, 0, static_cast<uint64_t>(p.top_k));
+    if (!use_p) return tau_k;
+    cand.erase(std::remove_if(cand.begin(), cand.end(), [&](uint32_t c) { return c < tau_k; }),
+               cand.end());
+    kept = 0;
+    for (uint32_t c : cand) kept += mass_of(bits_to_float(c));
+  }
+  return std::max(tau_k, radix_select<true>(cand, 0, aigc::top_p_target(p.top_p, kept)));
 }
 
 // ------------------------------------------------------------------- rows --
 
-// z[id] = penalized x[id] / divisor at the previous tokens' ids; returns false
-// if an id is out of range. Recomputing from x makes repeats harmless.
+// x[id] = penalized x[id] at the previous tokens' ids, recomputed from the
+// input so that repeated ids are penalised once.
 template <typename T>
-void penalize(const T* x, float* z, const RowParams& p, float divisor) {
+void penalize(const T* in, float* x, const RowParams& p) {
   for (int64_t j = 0; j < p.n_prev; ++j) {
     const int64_t id = p.prev[j];
-    if (id < 0) continue;  // padding
-    z[id] = aigc::apply_repetition_penalty(static_cast<float>(x[id]), p.penalty) / divisor;
+    if (id >= 0) x[id] = aigc::apply_repetition_penalty(static_cast<float>(in[id]), p.penalty);
   }
 }
 
+// The tokens share e and the draw; only where the logits are read differs.
 template <typename T>
-int64_t sample_row(const T* x, int64_t V, int64_t row, const RowParams& p, Scratch& s) {
-  float* z = s.e.data();
-  const bool greedy = p.temperature == 0.0f;
-  const float divisor = greedy ? 1.0f : p.temperature;
-  const ScaleResult scan = scale_row(x, V, divisor, z);
-  if (scan.has_nan) return aigc::kSampleNaN;
-  float m = scan.max;
-  if (p.n_prev > 0) {
-    penalize(x, z, p, divisor);
-    m = max_of(z, V);
-  }
-  if (m == -kInf) return aigc::kSampleNoFinite;
-  if (greedy) return std::find(z, z + V, m) - z;
-
+int64_t draw_row(const T* x, int64_t V, float m, int64_t row, const RowParams& p, Scratch& s) {
+  // 1/T rounded once; capped so that (x - m) * inv_t stays a number (0 at the max).
+  const float inv_t = std::min(1.0f / p.temperature, std::numeric_limits<float>::max());
+  float* e = s.e.data();
   uint64_t* chunk_mass = s.chunk_mass.data();
-  const uint64_t total = m == kInf ? inf_row(z, V, chunk_mass) : exp_row(z, V, m, chunk_mass);
-  const float* e = z;
+  const uint64_t total =
+      m == kInf ? inf_row(x, V, e, chunk_mass) : exp_row(x, V, m, inv_t, e, chunk_mass);
   uint32_t tau = select_threshold(e, V, p, total, s);
   if (p.min_p > 0.0f) tau = std::max(tau, float_to_bits(p.min_p));
   const uint64_t kept = tau == 0 ? total : kept_mass(e, V, tau, chunk_mass);
   const uint64_t r = aigc::scale_random_bits(
       aigc::sample_random_bits(p.seed, p.offset, static_cast<uint64_t>(row)), kept);
   return draw(e, V, tau, chunk_mass, r);
+}
+
+template <typename T>
+int64_t sample_row(const T* x, int64_t V, int64_t row, const RowParams& p, Scratch& s) {
+  const bool greedy = p.temperature == 0.0f;
+  if (p.n_prev == 0) {  // read the logits in place
+    const MaxResult scan = max_row(x, V, static_cast<float*>(nullptr));
+    if (scan.has_nan) return aigc::kSampleNaN;
+    if (scan.max == -kInf) return aigc::kSampleNoFinite;
+    if (greedy) {
+      int64_t i = 0;
+      while (static_cast<float>(x[i]) != scan.max) ++i;
+      return i;
+    }
+    return draw_row(x, V, scan.max, row, p, s);
+  }
+  // With a repetition penalty: a float32 copy of the row, penalised.
+  float* xf = s.e.data();
+  const MaxResult scan = max_row(x, V, xf);
+  if (scan.has_nan) return aigc::kSampleNaN;
+  penalize(x, xf, p);
+  const float m = max_row(xf, V, static_cast<float*>(nullptr)).max;
+  if (m == -kInf) return aigc::kSampleNoFinite;
+  if (greedy) return std::find(xf, xf + V, m) - xf;
+  return draw_row(static_cast<const float*>(xf), V, m, row, p, s);
 }
 
 // ---------------------------------------------------------------- binding --
@@ -537,10 +574,14 @@ at::Tensor sample_cpu(const at::Tensor& logits, const at::Tensor& temperature,
   int64_t* out = tokens.data_ptr<int64_t>();
   const int64_t row_stride = logits.stride(0);
   auto run = [&](auto* x) {
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      Scratch s;
-      s.e.resize(V);
-      s.chunk_mass.resize((V + kChunk - 1) / kChunk);
+    // Rows per task: ~2^18 logits (a few hundred microseconds), so that small
+    // batches do not pay for waking (and, on a busy machine, waiting for) threads.
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / V);
+    at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
+      // Kept per thread across calls: a fresh row buffer would cost page faults.
+      static thread_local Scratch s;
+      if (static_cast<int64_t>(s.e.size()) < V) s.e.resize(V);
+      s.chunk_mass.resize((V + kChunk - 1) / kChunk);  // within capacity after the first call
       for (int64_t b = begin; b < end; ++b)
         out[b] = sample_row(x + b * row_stride, V, b, row_params(b), s);
     });

@@ -5,11 +5,8 @@ resume, evaluation, image samples, export) in seconds on a CPU::
 
     aigc train tiny --steps 300 --out runs/tiny
 
-The example plugin registers it lazily as ``"aigc_example.tiny_trainer:TinyTrainer"``.
-This module is also a plugin on its own, for running it without installing
-the example package: ``AIGC_DISABLE_PLUGIN_AUTOLOAD=1
-AIGC_PLUGINS=aigc_example.tiny_trainer`` (with ``tests/example_plugin`` on
-``PYTHONPATH``).
+The example plugin registers it lazily as ``"aigc_example.tiny_trainer:TinyTrainer"``,
+so this module (and torch) is imported only when the trainer is used.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc_sdk import GenerationResult, hookimpl
+from aigc_sdk import GenerationResult
 from aigc_sdk.checkpoint import load_into, load_pretrained, save_pretrained
 from aigc_sdk.data import image_dataset
 from aigc_sdk.media import to_pil
@@ -138,8 +135,3 @@ class TinyTrainer(Trainer):
         save_pretrained(
             directory, plugin=PLUGIN, config=self.net.config, tensors=model.state_dict()
         )
-
-
-@hookimpl
-def aigc_register_trainers(register):
-    register("tiny", TinyTrainer, description=TinyTrainer.description)

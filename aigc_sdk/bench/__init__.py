@@ -1,0 +1,229 @@
+"""`aigc bench`: every fused op against PyTorch eager and torch.compile.
+
+    aigc bench                       # every op, quick shapes
+    aigc bench sample --full         # one op, every shape of its issue
+    aigc bench --out bench/ --repeats 9 --no-compile
+
+Prints one table per op (median times, ratios against each peer, and the
+kernel's fraction of this machine's peak measured in the same run: read
+bandwidth for memory-bound ops, matmul GFLOP/s for compute-bound ones) and
+writes ``bench.json`` and ``bench.png`` in ``--out``.
+
+Adding an op family: a module here exposing ``cases(quick, dtype)``; each case
+has ``name``, ``inputs()`` and ``contenders(inputs, compile)`` returning
+``{"aigc": fn, peer: fn, ...}`` (zero-argument callables), and either
+``flops`` (compute-bound) or ``bytes_read`` (memory-bound). Then list the
+module in ``FAMILIES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+# op name -> module of cases (relative to this package)
+FAMILIES = {
+    "upsample_conv2d": ".upsample",
+    "decode_attention": ".attention",
+    "sample": ".sampling",
+}
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up (and compilation)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_interleaved(contenders: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per contender; rounds interleave so load drift hits all alike."""
+    for fn in contenders.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def measure_peaks(repeats: int = 5) -> dict[str, float]:
+    """This machine's read bandwidth (a large sum) and fp32/bf16 matmul FLOP/s."""
+    import torch
+
+    x = torch.ones((1 << 28) // 4)
+    bandwidth = x.numel() * 4 / median_seconds(x.sum, repeats)
+    peaks = {"read_bandwidth": bandwidth}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(1024, 1024).to(dtype)
+        seconds = median_seconds(lambda a=a: a @ a, repeats)
+        peaks[f"matmul_{str(dtype).removeprefix('torch.')}"] = 2 * 1024**3 / seconds
+    return peaks
+
+
+def _fraction(case: Any, seconds: float, peaks: dict[str, float], dtype: str) -> tuple:
+    """(rate, unit, fraction of the machine's peak) for one measurement."""
+    if getattr(case, "flops", None):
+        rate = case.flops / seconds
+        peak = peaks.get(f"matmul_{dtype}", peaks["matmul_float32"])
+        return rate / 1e9, "GFLOP/s", rate / peak
+    nbytes = (
+        getattr(case, "bytes_read", None)
+        or getattr(case, "kv_bytes", None)
+        or getattr(case, "logits_bytes", 0)
+    )
+    rate = nbytes / seconds
+    return rate / 1e9, "GB/s", rate / peaks["read_bandwidth"]
+
+
+def run_family(
+    op: str,
+    quick: bool,
+    dtype_name: str,
+    repeats: int,
+    compile: bool,
+    peaks: dict[str, float],
+    progress,
+) -> list[dict]:
+    import torch
+
+    module = importlib.import_module(FAMILIES[op], __name__)
+    rows = []
+    case_list = module.cases(quick, getattr(torch, dtype_name))
+    task = progress.add_task(op, total=len(case_list))
+    for case in case_list:
+        progress.update(task, description=f"{op}: {case.name}")
+        inputs = case.inputs()
+        times = time_interleaved(case.contenders(inputs, compile), repeats)
+        del inputs
+        fused = times["aigc"]
+        rate, unit, fraction = _fraction(case, fused, peaks, dtype_name)
+        rows.append(
+            {
+                "op": op,
+                "case": case.name,
+                "dtype": dtype_name,
+                "ms": {name: t * 1e3 for name, t in times.items()},
+                "speedup": {name: t / fused for name, t in times.items() if name != "aigc"},
+                "rate": rate,
+                "unit": unit,
+                "fraction_of_peak": fraction,
+            }
+        )
+        progress.advance(task)
+    return rows
+
+
+def render(rows: list[dict], peaks: dict[str, float], console) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"machine: read bandwidth {peaks['read_bandwidth'] / 1e9:.1f} GB/s, matmul "
+        f"{peaks['matmul_float32'] / 1e9:.0f} GFLOP/s fp32, "
+        f"{peaks['matmul_bfloat16'] / 1e9:.0f} GFLOP/s bf16"
+    )
+    for op in dict.fromkeys(r["op"] for r in rows):
+        op_rows = [r for r in rows if r["op"] == op]
+        peers = list(op_rows[0]["speedup"])
+        table = Table(title=f"{op} (ratio = peer time / aigc time; > 1 means aigc is faster)")
+        for column in [
+            "case",
+            "aigc ms",
+            *(f"{p} ms" for p in peers),
+            *(f"x vs {p}" for p in peers),
+            "aigc rate",
+            "of peak",
+        ]:
+            table.add_column(column, justify="left" if column == "case" else "right")
+        for r in op_rows:
+            table.add_row(
+                r["case"],
+                f"{r['ms']['aigc']:.3f}",
+                *(f"{r['ms'][p]:.3f}" for p in peers),
+                *(f"{r['speedup'][p]:.2f}" for p in peers),
+                f"{r['rate']:.1f} {r['unit']}",
+                f"{r['fraction_of_peak']:.0%}",
+            )
+        console.print(table)
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ops = list(dict.fromkeys(r["op"] for r in rows))
+    fig, axes = plt.subplots(len(ops), 1, figsize=(10, 3 + 0.45 * len(rows)), squeeze=False)
+    for ax, op in zip(axes[:, 0], ops, strict=True):
+        op_rows = [r for r in rows if r["op"] == op]
+        peers = list(op_rows[0]["speedup"])
+        height = 0.8 / max(len(peers), 1)
+        for i, peer in enumerate(peers):
+            ax.barh(
+                [j + i * height for j in range(len(op_rows))],
+                [r["speedup"][peer] for r in op_rows],
+                height=height,
+                label=f"vs {peer}",
+            )
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_yticks(
+            [j + 0.4 - height / 2 for j in range(len(op_rows))],
+            [r["case"] for r in op_rows],
+            fontsize=7,
+        )
+        ax.set_xlabel("speed-up of the fused op (peer time / aigc time)")
+        ax.set_title(op)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aigc bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "ops", nargs="*", metavar="OP", help=f"ops to run (default: all of {', '.join(FAMILIES)})"
+    )
+    parser.add_argument("--full", action="store_true", help="every shape of the issue (slow)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile peers")
+    parser.add_argument("--out", default="bench", help="directory for bench.json and bench.png")
+    args = parser.parse_args(argv)
+    unknown = [op for op in args.ops if op not in FAMILIES]
+    if unknown:
+        from ..errors import AigcError
+
+        raise AigcError(f"unknown op {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=False)
+    ops = args.ops or list(FAMILIES)
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        peaks = measure_peaks()
+        rows = []
+        for op in ops:
+            rows += run_family(
+                op, not args.full, args.dtype, args.repeats, not args.no_compile, peaks, progress
+            )
+    render(rows, peaks, console)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps({"peaks": peaks, "rows": rows}, indent=1))
+    chart = plot(rows, out / "bench.png")
+    console.print(f"wrote {out / 'bench.json'} and {chart}")
+    return 0

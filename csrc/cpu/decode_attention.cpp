@@ -1,0 +1,519 @@
+// aigc::decode_attention on the CPU: one query token per sequence against its
+// KV cache, grouped-query heads, variable lengths.
+//
+// Work items are (sequence, KV head, chunk of KV positions), spread over the
+// threads with at::parallel_for. An item reads its K and V rows once for all
+// the query heads of its KV head (GQA), tile by tile: scores for the tile,
+// online-softmax update (running max m, sum l, accumulator acc, in base 2 with
+// log2(e) folded into q), then acc += p V. A sequence split into several
+// chunks keeps each chunk's (m, l, acc) and a second pass merges them; a
+// single-chunk sequence writes its output directly. Decode attention reads
+// every cache byte once and does ~1 FMA per byte per query head, so the goal
+// is to stream K/V at the machine's read bandwidth: AVX2/FMA register-blocked
+// dot products and axpys, tiles that stay in L1.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define AIGC_ATTN_AVX2 1
+#endif
+
+namespace {
+
+constexpr int kTile = 16;         // KV positions per tile
+constexpr int kPrefetchTiles = 1;  // how far ahead K/V rows are requested
+constexpr int64_t kMinChunk = 256;  // smallest KV chunk worth a work item
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// ---------------------------------------------------------- 8-float vectors --
+#ifdef AIGC_ATTN_AVX2
+using V8 = __m256;
+inline V8 v_zero() { return _mm256_setzero_ps(); }
+inline V8 v_set1(float x) { return _mm256_set1_ps(x); }
+inline V8 v_load(const float* p) { return _mm256_loadu_ps(p); }
+inline V8 v_load(const c10::BFloat16* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline V8 v_load(const c10::Half* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline void v_store(float* p, V8 v) { _mm256_storeu_ps(p, v); }
+inline V8 v_fma(V8 a, V8 b, V8 c) { return _mm256_fmadd_ps(a, b, c); }
+inline V8 v_mul(V8 a, V8 b) { return _mm256_mul_ps(a, b); }
+inline V8 v_add(V8 a, V8 b) { return _mm256_add_ps(a, b); }
+inline V8 v_sub(V8 a, V8 b) { return _mm256_sub_ps(a, b); }
+inline V8 v_max(V8 a, V8 b) { return _mm256_max_ps(a, b); }
+inline float v_hsum(V8 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline float v_hmax(V8 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+// 2^x, x <= 0 (x < -126 gives 0): degree-6 Taylor of 2^f on |f| <= 1/2, ~1 ulp.
+inline V8 v_exp2(V8 x) {
+  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-126.0f), _CMP_GE_OQ);
+  x = _mm256_max_ps(x, _mm256_set1_ps(-126.0f));
+  const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_sub_ps(x, n);
+  __m256 p = _mm256_set1_ps(1.5403530393381606e-4f);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076284772e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821580e-2f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650695910071e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718055994531e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+  const __m256i bits =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), keep);
+}
+#else
+struct V8 {
+  float x[8];
+};
+inline V8 v_zero() { return V8{}; }
+inline V8 v_set1(float s) {
+  V8 v;
+  for (float& x : v.x) x = s;
+  return v;
+}
+template <typename T>
+inline V8 v_load(const T* p) {
+  V8 v;
+  for (int i = 0; i < 8; ++i) v.x[i] = static_cast<float>(p[i]);
+  return v;
+}
+inline void v_store(float* p, V8 v) {
+  for (int i = 0; i < 8; ++i) p[i] = v.x[i];
+}
+#define AIGC_V8_BINARY(name, expr)          \
+  inline V8 name(V8 a, V8 b) {              \
+    V8 r;                                   \
+    for (int i = 0; i < 8; ++i) r.x[i] = expr; \
+    return r;                               \
+  }
+AIGC_V8_BINARY(v_mul, a.x[i] * b.x[i])
+AIGC_V8_BINARY(v_add, a.x[i] + b.x[i])
+AIGC_V8_BINARY(v_sub, a.x[i] - b.x[i])
+AIGC_V8_BINARY(v_max, std::max(a.x[i], b.x[i]))
+#undef AIGC_V8_BINARY
+inline V8 v_fma(V8 a, V8 b, V8 c) {
+  for (int i = 0; i < 8; ++i) c.x[i] = std::fma(a.x[i], b.x[i], c.x[i]);
+  return c;
+}
+inline float v_hsum(V8 v) {
+  float s = 0;
+  for (float x : v.x) s += x;
+  return s;
+}
+inline float v_hmax(V8 v) { return *std::max_element(v.x, v.x + 8); }
+inline V8 v_exp2(V8 v) {
+  for (float& x : v.x) x = std::exp2(x);
+  return v;
+}
+#endif
+
+// ----------------------------------------------------------------- problem --
+
+struct Problem {
+  int64_t B, H, Hkv, G, D, Tmax;
+  int64_t q_sb, q_sh;        // q strides (elements), d contiguous
+  int64_t k_sb, k_sh, k_st;  // cache strides
+  int64_t v_sb, v_sh, v_st;
+  float scale;
+};
+
+// A work item: KV positions [t0, t1) of KV head `kvh` of sequence `b`. Its
+// partial state lives at `slot` of the workspace when the sequence has
+// several chunks (slot < 0: write the output directly).
+struct Item {
+  int64_t b, kvh, t0, t1, slot;
+};
+
+// Per-item softmax state of its G query heads: q (scaled), scores, m, l, acc.
+struct State {
+  std::vector<float> q, s, m, l, acc;
+  void reset(int64_t G, int64_t D) {
+    q.resize(G * D);
+    s.resize(G * kTile);
+    m.assign(G, kNegInf);
+    l.assign(G, 0.0f);
+    acc.assign(G * D, 0.0f);
+  }
+};
+
+// The K and V rows of the next tile, requested while this tile's scores are
+// computed, one row per position: memory streams while the FMAs run.
+struct Prefetch {
+  const void* k;
+  int64_t k_st;
+  const void* v;
+  int64_t v_st;
+  int n;
+  int64_t row_bytes;
+};
+
+template <typename T>
+inline void prefetch_rows(const Prefetch* ahead, int t) {
+#ifdef AIGC_ATTN_AVX2
+  if (ahead == nullptr) return;
+  for (int r = t; r < std::min(t + 2, ahead->n); ++r) {
+    const char* kr = reinterpret_cast<const char*>(static_cast<const T*>(ahead->k) + r * ahead->k_st);
+    const char* vr = reinterpret_cast<const char*>(static_cast<const T*>(ahead->v) + r * ahead->v_st);
+    for (int64_t b = 0; b < ahead->row_bytes; b += 64) {
+      _mm_prefetch(kr + b, _MM_HINT_T1);
+      _mm_prefetch(vr + b, _MM_HINT_T1);
+    }
+  }
+#endif
+}
+
+// Scores of NG heads (rows g0.. of q) against positions [0, n) of the tile,
+// two positions at a time so that 2*NG FMA chains run side by side.
+// The 8 horizontal sums of a[0..7], in lane order.
+inline void hsum8(const V8* a, float* out) {
+#ifdef AIGC_ATTN_AVX2
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                                      _mm256_permute2f128_ps(u0, u1, 0x31)));
+#else
+  for (int i = 0; i < 8; ++i) out[i] = v_hsum(a[i]);
+#endif
+}
+
+// Scores of NG heads (rows of q) against positions [0, n) of the tile. TT
+// positions at a time, NG * TT = 8 accumulators: eight FMA chains side by
+// side, one K load feeding NG FMAs, and one transposed sum for all eight.
+template <int NG, typename T>
+void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s,
+                 const Prefetch* ahead) {
+  constexpr int TT = 8 / NG;
+  int t = 0;
+  if constexpr (8 % NG == 0) {
+    for (; t + TT <= n; t += TT) {
+      prefetch_rows<T>(ahead, t);
+      if constexpr (TT > 2) prefetch_rows<T>(ahead, t + 2);
+      if constexpr (TT > 4) {
+        prefetch_rows<T>(ahead, t + 4);
+        prefetch_rows<T>(ahead, t + 6);
+      }
+      V8 a[8];
+      for (int i = 0; i < 8; ++i) a[i] = v_zero();
+      for (int64_t d = 0; d < D; d += 8) {
+        for (int u = 0; u < TT; ++u) {
+          const V8 x = v_load(k + (t + u) * k_st + d);
+          for (int j = 0; j < NG; ++j) a[u * NG + j] = v_fma(v_load(q + j * D + d), x, a[u * NG + j]);
+        }
+      }
+      float sums[8];
+      hsum8(a, sums);
+      for (int u = 0; u < TT; ++u)
+        for (int j = 0; j < NG; ++j) s[j * kTile + t + u] = sums[u * NG + j];
+    }
+  }
+  for (; t < n; ++t) {
+    prefetch_rows<T>(ahead, t);
+    const T* k0 = k + t * k_st;
+    V8 a0[NG];
+    for (int j = 0; j < NG; ++j) a0[j] = v_zero();
+    for (int64_t d = 0; d < D; d += 8) {
+      const V8 x0 = v_load(k0 + d);
+      for (int j = 0; j < NG; ++j) a0[j] = v_fma(v_load(q + j * D + d), x0, a0[j]);
+    }
+    for (int j = 0; j < NG; ++j) s[j * kTile + t] = v_hsum(a0[j]);
+  }
+}
+
+// acc[j] += sum_t p[j][t] * v_t over columns [d0, d0 + 8*DB) for NG heads.
+template <int NG, int DB, typename T>
+void tile_pv_block(float* acc, int64_t D, const T* v, int64_t v_st, int n, const float* p,
+                   int64_t d0) {
+  V8 a[NG][DB];
+  for (int j = 0; j < NG; ++j)
+    for (int c = 0; c < DB; ++c) a[j][c] = v_load(acc + j * D + d0 + 8 * c);
+  for (int t = 0; t < n; ++t) {
+    const T* row = v + t * v_st + d0;
+    V8 x[DB];
+    for (int c = 0; c < DB; ++c) x[c] = v_load(row + 8 * c);
+    for (int j = 0; j < NG; ++j) {
+      const V8 pj = v_set1(p[j * kTile + t]);
+      for (int c = 0; c < DB; ++c) a[j][c] = v_fma(pj, x[c], a[j][c]);
+    }
+  }
+  for (int j = 0; j < NG; ++j)
+    for (int c = 0; c < DB; ++c) v_store(acc + j * D + d0 + 8 * c, a[j][c]);
+}
+
+template <int NG, typename T>
+void tile_pv(float* acc, int64_t D, const T* v, int64_t v_st, int n, const float* p) {
+  constexpr int DB = NG == 1 ? 4 : 2;  // 4 to 8 independent FMA chains
+  int64_t d = 0;
+  for (; d + 8 * DB <= D; d += 8 * DB) tile_pv_block<NG, DB>(acc, D, v, v_st, n, p, d);
+  for (; d < D; d += 8) tile_pv_block<NG, 1>(acc, D, v, v_st, n, p, d);
+}
+
+// Calls f.template operator()<NG>(g0) for head groups of at most 4.
+template <typename F>
+void for_head_groups(int64_t G, F&& f) {
+  int64_t g = 0;
+  for (; g + 4 <= G; g += 4) f.template operator()<4>(g);
+  if (G - g == 3) f.template operator()<3>(g);
+  if (G - g == 2) f.template operator()<2>(g);
+  if (G - g == 1) f.template operator()<1>(g);
+}
+
+// Online softmax over one tile of scores (base 2): rescales l and acc by
+// 2^(m_old - m_new) and turns the scores into p = 2^(s - m_new).
+void tile_softmax(State& st, int64_t G, int64_t D, int n) {
+  for (int64_t g = 0; g < G; ++g) {
+    float* s = st.s.data() + g * kTile;
+    for (int t = n; t < kTile; ++t) s[t] = kNegInf;  // pad the vector tail
+    V8 mx = v_load(s);
+    for (int t = 8; t < kTile; t += 8) mx = v_max(mx, v_load(s + t));
+    const float m_new = std::max(st.m[g], v_hmax(mx));
+    const V8 vm = v_set1(m_new);
+    V8 sum = v_zero();
+    for (int t = 0; t < kTile; t += 8) {
+      const V8 p = v_exp2(v_sub(v_load(s + t), vm));
+      v_store(s + t, p);
+      sum = v_add(sum, p);
+    }
+    const float alpha = std::exp2(st.m[g] - m_new);  // 0 on the first tile
+    st.l[g] = st.l[g] * alpha + v_hsum(sum);
+    st.m[g] = m_new;
+    if (alpha != 1.0f) {
+      float* a = st.acc.data() + g * D;
+      for (int64_t d = 0; d < D; ++d) a[d] *= alpha;
+    }
+  }
+}
+
+template <typename T>
+void run_item(const Problem& P, const Item& it, const T* q, const T* k, const T* v, T* out,
+              float* lse, float* ws, State& st) {
+  const int64_t G = P.G, D = P.D;
+  st.reset(G, D);
+  const float qscale = P.scale * kLog2e;
+  for (int64_t g = 0; g < G; ++g) {
+    const T* qr = q + it.b * P.q_sb + (it.kvh * G + g) * P.q_sh;
+    for (int64_t d = 0; d < D; ++d) st.q[g * D + d] = static_cast<float>(qr[d]) * qscale;
+  }
+  const T* kb = k + it.b * P.k_sb + it.kvh * P.k_sh;
+  const T* vb = v + it.b * P.v_sb + it.kvh * P.v_sh;
+  for (int64_t t0 = it.t0; t0 < it.t1; t0 += kTile) {
+    const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
+    const int64_t t_ahead = t0 + kPrefetchTiles * kTile;
+    const int n_next = static_cast<int>(std::clamp<int64_t>(it.t1 - t_ahead, 0, kTile));
+    const Prefetch ahead{kb + t_ahead * P.k_st, P.k_st, vb + t_ahead * P.v_st, P.v_st,
+                         n_next, D * static_cast<int64_t>(sizeof(T))};
+    for_head_groups(G, [&]<int NG>(int64_t g) {
+      tile_scores<NG>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
+                      st.s.data() + g * kTile, g == 0 ? &ahead : nullptr);
+    });
+    tile_softmax(st, G, D, n);
+    for_head_groups(G, [&]<int NG>(int64_t g) {
+      tile_pv<NG>(st.acc.data() + g * D, D, vb + t0 * P.v_st, P.v_st, n,
+                  st.s.data() + g * kTile);
+    });
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t h = it.kvh * G + g;
+    if (it.slot < 0) {  // the whole sequence: normalise and write
+      const float inv = 1.0f / st.l[g];
+      T* o = out + (it.b * P.H + h) * D;
+      for (int64_t d = 0; d < D; ++d) o[d] = static_cast<T>(st.acc[g * D + d] * inv);
+      lse[it.b * P.H + h] = (st.m[g] + std::log2(st.l[g])) * kLn2;
+    } else {  // a chunk: keep (m, l, acc) for the merge
+      float* w = ws + (it.slot * G + g) * (D + 2);
+      w[0] = st.m[g];
+      w[1] = st.l[g];
+      std::copy(st.acc.begin() + g * D, st.acc.begin() + (g + 1) * D, w + 2);
+    }
+  }
+}
+
+// Merges the chunk states of head h of sequence b (chunks at slots first..).
+template <typename T>
+void merge_head(const Problem& P, int64_t b, int64_t h, int64_t first, int64_t n_chunks,
+                const float* ws, T* out, float* lse) {
+  const int64_t G = P.G, D = P.D, g = h % G;
+  auto state = [&](int64_t c) { return ws + ((first + c * P.Hkv) * G + g) * (D + 2); };
+  float m = kNegInf;
+  for (int64_t c = 0; c < n_chunks; ++c) m = std::max(m, state(c)[0]);
+  float l = 0.0f;
+  std::vector<float> acc(D, 0.0f);
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const float* w = state(c);
+    const float f = std::exp2(w[0] - m);
+    l += w[1] * f;
+    for (int64_t d = 0; d < D; ++d) acc[d] += w[2 + d] * f;
+  }
+  T* o = out + (b * P.H + h) * D;
+  for (int64_t d = 0; d < D; ++d) o[d] = static_cast<T>(acc[d] / l);
+  lse[b * P.H + h] = (m + std::log2(l)) * kLn2;
+}
+
+// Chunk length: whole sequences when there are enough (sequence, KV head)
+// pairs to keep every thread busy, else split into ~4 items per thread.
+int64_t chunk_length(const Problem& P, const std::vector<int64_t>& lens) {
+  int64_t total = 0;
+  for (int64_t n : lens) total += n;
+  const int64_t want_items = 4 * static_cast<int64_t>(at::get_num_threads());
+  const int64_t per_item = (total * P.Hkv + want_items - 1) / std::max<int64_t>(want_items, 1);
+  const int64_t chunk = std::max(kMinChunk, (per_item + kTile - 1) / kTile * kTile);
+  return chunk;
+}
+
+template <typename T>
+void decode_attention_cpu_impl(const Problem& P, const std::vector<int64_t>& lens, const T* q,
+                               const T* k, const T* v, T* out, float* lse) {
+  const int64_t chunk = chunk_length(P, lens);
+  // Items in (b, chunk, kvh) order: the chunks of one (b, h) sit Hkv slots apart.
+  std::vector<Item> items;
+  std::vector<int64_t> first_slot(P.B, -1), n_chunks(P.B, 0);
+  int64_t slots = 0;
+  for (int64_t b = 0; b < P.B; ++b) {
+    n_chunks[b] = (lens[b] + chunk - 1) / chunk;
+    const bool split = n_chunks[b] > 1;
+    if (split) first_slot[b] = slots;
+    for (int64_t c = 0; c < n_chunks[b]; ++c)
+      for (int64_t kvh = 0; kvh < P.Hkv; ++kvh)
+        items.push_back({b, kvh, c * chunk, std::min(lens[b], (c + 1) * chunk),
+                         split ? slots++ : -1});
+    if (lens[b] == 0) {  // empty sequence: out = 0, lse = -inf
+      std::fill(out + b * P.H * P.D, out + (b + 1) * P.H * P.D, static_cast<T>(0.0f));
+      std::fill(lse + b * P.H, lse + (b + 1) * P.H, kNegInf);
+    }
+  }
+  std::vector<float> ws(slots * P.G * (P.D + 2));
+  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
+    State st;
+    for (int64_t i = begin; i < end; ++i) run_item(P, items[i], q, k, v, out, lse, ws.data(), st);
+  });
+  if (slots == 0) return;
+  at::parallel_for(0, P.B * P.H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / P.H, h = i % P.H;
+      if (n_chunks[b] > 1)
+        merge_head(P, b, h, first_slot[b] + h / P.G, n_chunks[b], ws.data(), out, lse);
+    }
+  });
+}
+
+}  // namespace
+
+namespace aigc {
+
+// Dtype, shape, layout and device checks shared with the CUDA binding.
+void check_decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
+                            const at::Tensor& v_cache, const at::Tensor& seq_lens, double scale) {
+  auto check = [](bool ok, const auto&... msg) {
+    TORCH_CHECK_VALUE(ok, "aigc.decode_attention: ", msg...);
+  };
+  const auto dt = q.scalar_type();
+  TORCH_CHECK_TYPE(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf,
+                   "aigc.decode_attention: q must be float32, bfloat16 or float16, got ", dt);
+  TORCH_CHECK_TYPE(k_cache.scalar_type() == dt && v_cache.scalar_type() == dt,
+                   "aigc.decode_attention: q, k_cache and v_cache must share a dtype, got ", dt,
+                   ", ", k_cache.scalar_type(), ", ", v_cache.scalar_type());
+  TORCH_CHECK_TYPE(seq_lens.scalar_type() == at::kInt || seq_lens.scalar_type() == at::kLong,
+                   "aigc.decode_attention: seq_lens must be int32 or int64, got ",
+                   seq_lens.scalar_type());
+  check(q.dim() == 3, "q must have shape [B, H, D], got ", q.sizes());
+  check(k_cache.dim() == 4, "k_cache must have shape [B, Hkv, Tmax, D], got ", k_cache.sizes());
+  check(v_cache.sizes() == k_cache.sizes(), "v_cache must have the shape of k_cache ",
+        k_cache.sizes(), ", got ", v_cache.sizes());
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(2), Hkv = k_cache.size(1);
+  check(k_cache.size(0) == B && k_cache.size(3) == D, "k_cache shape ", k_cache.sizes(),
+        " does not match q shape ", q.sizes(), " (want [B, Hkv, Tmax, D])");
+  check(Hkv > 0 && H % Hkv == 0, "the query heads H = ", H,
+        " must be a multiple of the KV heads Hkv = ", Hkv);
+  check(D > 0 && D % 8 == 0, "head size D = ", D, " must be a positive multiple of 8");
+  check(seq_lens.dim() == 1 && seq_lens.size(0) == B, "seq_lens must have shape [", B, "], got ",
+        seq_lens.sizes());
+  for (const auto* t : {&k_cache, &v_cache, &seq_lens})
+    check(t->device() == q.device(), "all inputs must be on one device: q is on ", q.device(),
+          ", another is on ", t->device());
+  check(q.stride(2) == 1 && k_cache.stride(3) == 1 && v_cache.stride(3) == 1,
+        "the last dimension (D) of q, k_cache and v_cache must be contiguous; call .contiguous()");
+  check(std::isfinite(scale), "scale must be finite, got ", scale);
+}
+
+}  // namespace aigc
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> decode_attention_lse_cpu(const at::Tensor& q,
+                                                            const at::Tensor& k_cache,
+                                                            const at::Tensor& v_cache,
+                                                            const at::Tensor& seq_lens,
+                                                            double scale) {
+  aigc::check_decode_attention(q, k_cache, v_cache, seq_lens, scale);
+  const int64_t H = q.size(1), Hkv = k_cache.size(1);
+  const Problem P{q.size(0),         H,
+                  Hkv,               H / Hkv,
+                  q.size(2),         k_cache.size(2),
+                  q.stride(0),       q.stride(1),
+                  k_cache.stride(0), k_cache.stride(1),
+                  k_cache.stride(2), v_cache.stride(0),
+                  v_cache.stride(1), v_cache.stride(2),
+                  static_cast<float>(scale)};
+  const at::Tensor lens_t = seq_lens.to(at::kLong).contiguous();
+  std::vector<int64_t> lens(lens_t.data_ptr<int64_t>(), lens_t.data_ptr<int64_t>() + P.B);
+  for (int64_t b = 0; b < P.B; ++b)
+    TORCH_CHECK_VALUE(lens[b] >= 0 && lens[b] <= P.Tmax, "aigc.decode_attention: seq_lens[", b,
+                      "] = ", lens[b], " is outside [0, Tmax = ", P.Tmax, "]");
+  at::Tensor out = at::empty({P.B, P.H, P.D}, q.options());
+  at::Tensor lse = at::empty({P.B, P.H}, q.options().dtype(at::kFloat));
+  auto run = [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    decode_attention_cpu_impl<T>(P, lens, q.data_ptr<T>(), k_cache.data_ptr<T>(),
+                                 v_cache.data_ptr<T>(), out.data_ptr<T>(),
+                                 lse.data_ptr<float>());
+  };
+  switch (q.scalar_type()) {
+    case at::kFloat: run(static_cast<float*>(nullptr)); break;
+    case at::kBFloat16: run(static_cast<c10::BFloat16*>(nullptr)); break;
+    default: run(static_cast<c10::Half*>(nullptr)); break;
+  }
+  return {out, lse};
+}
+
+at::Tensor decode_attention_cpu(const at::Tensor& q, const at::Tensor& k_cache,
+                                const at::Tensor& v_cache, const at::Tensor& seq_lens,
+                                double scale) {
+  return std::get<0>(decode_attention_lse_cpu(q, k_cache, v_cache, seq_lens, scale));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(aigc, m) {
+  m.def(
+      "decode_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor seq_lens, float scale) "
+      "-> Tensor");
+  m.def(
+      "decode_attention_lse(Tensor q, Tensor k_cache, Tensor v_cache, Tensor seq_lens, "
+      "float scale) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(aigc, CPU, m) {
+  m.impl("decode_attention", &decode_attention_cpu);
+  m.impl("decode_attention_lse", &decode_attention_lse_cpu);
+}

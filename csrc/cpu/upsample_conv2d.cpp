@@ -1,0 +1,879 @@
+// aigc::upsample_conv2d on the CPU:
+//   y = activation((conv_transpose(x, w) + bias) * scale + shift), in one pass.
+//
+// Sub-pixel (phase) decomposition. Output row oy receives kernel rows ky with
+// (oy + pad - ky) divisible by the stride, i.e. ky = r + j*s where
+// r = (oy + pad) mod s is the row's *phase*. So each of the s_h*s_w phases is
+// an ordinary dense convolution of x with a sub-kernel of ceil((k - r)/s) taps
+// per dimension: no multiply ever touches an inserted zero, and every output
+// element is produced exactly once, so the bias/BN/activation epilogue runs
+// on the accumulator tile while it is still in registers.
+//
+// Each phase is computed as an implicit GEMM by one of two engines:
+//  * cout-lanes (most layers): SIMD lanes run over output channels; a
+//    register tile of NR output pixels x 16 channels accumulates
+//    sum_{tap, ci} w[tap][ci][co] * x[pixel + tap][ci], reading x in NHWC
+//    through a table of per-pixel row pointers (XNNPACK-style indirection,
+//    padding taps point at a zero row), so x is never im2col-copied.
+//  * pixel-lanes (Cout <= half a vector, e.g. a 64->3 RGB layer or a mono
+//    audio layer): SIMD lanes run over consecutive output pixels of a phase.
+//    The image is copied once into zero-padded planes so every tap is a
+//    constant shift of the flattened plane, and a channel weight is a
+//    broadcast: full lanes even with 3 output channels.
+// bf16/fp16 are converted to fp32 while packing and accumulate in fp32 (this
+// CPU has no bf16 dot-product instructions); float64 accumulates in double.
+#include "cpu/upsample_conv2d.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <climits>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define AIGC_UPSAMPLE_AVX2 1
+#endif
+
+namespace aigc::upsample {
+namespace {
+
+// ---------------------------------------------------------------------------
+// SIMD vocabulary: GCC/Clang vector extensions, with AVX2 intrinsics where the
+// compiler would otherwise emit poorer code (broadcast, fused multiply-add).
+// ---------------------------------------------------------------------------
+template <typename T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+template <typename T>
+using Vec = typename VecOf<T>::type;
+template <typename T>
+constexpr int kLanes = 32 / sizeof(T);
+
+template <typename T>
+inline Vec<T> loadu(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename T>
+inline void storeu(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+#ifdef AIGC_UPSAMPLE_AVX2
+inline Vec<float> splat(float s) { return _mm256_set1_ps(s); }
+inline Vec<double> splat(double s) { return _mm256_set1_pd(s); }
+inline Vec<float> fmadd(Vec<float> a, Vec<float> b, Vec<float> c) {
+  return _mm256_fmadd_ps(a, b, c);
+}
+inline Vec<double> fmadd(Vec<double> a, Vec<double> b, Vec<double> c) {
+  return _mm256_fmadd_pd(a, b, c);
+}
+#else
+template <typename T>
+inline Vec<T> splat(T s) {
+  Vec<T> v;
+  for (int i = 0; i < kLanes<T>; ++i) v[i] = s;
+  return v;
+}
+template <typename T>
+inline Vec<T> fmadd(Vec<T> a, Vec<T> b, Vec<T> c) {
+  return a * b + c;
+}
+#endif
+
+// ---------------------------------------------------------------------------
+// Epilogue activations.
+// ---------------------------------------------------------------------------
+template <typename T>
+inline T activation_scalar(T v, Activation act, T slope) {
+  switch (act) {
+    case Activation::None: return v;
+    case Activation::Relu: return v < T(0) ? T(0) : v;
+    case Activation::LeakyRelu: return v < T(0) ? v * slope : v;
+    case Activation::Tanh: return std::tanh(v);
+    case Activation::Sigmoid: return T(1) / (T(1) + std::exp(-v));
+    case Activation::Silu: return v / (T(1) + std::exp(-v));
+  }
+  return v;
+}
+
+#ifdef AIGC_UPSAMPLE_AVX2
+// exp(x) for 8 floats: Cephes expf (range reduction by ln 2, degree-6
+// polynomial, 2^n built in the exponent bits); ~1 ulp over the clamped range.
+inline __m256 exp_ps(__m256 x) {
+  // max/min return their second operand when one is NaN: keep x second so NaN stays NaN.
+  x = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f),
+                    _mm256_max_ps(_mm256_set1_ps(-88.3762626647949f), x));
+  __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+  fx = _mm256_floor_ps(fx);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i n = _mm256_cvtps_epi32(fx);
+  const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(pow2n));
+}
+
+inline __m256 sigmoid_ps(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+// Cephes tanhf: odd polynomial below 0.625, 1 - 2/(exp(2|x|) + 1) above.
+inline __m256 tanh_ps(__m256 x) {
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+  const __m256 a = _mm256_andnot_ps(sign_mask, x);
+  const __m256 z = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(-5.70498872745E-3f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954E-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531E-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036E-1f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422E-1f));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+  const __m256 e = exp_ps(_mm256_add_ps(a, a));
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+  big = _mm256_or_ps(big, _mm256_and_ps(sign_mask, x));
+  return _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+}
+#endif
+
+template <typename T>
+inline Vec<T> activation_vec(Vec<T> v, Activation act, T slope) {
+  switch (act) {
+    case Activation::None: return v;
+    // `v < 0 ? ... : v` keeps NaN as NaN, as torch.relu does.
+    case Activation::Relu: return v < T(0) ? Vec<T>{} : v;
+    case Activation::LeakyRelu: return v < T(0) ? v * slope : v;
+    default: break;
+  }
+#ifdef AIGC_UPSAMPLE_AVX2
+  if constexpr (std::is_same_v<T, float>) {
+    switch (act) {
+      case Activation::Tanh: return tanh_ps(v);
+      case Activation::Sigmoid: return sigmoid_ps(v);
+      case Activation::Silu: return _mm256_mul_ps(v, sigmoid_ps(v));
+      default: break;
+    }
+  }
+#endif
+  for (int i = 0; i < kLanes<T>; ++i) v[i] = activation_scalar<T>(v[i], act, slope);
+  return v;
+}
+
+// ---------------------------------------------------------------------------
+// Geometry of the phases.
+// ---------------------------------------------------------------------------
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+
+// at::parallel_for grain: one chunk (no thread hand-off) for tiny problems,
+// where waking the pool costs more than the work.
+inline int64_t grain_for(int64_t items, int64_t work) {
+  constexpr int64_t kSerialWork = int64_t(1) << 18;
+  return work < kSerialWork ? std::max<int64_t>(items, 1) : 1;
+}
+
+// One phase (ry, rx): the outputs oy = t*sh + ry - ph, ox = u*sw + rx - pw for
+// t in [t0, t1], u in [u0, u1]; tap (jy, jx) reads input (t - jy, u - jx) with
+// kernel element (ry + jy*sh, rx + jx*sw).
+struct Phase {
+  int64_t ry, rx, t0, t1, u0, u1;
+  std::vector<std::array<int64_t, 2>> taps;
+  int64_t rows() const { return std::max<int64_t>(t1 - t0 + 1, 0); }
+  int64_t cols() const { return std::max<int64_t>(u1 - u0 + 1, 0); }
+};
+
+std::vector<Phase> make_phases(const Geometry& g) {
+  std::vector<Phase> phases;
+  for (int64_t ry = 0; ry < g.sh; ++ry) {
+    for (int64_t rx = 0; rx < g.sw; ++rx) {
+      Phase p;
+      p.ry = ry;
+      p.rx = rx;
+      p.t0 = ceil_div(g.ph - ry, g.sh);
+      p.t1 = floor_div(g.Ho - 1 + g.ph - ry, g.sh);
+      p.u0 = ceil_div(g.pw - rx, g.sw);
+      p.u1 = floor_div(g.Wo - 1 + g.pw - rx, g.sw);
+      for (int64_t jy = 0; ry + jy * g.sh < g.kh; ++jy)
+        for (int64_t jx = 0; rx + jx * g.sw < g.kw; ++jx) p.taps.push_back({jy, jx});
+      if (p.rows() > 0 && p.cols() > 0) phases.push_back(std::move(p));
+    }
+  }
+  return phases;
+}
+
+// Per-thread scratch that outlives the call: packed weights and converted
+// inputs reach megabytes, and a fresh allocation each call would pay page
+// faults and zeroing for it every time. Slot 0: input, slot 1: weights.
+template <typename T>
+T* scratch(int slot, size_t count) {
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& b = buffers[slot];
+  const size_t floats = (count * sizeof(T) + sizeof(float) - 1) / sizeof(float);
+  if (b.size() < floats) b.resize(floats);
+  return reinterpret_cast<T*>(b.data());
+}
+
+// Element strides of a 4-D (n, c, h, w) view; 1-D tensors get h-stride 0.
+struct Strides {
+  int64_t n, c, h, w;
+};
+inline Strides strides_of(const at::Tensor& t) {
+  if (t.dim() == 3) return {t.stride(0), t.stride(1), 0, t.stride(2)};
+  return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+// Per-channel epilogue y = act(acc * scale + shift) with bias folded in:
+// shift' = bias * scale + shift. Padded with zeros to `padded` channels.
+template <typename scalar_t, typename acc_t>
+void fold_epilogue(const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& scale,
+                   const c10::optional<at::Tensor>& shift, int64_t cout, int64_t padded,
+                   std::vector<acc_t>& eff_scale, std::vector<acc_t>& eff_shift) {
+  eff_scale.assign(padded, acc_t(0));
+  eff_shift.assign(padded, acc_t(0));
+  auto value = [](const c10::optional<at::Tensor>& t, int64_t c, acc_t fallback) {
+    if (!t.has_value()) return fallback;
+    return static_cast<acc_t>(t->data_ptr<scalar_t>()[c * t->stride(0)]);
+  };
+  for (int64_t c = 0; c < cout; ++c) {
+    const acc_t s = value(scale, c, acc_t(1));
+    eff_scale[c] = s;
+    eff_shift[c] = value(bias, c, acc_t(0)) * s + value(shift, c, acc_t(0));
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+inline acc_t weight_at(const scalar_t* w, const Strides& ws, int64_t ci, int64_t co, int64_t ky,
+                       int64_t kx) {
+  return static_cast<acc_t>(w[ci * ws.n + co * ws.c + ky * ws.h + kx * ws.w]);
+}
+
+// ---------------------------------------------------------------------------
+// Engine 1: cout-lanes implicit GEMM.
+// ---------------------------------------------------------------------------
+
+// c[i][v*L + lane] += sum_{k < kc} w[k][v*L + lane] * rows[i][k]: an NR-pixel x
+// MV*L-channel register tile over one K slice (one tap, kc input channels).
+// rows[i] is pixel i's input row for the tap (channels contiguous).
+template <typename acc_t, int NR, int MV>
+inline void cout_lanes_microkernel(const acc_t* const* rows, int64_t kc, const acc_t* w,
+                                   acc_t* c, int64_t ldc) {
+  constexpr int L = kLanes<acc_t>;
+  // Local accumulators and pointers: through `c` the compiler would have to
+  // assume aliasing and store the tile back on every iteration.
+  Vec<acc_t> acc[NR][MV];
+  const acc_t* p[NR];
+#pragma GCC unroll 16
+  for (int i = 0; i < NR; ++i) {
+    p[i] = rows[i];
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; ++v) acc[i][v] = loadu(c + i * ldc + v * L);
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    Vec<acc_t> wv[MV];
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; ++v) wv[v] = loadu(w + v * L);
+    w += MV * L;
+#pragma GCC unroll 16
+    for (int i = 0; i < NR; ++i) {
+      const Vec<acc_t> xb = splat(p[i][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < MV; ++v) acc[i][v] = fmadd(wv[v], xb, acc[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; ++v) storeu(c + i * ldc + v * L, acc[i][v]);
+}
+
+#ifdef AIGC_UPSAMPLE_AVX2
+inline void transpose8x8(__m256 (&r)[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+#endif
+
+// Writes rows x channels of `c` (one row per output pixel, `ldc` apart) to
+// channel planes: pixel r's channel co goes to dst[r][co * cstride]. Channels
+// are written one plane at a time (consecutive pixels are neighbours in an
+// output row), reading `c` in 8x8 blocks transposed in registers rather than
+// one cache line per value. Rows r with dst[r] == nullptr are skipped; `c`
+// must have 8 readable rows past `rows`.
+template <typename scalar_t, typename acc_t>
+void store_channel_planes(const acc_t* c, int64_t ldc, int64_t rows, scalar_t* const* dst,
+                          int64_t cout, int64_t cstride) {
+#ifdef AIGC_UPSAMPLE_AVX2
+  if constexpr (std::is_same_v<acc_t, float>) {
+    for (int64_t c0 = 0; c0 < cout; c0 += 8) {
+      const int64_t nc = std::min<int64_t>(8, cout - c0);
+      for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+        __m256 v[8];
+        for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(c + (r0 + i) * ldc + c0);
+        transpose8x8(v);
+        alignas(32) float lanes[8][8];
+        for (int j = 0; j < 8; ++j) _mm256_store_ps(lanes[j], v[j]);
+        const int64_t nr = std::min<int64_t>(8, rows - r0);
+        for (int64_t j = 0; j < nc; ++j)
+          for (int64_t i = 0; i < nr; ++i)
+            if (dst[r0 + i] != nullptr)
+              dst[r0 + i][(c0 + j) * cstride] = static_cast<scalar_t>(lanes[j][i]);
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t co = 0; co < cout; ++co)
+    for (int64_t r = 0; r < rows; ++r)
+      if (dst[r] != nullptr) dst[r][co * cstride] = static_cast<scalar_t>(c[r * ldc + co]);
+}
+
+template <typename scalar_t, typename acc_t, int NR, int MV>
+void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const at::Tensor& x,
+                    const at::Tensor& weight, const std::vector<acc_t>& eff_scale,
+                    const std::vector<acc_t>& eff_shift, const at::Tensor& out) {
+  constexpr int L = kLanes<acc_t>;
+  constexpr int BW = MV * L;  // output channels per register tile
+  const int64_t cin = g.Cin;
+  const int64_t blocks = (g.Cout + BW - 1) / BW;
+  const int64_t ldc = blocks * BW;  // C buffer row: all (padded) output channels of a pixel
+
+  // x as NHWC in acc_t (used in place when it already is), plus a zero row
+  // that taps outside the image point to.
+  const Strides xs = strides_of(x);
+  const bool x_ready = std::is_same_v<scalar_t, acc_t> && xs.c == 1 && xs.w == cin &&
+                       (g.H == 1 || xs.h == g.W * cin) && (g.N == 1 || xs.n == g.H * g.W * cin);
+  const acc_t* xrows = x_ready ? reinterpret_cast<const acc_t*>(x.data_ptr<scalar_t>())
+                               : scratch<acc_t>(0, g.N * g.H * g.W * cin);
+  const std::vector<acc_t> zero_row(std::max<int64_t>(cin, 1), acc_t(0));
+
+  // Weights per phase as [block][tap][ci][BW] (channels past Cout are zero).
+  std::vector<int64_t> wofs(phases.size() + 1, 0);
+  // Where kernel element (ky, kx) goes: offset of its (phase, tap) panel for
+  // block 0 and the distance between blocks; -1 if its phase has no outputs.
+  std::vector<int64_t> kofs(g.kh * g.kw, -1), kblock(g.kh * g.kw, 0);
+  for (size_t p = 0; p < phases.size(); ++p) {
+    const int64_t ntaps = static_cast<int64_t>(phases[p].taps.size());
+    wofs[p + 1] = wofs[p] + blocks * ntaps * cin * BW;
+    for (int64_t tap = 0; tap < ntaps; ++tap) {
+      const auto [jy, jx] = phases[p].taps[tap];
+      const int64_t k = (phases[p].ry + jy * g.sh) * g.kw + phases[p].rx + jx * g.sw;
+      kofs[k] = wofs[p] + tap * cin * BW;
+      kblock[k] = ntaps * cin * BW;
+    }
+  }
+  acc_t* wpack = scratch<acc_t>(1, wofs.back());
+  if (g.Cout % BW != 0) std::fill(wpack, wpack + wofs.back(), acc_t(0));  // padding lanes
+
+  // Packing, in one parallel region (each region costs a thread hand-off,
+  // and on a shared CPU a hand-off can cost a scheduler tick): items
+  // [0, cin) pack weights of one input channel, the rest convert input rows.
+  const scalar_t* w = weight.data_ptr<scalar_t>();
+  const Strides ws = strides_of(weight);
+  const scalar_t* src = x.data_ptr<scalar_t>();
+  acc_t* x_copy = const_cast<acc_t*>(xrows);
+  const int64_t pack_items = cin + (x_ready ? 0 : g.N * g.H);
+  at::parallel_for(0, pack_items, grain_for(pack_items, weight.numel() + x.numel()),
+                   [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      if (item < cin) {
+        // One input channel's weights (Cout x kh x kw) are an L1-sized slab;
+        // write them one kernel element at a time so each destination line
+        // is filled by consecutive stores (the panels are 4 KiB-aligned apart,
+        // so filling many at once would thrash one L1 set).
+        const int64_t ci = item;
+        for (int64_t ky = 0; ky < g.kh; ++ky)
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t k = ky * g.kw + kx;
+            if (kofs[k] < 0) continue;
+            acc_t* d = wpack + kofs[k] + ci * BW;
+            for (int64_t co = 0; co < g.Cout; ++co)
+              d[(co / BW) * kblock[k] + co % BW] = weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx);
+          }
+      } else {
+        // One input row to NHWC, transposed in blocks of 16 channels so each
+        // written line is filled by consecutive stores.
+        const int64_t nh = item - cin, n = nh / g.H, h = nh % g.H;
+        const scalar_t* s = src + n * xs.n + h * xs.h;
+        acc_t* d = x_copy + nh * g.W * cin;
+        for (int64_t c0 = 0; c0 < cin; c0 += 16)
+          for (int64_t ix = 0; ix < g.W; ++ix)
+            for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
+              d[ix * cin + c] = static_cast<acc_t>(s[c * xs.c + ix * xs.w]);
+      }
+    }
+  });
+
+  scalar_t* out_ptr = out.data_ptr<scalar_t>();
+  const Strides os = strides_of(out);
+  const acc_t slope = static_cast<acc_t>(g.negative_slope);
+
+  // Pixel order within a phase. Image-fastest (t, u, n) makes the NR pixels of
+  // a group share one (t, u), hence the same taps inside the image, so taps
+  // outside are skipped for the whole group (1/4 of the work of a 4x4 -> 8x8
+  // layer, 15/16 of a 1x1 -> 4x4 one); with channels_last output each pixel's
+  // channels are one contiguous store. For NCHW output of larger images the
+  // row order (n, t, u) instead makes consecutive pixels neighbours in the
+  // output rows that the epilogue writes channel by channel.
+  bool image_fastest = os.c == 1;
+  for (const Phase& ph : phases) image_fastest |= ph.rows() * ph.cols() <= 32;
+  auto locate = [&](const Phase& ph, int64_t m, int64_t& n, int64_t& t, int64_t& u) {
+    if (image_fastest) {
+      n = m % g.N;
+      t = ph.t0 + (m / g.N) / ph.cols();
+      u = ph.u0 + (m / g.N) % ph.cols();
+    } else {
+      const int64_t per_image = ph.rows() * ph.cols();
+      n = m / per_image;
+      t = ph.t0 + (m % per_image) / ph.cols();
+      u = ph.u0 + (m % per_image) % ph.cols();
+    }
+  };
+
+  // Blocking, as in BLIS: a work item is (phase, chunk of NR-pixel groups) with
+  // a C buffer of chunk x Cout accumulators (L2). The K loop (tap, slice of kc
+  // input channels) is outermost, so the weight slice of every channel block
+  // (Cout x kc, <= 128 KiB) stays in L2 while the chunk's groups run through
+  // it, and a group's input rows (NR x kc) stay in L1 across channel blocks.
+  const int threads = at::get_num_threads();
+  std::vector<int64_t> groups(phases.size());
+  int64_t total_groups = 0;
+  for (size_t p = 0; p < phases.size(); ++p) {
+    groups[p] = (g.N * phases[p].rows() * phases[p].cols() + NR - 1) / NR;
+    total_groups += groups[p];
+  }
+  const int64_t chunk = std::clamp<int64_t>(
+      std::min<int64_t>(total_groups / (4 * threads),
+                        (128 << 10) / static_cast<int64_t>(NR * ldc * sizeof(acc_t))),
+      1, 32);
+  const int64_t kc_max = std::clamp<int64_t>(
+      (128 << 10) / static_cast<int64_t>(ldc * sizeof(acc_t)), 32, std::max<int64_t>(cin, 1));
+  std::vector<int64_t> item_start(phases.size() + 1, 0);  // first item of each phase
+  for (size_t p = 0; p < phases.size(); ++p)
+    item_start[p + 1] = item_start[p] + (groups[p] + chunk - 1) / chunk;
+  int64_t total_macs = 0;
+  for (const Phase& ph : phases)
+    total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
+
+  at::parallel_for(0, item_start.back(), grain_for(item_start.back(), total_macs),
+                   [&](int64_t begin, int64_t end) {
+    std::vector<const acc_t*> table;  // [group][tap][pixel] input rows (+ k offset later)
+    std::vector<uint8_t> active;      // [group][tap]: inside the image for some pixel
+    std::vector<scalar_t*> dst;       // [group * NR + pixel] output address of channel 0
+    std::vector<acc_t> cbuf;          // [group * NR + pixel][ldc] accumulators
+    for (int64_t item = begin; item < end; ++item) {
+      const size_t p = std::upper_bound(item_start.begin(), item_start.end(), item) -
+                       item_start.begin() - 1;
+      const Phase& ph = phases[p];
+      const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
+      const int64_t g0 = (item - item_start[p]) * chunk;
+      const int64_t ng = std::min(chunk, groups[p] - g0);
+      const int64_t pixels = g.N * ph.rows() * ph.cols();
+
+      table.resize(ng * ntaps * NR);
+      active.assign(ng * ntaps, 0);
+      dst.resize(ng * NR);
+      cbuf.assign((ng * NR + 8) * ldc, acc_t(0));  // + 8 rows: the 8x8 transposes may overrun
+      for (int64_t gi = 0; gi < ng; ++gi) {
+        for (int i = 0; i < NR; ++i) {
+          // Past the last pixel, repeat it (computed, never stored).
+          const int64_t m = std::min((g0 + gi) * NR + i, pixels - 1);
+          int64_t n, t, u;
+          locate(ph, m, n, t, u);
+          dst[gi * NR + i] = (g0 + gi) * NR + i < pixels
+                                 ? out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h +
+                                       (u * g.sw + ph.rx - g.pw) * os.w
+                                 : nullptr;
+          for (int64_t tap = 0; tap < ntaps; ++tap) {
+            const int64_t iy = t - ph.taps[tap][0], ix = u - ph.taps[tap][1];
+            const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
+            table[(gi * ntaps + tap) * NR + i] =
+                inside ? xrows + ((n * g.H + iy) * g.W + ix) * cin : zero_row.data();
+            active[gi * ntaps + tap] |= inside;
+          }
+        }
+      }
+
+      const acc_t* wphase = wpack + wofs[p];
+      for (int64_t tap = 0; tap < ntaps; ++tap) {
+        for (int64_t k0 = 0; k0 < cin; k0 += kc_max) {
+          const int64_t kc = std::min(kc_max, cin - k0);
+          for (int64_t gi = 0; gi < ng; ++gi) {
+            if (!active[gi * ntaps + tap]) continue;
+            const acc_t* rows[NR];
+            for (int i = 0; i < NR; ++i) rows[i] = table[(gi * ntaps + tap) * NR + i] + k0;
+            for (int64_t b = 0; b < blocks; ++b)
+              cout_lanes_microkernel<acc_t, NR, MV>(
+                  rows, kc, wphase + ((b * ntaps + tap) * cin + k0) * BW,
+                  cbuf.data() + gi * NR * ldc + b * BW, ldc);
+          }
+        }
+      }
+
+      // Epilogue on the chunk while it is in cache: y = act(acc * scale + shift).
+      for (int64_t r = 0; r < ng * NR; ++r) {
+        acc_t* c = cbuf.data() + r * ldc;
+        for (int64_t co = 0; co < ldc; co += L)
+          storeu(c + co, activation_vec<acc_t>(fmadd(loadu(c + co), loadu(eff_scale.data() + co),
+                                                     loadu(eff_shift.data() + co)),
+                                               g.act, slope));
+      }
+      if (os.c == 1) {
+        // Channels contiguous (channels_last): one contiguous row per pixel.
+        for (int64_t r = 0; r < ng * NR; ++r) {
+          scalar_t* d = dst[r];
+          if (d == nullptr) continue;
+          const acc_t* c = cbuf.data() + r * ldc;
+          if constexpr (std::is_same_v<scalar_t, acc_t>)
+            std::memcpy(d, c, g.Cout * sizeof(acc_t));
+          else
+            for (int64_t co = 0; co < g.Cout; ++co) d[co] = static_cast<scalar_t>(c[co]);
+        }
+      } else {
+        store_channel_planes<scalar_t, acc_t>(cbuf.data(), ldc, ng * NR, dst.data(), g.Cout,
+                                              os.c);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Engine 2: pixel-lanes, for a handful of output channels.
+// ---------------------------------------------------------------------------
+
+// The padded plane covers input rows [iy_lo, iy_hi] and columns [ix_lo, ix_hi]
+// (zeros outside the image), so every tap of every phase reads inside it.
+struct PaddedPlane {
+  int64_t iy_lo, ix_lo, hp, wp, size;
+};
+
+PaddedPlane padded_plane(const Geometry& g, const std::vector<Phase>& phases) {
+  int64_t iy_lo = 0, iy_hi = g.H - 1, ix_lo = 0, ix_hi = g.W - 1;
+  for (const Phase& p : phases) {
+    int64_t jy_max = 0, jx_max = 0;
+    for (const auto& t : p.taps) {
+      jy_max = std::max(jy_max, t[0]);
+      jx_max = std::max(jx_max, t[1]);
+    }
+    iy_lo = std::min(iy_lo, p.t0 - jy_max);
+    ix_lo = std::min(ix_lo, p.u0 - jx_max);
+    iy_hi = std::max(iy_hi, p.t1);
+    ix_hi = std::max(ix_hi, p.u1);
+  }
+  const int64_t hp = iy_hi - iy_lo + 1, wp = ix_hi - ix_lo + 1;
+  return {iy_lo, ix_lo, hp, wp, hp * wp};
+}
+
+// acc[c][v*L + lane] = sum_{ci, tap} w[ci][tap][c] * src0[ci * channel_stride +
+// offsets[tap] + v*L + lane]: MV*L consecutive output pixels of one phase row.
+template <typename acc_t, int NC, int MV>
+inline void pixel_lanes_microkernel(const acc_t* src0, int64_t channel_stride, int64_t cin,
+                                    const int64_t* offsets, int64_t ntaps, const acc_t* w,
+                                    Vec<acc_t> (&out)[NC][MV]) {
+  constexpr int L = kLanes<acc_t>;
+  Vec<acc_t> acc[NC][MV];  // local, as in cout_lanes_microkernel
+#pragma GCC unroll 8
+  for (int c = 0; c < NC; ++c)
+#pragma GCC unroll 8
+    for (int v = 0; v < MV; ++v) acc[c][v] = Vec<acc_t>{};
+  for (int64_t ci = 0; ci < cin; ++ci, src0 += channel_stride) {
+    for (int64_t tap = 0; tap < ntaps; ++tap, w += NC) {
+      const acc_t* src = src0 + offsets[tap];
+      // Keep the smaller operand set in registers: NC*MV accumulators plus
+      // min(NC, MV) + 1 operands fit the 16 vector registers without spills.
+      if constexpr (NC <= MV) {
+        Vec<acc_t> wb[NC];
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) wb[c] = splat(w[c]);
+#pragma GCC unroll 8
+        for (int v = 0; v < MV; ++v) {
+          const Vec<acc_t> xv = loadu(src + v * L);
+#pragma GCC unroll 8
+          for (int c = 0; c < NC; ++c) acc[c][v] = fmadd(xv, wb[c], acc[c][v]);
+        }
+      } else {
+        Vec<acc_t> xv[MV];
+#pragma GCC unroll 8
+        for (int v = 0; v < MV; ++v) xv[v] = loadu(src + v * L);
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) {
+          const Vec<acc_t> wb = splat(w[c]);
+#pragma GCC unroll 8
+          for (int v = 0; v < MV; ++v) acc[c][v] = fmadd(xv[v], wb, acc[c][v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < NC; ++c)
+#pragma GCC unroll 8
+    for (int v = 0; v < MV; ++v) out[c][v] = acc[c][v];
+}
+
+template <typename scalar_t, typename acc_t, int NC, int MV>
+void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const at::Tensor& x,
+                     const at::Tensor& weight, const std::vector<acc_t>& eff_scale,
+                     const std::vector<acc_t>& eff_shift, const at::Tensor& out) {
+  constexpr int L = kLanes<acc_t>;
+  constexpr int BLOCK = MV * L;  // pixels per register tile
+  const int64_t cin = g.Cin;
+  const PaddedPlane pl = padded_plane(g, phases);
+  // The padded image is stored [row][channel][column]: a tile's inputs for
+  // successive channels are wp apart, one short stream per tap row, so they
+  // stay in L1 across the phases that share the input rows.
+  const int64_t row_stride = cin * pl.wp;
+  const int64_t chunks = (g.Cout + NC - 1) / NC;
+
+  // Weights per phase as [chunk][ci][tap][NC], and each tap's shift.
+  std::vector<int64_t> wofs(phases.size() + 1, 0), tofs(phases.size() + 1, 0);
+  for (size_t p = 0; p < phases.size(); ++p) {
+    wofs[p + 1] = wofs[p] + chunks * cin * static_cast<int64_t>(phases[p].taps.size()) * NC;
+    tofs[p + 1] = tofs[p] + static_cast<int64_t>(phases[p].taps.size());
+  }
+  std::vector<acc_t> wpack(wofs.back());
+  std::vector<int64_t> offsets(std::max<int64_t>(tofs.back(), 1));
+  {
+    const scalar_t* w = weight.data_ptr<scalar_t>();
+    const Strides ws = strides_of(weight);
+    for (size_t p = 0; p < phases.size(); ++p) {
+      const Phase& ph = phases[p];
+      const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
+      acc_t* d = wpack.data() + wofs[p];
+      for (int64_t k = 0; k < chunks; ++k)
+        for (int64_t ci = 0; ci < cin; ++ci)
+          for (int64_t tap = 0; tap < ntaps; ++tap)
+            for (int c = 0; c < NC; ++c, ++d) {
+              const int64_t co = k * NC + c;
+              *d = co < g.Cout ? weight_at<scalar_t, acc_t>(w, ws, ci, co,
+                                                            ph.ry + ph.taps[tap][0] * g.sh,
+                                                            ph.rx + ph.taps[tap][1] * g.sw)
+                               : acc_t(0);
+            }
+      for (int64_t tap = 0; tap < ntaps; ++tap)
+        offsets[tofs[p] + tap] = -(ph.taps[tap][0] * row_stride + ph.taps[tap][1]);
+    }
+  }
+
+  const scalar_t* xptr = x.data_ptr<scalar_t>();
+  const Strides xs = strides_of(x);
+  scalar_t* out_ptr = out.data_ptr<scalar_t>();
+  const Strides os = strides_of(out);
+  const acc_t slope = static_cast<acc_t>(g.negative_slope);
+  // Lanes past the end of a row read on into the next one (discarded); past
+  // the last row they land in this zero tail.
+  const int64_t buffer_size = pl.hp * row_stride + BLOCK;
+
+  // Copies input rows [h_begin, h_end) of image n into the padded buffer.
+  auto pack_rows = [&](acc_t* rows, int64_t n, int64_t h_begin, int64_t h_end) {
+    for (int64_t h = h_begin; h < h_end; ++h)
+      for (int64_t ci = 0; ci < cin; ++ci) {
+        const scalar_t* s = xptr + n * xs.n + ci * xs.c + h * xs.h;
+        acc_t* d = rows + (h - pl.iy_lo) * row_stride + ci * pl.wp - pl.ix_lo;
+        if constexpr (std::is_same_v<scalar_t, acc_t>) {
+          if (xs.w == 1) {
+            std::memcpy(d, s, g.W * sizeof(acc_t));
+            continue;
+          }
+        }
+        for (int64_t w = 0; w < g.W; ++w) d[w] = static_cast<acc_t>(s[w * xs.w]);
+      }
+  };
+
+  // Phases sharing a row residue ry share their rows t (and input rows), so
+  // the work of an image is a list of (ry, t) rows, each done for every phase
+  // of that residue while its inputs are in L1.
+  struct RowGroup {
+    size_t first, last;  // phases [first, last) have this ry
+    int64_t t0, t1;
+  };
+  std::vector<RowGroup> row_groups;
+  for (size_t p = 0; p < phases.size(); ++p) {
+    if (row_groups.empty() || phases[row_groups.back().first].ry != phases[p].ry)
+      row_groups.push_back({p, p + 1, phases[p].t0, phases[p].t1});
+    else
+      row_groups.back().last = p + 1;
+  }
+  std::vector<int64_t> first_row(row_groups.size() + 1, 0);
+  for (size_t r = 0; r < row_groups.size(); ++r)
+    first_row[r + 1] = first_row[r] + row_groups[r].t1 - row_groups[r].t0 + 1;
+
+  // Output rows [row_begin, row_end) of the (ry, t) list, for every phase.
+  auto compute_rows = [&](const acc_t* rows, int64_t n, int64_t row_begin, int64_t row_end) {
+    alignas(32) acc_t ybuf[NC][BLOCK];
+    for (size_t r = 0; r < row_groups.size(); ++r) {
+      const RowGroup& rg = row_groups[r];
+      for (int64_t row = std::max(row_begin, first_row[r]);
+           row < std::min(row_end, first_row[r + 1]); ++row) {
+        const int64_t t = rg.t0 + row - first_row[r];
+        for (size_t p = rg.first; p < rg.last; ++p) {
+          const Phase& ph = phases[p];
+          const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
+          scalar_t* out_row = out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h;
+          for (int64_t u0 = ph.u0; u0 <= ph.u1; u0 += BLOCK) {
+            const acc_t* src = rows + (t - pl.iy_lo) * row_stride + (u0 - pl.ix_lo);
+            const int64_t lanes = std::min<int64_t>(BLOCK, ph.u1 - u0 + 1);
+            for (int64_t k = 0; k < chunks; ++k) {
+              Vec<acc_t> acc[NC][MV];
+              pixel_lanes_microkernel<acc_t, NC, MV>(
+                  src, pl.wp, cin, offsets.data() + tofs[p], ntaps,
+                  wpack.data() + wofs[p] + k * cin * ntaps * NC, acc);
+              const int64_t count = std::min<int64_t>(NC, g.Cout - k * NC);
+              for (int c = 0; c < NC; ++c) {
+                const Vec<acc_t> sc = splat(eff_scale[k * NC + c]);
+                const Vec<acc_t> sh = splat(eff_shift[k * NC + c]);
+                for (int v = 0; v < MV; ++v)
+                  storeu(&ybuf[c][v * L],
+                         activation_vec<acc_t>(fmadd(acc[c][v], sc, sh), g.act, slope));
+              }
+              for (int64_t lane = 0; lane < lanes; ++lane) {
+                scalar_t* d = out_row + ((u0 + lane) * g.sw + ph.rx - g.pw) * os.w + k * NC * os.c;
+                for (int64_t c = 0; c < count; ++c)
+                  d[c * os.c] = static_cast<scalar_t>(ybuf[c][lane]);
+              }
+            }
+          }
+        }
+      }
+    }
+  };
+
+  const int threads = at::get_num_threads();
+  int64_t total_macs = 0;
+  for (const Phase& ph : phases)
+    total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
+  // One parallel region over (image, band of output rows). A band packs the
+  // input rows it reads into the thread's buffer (neighbouring bands repeat
+  // a kernel's height of rows) and computes its outputs.
+  const int64_t total_rows = first_row.back();
+  int64_t jy_max = 0;
+  for (const Phase& ph : phases)
+    for (const auto& tap : ph.taps) jy_max = std::max(jy_max, tap[0]);
+  const int64_t bands = g.N >= 2 * threads ? 1 : std::min<int64_t>(total_rows, 4 * threads);
+  const int64_t band_rows = (total_rows + bands - 1) / bands;
+  at::parallel_for(0, g.N * bands, grain_for(g.N * bands, total_macs), [&](int64_t begin,
+                                                                            int64_t end) {
+    std::vector<acc_t> rows(buffer_size, acc_t(0));
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / bands;
+      const int64_t row_begin = (item % bands) * band_rows;
+      const int64_t row_end = std::min(total_rows, row_begin + band_rows);
+      if (row_begin >= row_end) continue;
+      // Input rows read by these output rows: t - jy for the rows' t.
+      int64_t t_min = INT64_MAX, t_max = INT64_MIN;
+      for (size_t r = 0; r < row_groups.size(); ++r) {
+        const int64_t lo = std::max(row_begin, first_row[r]), hi = std::min(row_end, first_row[r + 1]);
+        if (lo >= hi) continue;
+        t_min = std::min(t_min, row_groups[r].t0 + lo - first_row[r]);
+        t_max = std::max(t_max, row_groups[r].t0 + hi - 1 - first_row[r]);
+      }
+      pack_rows(rows.data(), n, std::clamp<int64_t>(t_min - jy_max, 0, g.H),
+                std::clamp<int64_t>(t_max + 1, 0, g.H));
+      compute_rows(rows.data(), n, row_begin, row_end);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Dispatch.
+// ---------------------------------------------------------------------------
+template <typename scalar_t>
+void upsample_cpu_typed(const Geometry& g, const at::Tensor& x, const at::Tensor& weight,
+                        const c10::optional<at::Tensor>& bias,
+                        const c10::optional<at::Tensor>& scale,
+                        const c10::optional<at::Tensor>& shift, const at::Tensor& out) {
+  using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+  constexpr int L = kLanes<acc_t>;
+  const std::vector<Phase> phases = make_phases(g);
+  std::vector<acc_t> eff_scale, eff_shift;
+  fold_epilogue<scalar_t, acc_t>(bias, scale, shift, g.Cout, ((g.Cout + 2 * L - 1) / (2 * L)) * 2 * L,
+                                 eff_scale, eff_shift);
+  auto run = [&](auto engine) { engine(g, phases, x, weight, eff_scale, eff_shift, out); };
+  if (2 * g.Cout <= L) {
+    // A few output channels: pixels on the lanes.
+    switch (g.Cout) {
+      case 1: return run(run_pixel_lanes<scalar_t, acc_t, 1, 8>);
+      case 2: return run(run_pixel_lanes<scalar_t, acc_t, 2, 6>);
+      case 3: return run(run_pixel_lanes<scalar_t, acc_t, 3, 4>);
+      default: return run(run_pixel_lanes<scalar_t, acc_t, 4, 3>);
+    }
+  }
+  if (g.Cout <= L) return run(run_cout_lanes<scalar_t, acc_t, 12, 1>);
+  return run(run_cout_lanes<scalar_t, acc_t, 6, 2>);
+}
+
+at::Tensor upsample_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias,
+                               const c10::optional<at::Tensor>& scale,
+                               const c10::optional<at::Tensor>& shift, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef output_padding,
+                               c10::string_view activation, double negative_slope) {
+  const Geometry g = check_args(x, weight, bias, scale, shift, stride, padding, output_padding,
+                                std::string(activation), negative_slope);
+  TORCH_CHECK(x.device().is_cpu(), "upsample_conv2d: the CPU kernel got x on ", x.device());
+  at::Tensor out = allocate_output(x, g);
+  if (out.numel() == 0) return out;
+  switch (x.scalar_type()) {
+    case at::kFloat: upsample_cpu_typed<float>(g, x, weight, bias, scale, shift, out); break;
+    case at::kDouble: upsample_cpu_typed<double>(g, x, weight, bias, scale, shift, out); break;
+    case at::kBFloat16:
+      upsample_cpu_typed<c10::BFloat16>(g, x, weight, bias, scale, shift, out);
+      break;
+    case at::kHalf: upsample_cpu_typed<c10::Half>(g, x, weight, bias, scale, shift, out); break;
+    default:
+      TORCH_CHECK(false, "upsample_conv2d: x must be float32, float64, bfloat16 or float16 on the "
+                  "CPU; got ", dtype_name(x.scalar_type()));
+  }
+  return out;
+}
+
+}  // namespace
+}  // namespace aigc::upsample
+
+TORCH_LIBRARY_FRAGMENT(aigc, m) {
+  // The fake (meta) impl and autograd live in this Python module.
+  m.set_python_module("aigc_sdk.ops.upsample");
+  m.def(
+      "upsample_conv2d(Tensor x, Tensor weight, Tensor? bias, Tensor? scale, Tensor? shift, "
+      "int[] stride, int[] padding, int[] output_padding, str activation, "
+      "float negative_slope) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(aigc, CPU, m) {
+  m.impl("upsample_conv2d", &aigc::upsample::upsample_conv2d_cpu);
+}

@@ -1,0 +1,216 @@
+"""The ``transformer`` text generator: prompts in, text (or a stream of pieces) out.
+
+Every prompt starts with ``<|endoftext|>``, which in training marks the start
+of a file; generating it ends the sequence. A batch of prompts of different
+lengths decodes together (ragged KV cache). Stop strings end a sequence and
+are kept at the end of its text, like the SDK's other text generators.
+
+Token healing (on by default): a prompt such as ``"def "`` ends in a token
+(a lone space) that the tokenizer would rarely produce there, since BPE joins
+a space to the word after it. The last prompt token is therefore taken back
+and the first new token must start with its bytes, which are then left out
+of the output: the model chooses ``" parse"`` instead of continuing after a
+stray ``" "``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from aigc_sdk import GenerationResult, Generator, RequestError, TextRequest
+from aigc_sdk.generation import resolve_seed
+
+from . import pretrained
+from .decode import BACKENDS, DecodeSession, DecodeWeights, Sampling, decode
+from .model import Transformer
+from .tokenizer import BPETokenizer, TextDecoder
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformerRequest(TextRequest):
+    """``TextRequest`` plus ``token_healing`` (see the module docstring)."""
+
+    token_healing: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.token_healing, bool):
+            raise RequestError(f"token_healing must be true or false, got {self.token_healing!r}")
+
+
+class _Sequence:
+    """The text of one sequence as it grows, cut at the first stop string."""
+
+    def __init__(self, decoder: TextDecoder, stops: tuple[str, ...], skip: int = 0) -> None:
+        self.decoder, self.stops = decoder, stops
+        self.skip = skip  # bytes of the first token that the prompt already has (healing)
+        self.longest_stop = max((len(s) for s in stops), default=0)
+        self.text, self.done = "", False
+
+    def add(self, piece: str) -> str:
+        """Appends ``piece``; returns what of it belongs to the output (all, or up to a stop)."""
+        if not piece or self.done:
+            return ""
+        start = len(self.text)
+        self.text += piece
+        # Only a stop ending inside the new piece can be new: search from just before it.
+        window = max(0, start - self.longest_stop + 1)
+        ends = [
+            found + len(stop) for stop in self.stops if (found := self.text.find(stop, window)) >= 0
+        ]
+        if ends:
+            self.text, self.done = self.text[: min(ends)], True
+        return self.text[start:]
+
+    def push(self, token: int) -> str:
+        skip, self.skip = self.skip, 0
+        return self.add(self.decoder.push(token, skip))
+
+    def finish(self) -> str:
+        """Ends the sequence, emitting any bytes held back (an incomplete UTF-8 character)."""
+        piece = self.add(self.decoder.flush())
+        self.done = True
+        return piece
+
+
+class TransformerGenerator(Generator):
+    modality = "text"
+    Request = TransformerRequest
+    thread_safe = True  # each call has its own KV cache; the weights are only read
+
+    def __init__(
+        self, weights: str | Path | None = None, device: str = "cpu", backend: str = "fused"
+    ) -> None:
+        model, tokenizer, config = pretrained.load(weights, device)
+        self._setup(model, tokenizer, config, backend)
+
+    @classmethod
+    def from_model(
+        cls, model: Transformer, tokenizer: BPETokenizer, backend: str = "fused"
+    ) -> TransformerGenerator:
+        """A generator around an in-memory model (e.g. the one being trained)."""
+        generator = cls.__new__(cls)
+        generator._setup(model.eval(), tokenizer, {"model": model.cfg.to_dict()}, backend)
+        return generator
+
+    def _setup(self, model, tokenizer, config, backend: str) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.decode_weights = DecodeWeights(model)  # a snapshot of the weights
+        self.backend = backend
+        self._healing_cache: dict[bytes, list[int]] = {}
+
+    # -- prompts ---------------------------------------------------------------
+
+    def encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
+        """``<|endoftext|>`` + the prompt's tokens, left-truncated to leave room for the output."""
+        limit = self.model.cfg.max_seq_len
+        if max_new_tokens >= limit:
+            raise RequestError(
+                f"max_new_tokens must be < {limit} (this model's context length), "
+                f"got {max_new_tokens}"
+            )
+        ids = [self.tokenizer.eos_id, *self.tokenizer.encode(prompt)]
+        return ids[-(limit - max_new_tokens) :]
+
+    def _heal(self, prompts: list[list[int]]):
+        """Takes back each prompt's last token: (prompts, bytes taken back per prompt,
+        [B, V] mask of the tokens allowed first)."""
+        allowed = torch.ones((len(prompts), self.tokenizer.vocab_size), dtype=torch.bool)
+        healed = []
+        for row, ids in enumerate(prompts):
+            if len(ids) < 2:  # only <|endoftext|>: nothing to heal
+                healed.append(0)
+                continue
+            last = self.tokenizer.token_bytes[ids[-1]]
+            allowed[row] = False
+            allowed[row, self._tokens_starting_with(last)] = True
+            healed.append(len(last))
+            prompts[row] = ids[:-1]
+        return prompts, healed, allowed
+
+    def _tokens_starting_with(self, prefix: bytes) -> list[int]:
+        if prefix not in self._healing_cache:  # a race only computes one entry twice
+            self._healing_cache[prefix] = self.tokenizer.tokens_starting_with(prefix)
+        return self._healing_cache[prefix]
+
+    # -- generation --------------------------------------------------------------
+
+    def _events(
+        self, request: TextRequest, seed: int, tokens_out: list[list[int]] | None = None
+    ) -> Iterator[tuple[int, str]]:
+        """(row, text piece) as each sequence of the batch grows. ``tokens_out`` (one
+        list per row) receives each sequence's tokens, end-of-text included."""
+        prompts = [self.encode_prompt(p, request.max_new_tokens) for p in request.prompts]
+        healed, first_allowed = [0] * len(prompts), None
+        if getattr(request, "token_healing", True) and request.max_new_tokens:
+            prompts, healed, first_allowed = self._heal(prompts)
+        sequences = [_Sequence(TextDecoder(self.tokenizer), request.stop, skip) for skip in healed]
+        session = DecodeSession(
+            self.model,
+            batch=len(prompts),
+            max_len=max(len(p) for p in prompts) + request.max_new_tokens,
+            backend=self.backend,
+            weights=self.decode_weights,
+        )
+        sampling = Sampling(
+            temperature=request.temperature,
+            top_k=request.top_k,
+            top_p=request.top_p,
+            min_p=request.min_p,
+            repetition_penalty=request.repetition_penalty,
+            seed=seed,
+        )
+        eos = self.tokenizer.eos_id
+        steps = decode(session, prompts, sampling, request.max_new_tokens, first_allowed)
+        for tokens in steps:
+            for row, token in enumerate(tokens.tolist()):
+                seq = sequences[row]
+                if seq.done:
+                    continue
+                if tokens_out is not None:
+                    tokens_out[row].append(token)
+                piece = seq.finish() if token == eos else seq.push(token)
+                if piece:
+                    yield row, piece
+            if all(seq.done for seq in sequences):
+                break
+        for row, seq in enumerate(sequences):
+            if not seq.done and (piece := seq.finish()):
+                yield row, piece
+
+    def generate(self, request: TextRequest) -> GenerationResult:
+        seed = resolve_seed(request.seed)
+        pieces: list[list[str]] = [[] for _ in request.prompts]
+        tokens: list[list[int]] = [[] for _ in request.prompts]
+        for row, piece in self._events(request, seed, tokens):
+            pieces[row].append(piece)
+        return GenerationResult(
+            "text",
+            texts=["".join(p) for p in pieces],
+            tensors={"tokens": [torch.tensor(t, dtype=torch.int64) for t in tokens]},
+            seed=seed,
+        )
+
+    def stream(self, request: TextRequest) -> Iterator[str]:
+        """Yields the first sequence's text as it decodes, never splitting a character.
+
+        A batch decodes together; the other sequences follow once it is done,
+        each after a blank line (as ``GenerationResult.save`` separates texts),
+        so the joined stream equals the joined texts of ``generate``.
+        """
+        seed = resolve_seed(request.seed)
+        later: list[list[str]] = [[] for _ in request.prompts]
+        for row, piece in self._events(request, seed):
+            if row == 0:
+                yield piece
+            else:
+                later[row].append(piece)
+        for pieces in later[1:]:
+            yield "\n\n"
+            yield from pieces

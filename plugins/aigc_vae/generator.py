@@ -1,0 +1,206 @@
+"""The ``vae`` generator: prior samples, reconstructions, interpolations.
+
+    aigc generate vae --seed 3 -n 64 --out grid.png                  # from the prior
+    aigc generate vae --reconstruct digit.png -n 4 --out recon.png   # mean + 3 posterior draws
+    aigc generate vae --interpolate 'a.png|b.png' --frames 8 --out walk.png
+
+Input images are read like the training data: greyscale, centre-cropped,
+resized to the model's size, and inverted when their background is light
+(the digits are white on black).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from aigc_sdk import GenerationResult, Generator, ImageRequest, RequestError, checkpoint, media
+from aigc_sdk.generation import resolve_seed
+
+from .model import VAE, VAEConfig, fuse_decoder, per_image_terms, split_output
+
+PLUGIN = "vae"
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "vae"
+CHUNK = 256  # images per forward pass: bounds memory for large n
+
+
+def _paths(value) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(p for p in value.split("|") if p) if value else ()
+    if isinstance(value, (list, tuple)) and all(isinstance(p, (str, Path)) for p in value):
+        return tuple(str(p) for p in value)
+    raise RequestError(f"interpolate must be two image paths ('a.png|b.png'), got {value!r}")
+
+
+def _require_file(option: str, path: str) -> None:
+    if not Path(path).is_file():
+        what = "is a directory, not an image" if Path(path).is_dir() else "does not exist"
+        raise RequestError(f"{option}: image file {path} {what}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VAERequest(ImageRequest):
+    """Prior samples (``n``, ``temperature``); or a reconstruction of one image
+    (``n`` outputs: the posterior mean's decoding, then posterior draws); or an
+    interpolation through latent space between two images (``frames`` outputs).
+    """
+
+    temperature: float = 1.0
+    reconstruct: str | None = None
+    interpolate: tuple[str, ...] = ()
+    frames: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 10:
+            raise RequestError(f"temperature must be a number in [0, 10], got {t!r}")
+        f = self.frames
+        if isinstance(f, bool) or not isinstance(f, int) or not 2 <= f <= 256:
+            raise RequestError(f"frames must be an integer in [2, 256], got {f!r}")
+        paths = _paths(self.interpolate)
+        object.__setattr__(self, "interpolate", paths)
+        if paths and len(paths) != 2:
+            raise RequestError(
+                f"interpolate needs exactly two image paths ('a.png|b.png'), got {len(paths)}"
+            )
+        if paths and self.reconstruct is not None:
+            raise RequestError("reconstruct and interpolate cannot be combined: pick one")
+        if paths and self.n != 1:
+            raise RequestError(f"n: interpolate makes `frames` images; leave n at 1, got {self.n}")
+        if self.reconstruct is not None:
+            if not isinstance(self.reconstruct, (str, Path)) or not str(self.reconstruct):
+                raise RequestError(f"reconstruct must be an image path, got {self.reconstruct!r}")
+            object.__setattr__(self, "reconstruct", str(self.reconstruct))
+            _require_file("reconstruct", self.reconstruct)
+        for path in paths:
+            _require_file("interpolate", path)
+
+
+def load_image(path: str, option: str, size: int, channels: int) -> torch.Tensor:
+    """One image file as [1, channels, size, size] in [-1, 1], digit-style (light on dark)."""
+    import numpy as np
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img).convert("L" if channels == 1 else "RGB")
+            img = ImageOps.fit(img, (size, size), Image.Resampling.BICUBIC)
+    except FileNotFoundError:
+        raise RequestError(f"{option}: image file {path} does not exist") from None
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise RequestError(f"{option}: cannot read image file {path}: {exc}") from None
+    pixels = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()) / 255.0
+    pixels = pixels.reshape(size, size, channels).permute(2, 0, 1)
+    border = torch.cat([pixels[:, 0], pixels[:, -1], pixels[:, :, 0], pixels[:, :, -1]], dim=1)
+    if border.mean() > 0.5:  # dark ink on light paper: flip to the training data's polarity
+        pixels = 1 - pixels
+    return (pixels * 2 - 1)[None]
+
+
+class VAEGenerator(Generator):
+    """A convolutional VAE; images are the means of the decoder's pixel distributions."""
+
+    modality = "image"
+    Request = VAERequest
+    thread_safe = True  # generate() reads the model only; every draw uses the request's seed
+
+    def __init__(
+        self, weights: str | Path | None = None, device: str = "cpu", fused: bool = True
+    ) -> None:
+        """``fused=False`` decodes with the plain PyTorch layers (the benchmarks' baseline)."""
+        source = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        config, tensors = checkpoint.load_pretrained(source, plugin=PLUGIN)
+        self.config = VAEConfig.from_dict(config)
+        self.model = VAE(self.config)
+        checkpoint.load_into(self.model, tensors, source)
+        self.model.eval().requires_grad_(False).to(device)
+        self.device = torch.device(device)
+        self.fused = fused
+        # Decoding runs each block as one fused op with its BatchNorm folded in.
+        self.fused_decoder = fuse_decoder(self.model.decoder) if fused else None
+
+    def _decoder_output(self, z: torch.Tensor) -> torch.Tensor:
+        if self.fused_decoder is None:
+            return self.model.decoder(z)
+        return self.fused_decoder(z[:, :, None, None])
+
+    # -- building blocks (public: the evaluation tool uses them) ------------------
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents [m, latent] -> images in [-1, 1] (the decoder's means), in chunks."""
+        out = [
+            split_output(self._decoder_output(chunk.to(self.device)))[0].clamp(-1, 1).cpu()
+            for chunk in z.split(CHUNK)
+        ]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images [m, c, h, w] in [-1, 1] -> posterior mean and log-variance."""
+        mean, logvar = self.model.encoder(images.to(self.device))
+        return mean.cpu(), logvar.cpu()
+
+    @torch.no_grad()
+    def negative_elbo(self, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """-ELBO in nats of each image ([m]), quantized to 8 bits, one posterior draw each."""
+        rng = torch.Generator().manual_seed(seed)
+        out = []
+        for chunk in images.split(CHUNK):
+            recon, kl = per_image_terms(self.model, chunk.to(self.device), rng)
+            out.append((recon + kl).cpu())
+        return torch.cat(out)
+
+    def load(self, path: str, option: str) -> torch.Tensor:
+        return load_image(path, option, self.config.size, self.config.channels)
+
+    # -- requests -----------------------------------------------------------------
+
+    def generate(self, request: VAERequest) -> GenerationResult:
+        seed = resolve_seed(request.seed)
+        rng = torch.Generator().manual_seed(seed)
+        if request.reconstruct is not None:
+            return self._reconstruct(request, rng, seed)
+        if request.interpolate:
+            return self._interpolate(request, seed)
+        z = self.model.sample_prior(request.n, rng, request.temperature)
+        return self._result(self.decode(z), seed, latents=z)
+
+    def _reconstruct(self, request: VAERequest, rng: torch.Generator, seed: int):
+        image = self.load(request.reconstruct, "reconstruct")
+        mean, logvar = self.encode(image)
+        noise = torch.randn(request.n - 1, self.config.latent, generator=rng)
+        z = torch.cat([mean, mean + noise * (0.5 * logvar).exp() * request.temperature])
+        neg_elbo = self.negative_elbo(image, seed)
+        return self._result(self.decode(z), seed, latents=z, input=image, neg_elbo=neg_elbo)
+
+    def _interpolate(self, request: VAERequest, seed: int):
+        a, b = (self.load(p, "interpolate") for p in request.interpolate)
+        means, _ = self.encode(torch.cat([a, b]))
+        t = torch.linspace(0, 1, request.frames)[:, None]
+        z = torch.lerp(means[:1], means[1:], t)
+        return self._result(self.decode(z), seed, latents=z, input=torch.cat([a, b]))
+
+    def _result(self, pixels: torch.Tensor, seed: int, **tensors) -> GenerationResult:
+        return GenerationResult(
+            "image", images=media.to_pil(pixels), tensors={"images": pixels, **tensors}, seed=seed
+        )
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        return save_vae(self.model, directory)
+
+
+def save_vae(model: VAE, directory: str | Path) -> Path:
+    """Writes a VAE in the format ``VAEGenerator`` loads."""
+    return checkpoint.save_pretrained(
+        directory, plugin=PLUGIN, config=model.config.to_dict(), tensors=model.state_dict()
+    )
+
+
+def bits_per_dim(nats: float, dims: int) -> float:
+    """Nats per image -> bits per pixel value."""
+    return nats / (dims * math.log(2))

@@ -1,0 +1,24 @@
+"""`aigc bench` end to end: a table, JSON rows for every case and a PNG chart."""
+
+import json
+
+from conftest import run_aigc
+from PIL import Image
+
+
+def test_bench_writes_json_and_a_chart(tmp_path):
+    out = run_aigc("bench", "sample", "--repeats", "1", "--no-compile", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["peaks"]["read_bandwidth"] > 0
+    rows = report["rows"]
+    assert rows and all(r["op"] == "sample" and "torch" in r["speedup"] for r in rows)
+    assert all(r["ms"]["aigc"] > 0 and r["fraction_of_peak"] > 0 for r in rows)
+    assert Image.open(tmp_path / "bench.png").size[0] > 100
+    assert "x vs torch" in out.stdout
+
+
+def test_bench_names_an_unknown_op(tmp_path):
+    out = run_aigc("bench", "softmax", "--out", str(tmp_path))
+    assert out.returncode == 1
+    assert "unknown op softmax; known: upsample_conv2d, decode_attention, sample" in out.stderr
