@@ -153,6 +153,7 @@ def test_generator_returns_waveform_rate_and_spectrogram(sdk, tiny_weights, tmp_
 def test_generator_labels_by_name_index_or_at_random(sdk, tiny_weights):
     gen = sdk.generator("audio", weights=str(tiny_weights))
     req = gen.Request
+    assert (req().temperature, req().min_p, req(min_p=0).min_p) == (1.0, 0.1, 0)
     assert gen.generate(req(seconds=0.01, seed=1, label=2)).tensors["labels"].tolist() == [2]
     assert gen.generate(req(seconds=0.01, seed=1, label="2")).tensors["labels"].tolist() == [2]
     drawn = resolve_labels(gen.model, None, 600, torch.Generator().manual_seed(0))
