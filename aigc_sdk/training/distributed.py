@@ -66,10 +66,21 @@ class Distributed:
             self._owns_group = True
         self.cpu_group = dist.new_group(backend="gloo") if device.type == "cuda" else None
 
-    def close(self) -> None:
-        if self._owns_group and dist.is_initialized():
-            dist.destroy_process_group()
-            self._owns_group = False
+    def close(self, *, synchronize: bool) -> None:
+        """Leaves the process group; ``synchronize`` waits for every rank first.
+
+        After a normal end the ranks meet at a barrier, so none tears down its
+        gloo connections while rank 0 is still exporting or plotting: a peer
+        vanishing under gloo's worker threads aborts the process
+        ("terminate called without an active exception"). After an error
+        there is no barrier, since the other ranks may never arrive.
+        """
+        if not (self._owns_group and dist.is_initialized()):
+            return
+        if synchronize:
+            dist.barrier(group=self.cpu_group)
+        dist.destroy_process_group()
+        self._owns_group = False
 
     # -- collectives ---------------------------------------------------------------
 

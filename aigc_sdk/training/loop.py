@@ -92,10 +92,13 @@ def fit(
     if not isinstance(trainer, Trainer):
         raise PluginError(f"{type(trainer).__name__} is not an aigc_sdk.training.Trainer")
     loop = Loop(trainer, Path(out), sdk=sdk, quiet=quiet)
+    finished = False
     try:
-        return loop.run(resume)
+        result = loop.run(resume)
+        finished = True
+        return result
     finally:
-        loop.close()
+        loop.close(finished=finished)
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[str, torch.dtype | None]:
@@ -713,14 +716,14 @@ class Loop:
                 self.run_dir / "metrics.jsonl", self.run_dir / "metrics.png", self.trainer.name
             )
 
-    def close(self) -> None:
+    def close(self, *, finished: bool) -> None:
         if self.progress is not None:
             self.progress.close()
         if self.metrics_log is not None:
             self.metrics_log.close()
         if self.was_deterministic is not None:
             torch.use_deterministic_algorithms(self.was_deterministic)
-        self.dist.close()
+        self.dist.close(synchronize=finished)
 
     # -- plumbing ----------------------------------------------------------------------------
 
