@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <climits>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -189,11 +190,26 @@ inline Vec<T> activation_vec(Vec<T> v, Activation act, T slope) {
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
 
-// at::parallel_for grain: one chunk (no thread hand-off) for tiny problems,
-// where waking the pool costs more than the work.
-inline int64_t grain_for(int64_t items, int64_t work) {
+// Runs fn(item, thread) for every item in [0, items) on the intra-op pool,
+// handing items out one at a time from a shared counter. at::parallel_for
+// splits a range statically: on a shared CPU, when one thread is descheduled
+// the other finishes its half and waits; here it takes the remaining items.
+// Tiny problems (work in multiply-adds or elements) run on the caller: waking
+// the pool would cost more than the work.
+template <typename F>
+void parallel_items(int64_t items, int64_t work, const F& fn) {
   constexpr int64_t kSerialWork = int64_t(1) << 18;
-  return work < kSerialWork ? std::max<int64_t>(items, 1) : 1;
+  const int threads = at::get_num_threads();
+  if (items <= 0) return;
+  if (threads == 1 || items == 1 || work < kSerialWork || at::in_parallel_region()) {
+    for (int64_t i = 0; i < items; ++i) fn(i, 0);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t) {
+    for (int64_t i = next.fetch_add(1); i < items; i = next.fetch_add(1))
+      fn(i, static_cast<int>(begin));
+  });
 }
 
 // One phase (ry, rx): the outputs oy = t*sh + ry - ph, ox = u*sw + rx - pw for
@@ -409,34 +425,31 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   const scalar_t* src = x.data_ptr<scalar_t>();
   acc_t* x_copy = const_cast<acc_t*>(xrows);
   const int64_t pack_items = cin + (x_ready ? 0 : g.N * g.H);
-  at::parallel_for(0, pack_items, grain_for(pack_items, weight.numel() + x.numel()),
-                   [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      if (item < cin) {
-        // One input channel's weights (Cout x kh x kw) are an L1-sized slab;
-        // write them one kernel element at a time so each destination line
-        // is filled by consecutive stores (the panels are 4 KiB-aligned apart,
-        // so filling many at once would thrash one L1 set).
-        const int64_t ci = item;
-        for (int64_t ky = 0; ky < g.kh; ++ky)
-          for (int64_t kx = 0; kx < g.kw; ++kx) {
-            const int64_t k = ky * g.kw + kx;
-            if (kofs[k] < 0) continue;
-            acc_t* d = wpack + kofs[k] + ci * BW;
-            for (int64_t co = 0; co < g.Cout; ++co)
-              d[(co / BW) * kblock[k] + co % BW] = weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx);
-          }
-      } else {
-        // One input row to NHWC, transposed in blocks of 16 channels so each
-        // written line is filled by consecutive stores.
-        const int64_t nh = item - cin, n = nh / g.H, h = nh % g.H;
-        const scalar_t* s = src + n * xs.n + h * xs.h;
-        acc_t* d = x_copy + nh * g.W * cin;
-        for (int64_t c0 = 0; c0 < cin; c0 += 16)
-          for (int64_t ix = 0; ix < g.W; ++ix)
-            for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
-              d[ix * cin + c] = static_cast<acc_t>(s[c * xs.c + ix * xs.w]);
-      }
+  parallel_items(pack_items, weight.numel() + x.numel(), [&](int64_t item, int) {
+    if (item < cin) {
+      // One input channel's weights (Cout x kh x kw) are an L1-sized slab;
+      // write them one kernel element at a time so each destination line
+      // is filled by consecutive stores (the panels are 4 KiB-aligned apart,
+      // so filling many at once would thrash one L1 set).
+      const int64_t ci = item;
+      for (int64_t ky = 0; ky < g.kh; ++ky)
+        for (int64_t kx = 0; kx < g.kw; ++kx) {
+          const int64_t k = ky * g.kw + kx;
+          if (kofs[k] < 0) continue;
+          acc_t* d = wpack + kofs[k] + ci * BW;
+          for (int64_t co = 0; co < g.Cout; ++co)
+            d[(co / BW) * kblock[k] + co % BW] = weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx);
+        }
+    } else {
+      // One input row to NHWC, transposed in blocks of 16 channels so each
+      // written line is filled by consecutive stores.
+      const int64_t nh = item - cin, n = nh / g.H, h = nh % g.H;
+      const scalar_t* s = src + n * xs.n + h * xs.h;
+      acc_t* d = x_copy + nh * g.W * cin;
+      for (int64_t c0 = 0; c0 < cin; c0 += 16)
+        for (int64_t ix = 0; ix < g.W; ++ix)
+          for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
+            d[ix * cin + c] = static_cast<acc_t>(s[c * xs.c + ix * xs.w]);
     }
   });
 
@@ -491,84 +504,85 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   for (const Phase& ph : phases)
     total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
 
-  at::parallel_for(0, item_start.back(), grain_for(item_start.back(), total_macs),
-                   [&](int64_t begin, int64_t end) {
-    std::vector<const acc_t*> table;  // [group][tap][pixel] input rows (+ k offset later)
+  struct Workspace {
+    std::vector<const acc_t*> table;  // [group][tap][pixel] input rows
     std::vector<uint8_t> active;      // [group][tap]: inside the image for some pixel
     std::vector<scalar_t*> dst;       // [group * NR + pixel] output address of channel 0
     std::vector<acc_t> cbuf;          // [group * NR + pixel][ldc] accumulators
-    for (int64_t item = begin; item < end; ++item) {
-      const size_t p = std::upper_bound(item_start.begin(), item_start.end(), item) -
-                       item_start.begin() - 1;
-      const Phase& ph = phases[p];
-      const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
-      const int64_t g0 = (item - item_start[p]) * chunk;
-      const int64_t ng = std::min(chunk, groups[p] - g0);
-      const int64_t pixels = g.N * ph.rows() * ph.cols();
+  };
+  std::vector<Workspace> workspaces(at::get_num_threads());
+  parallel_items(item_start.back(), total_macs, [&](int64_t item, int thread) {
+    auto& [table, active, dst, cbuf] = workspaces[thread];
+    const size_t p = std::upper_bound(item_start.begin(), item_start.end(), item) -
+                     item_start.begin() - 1;
+    const Phase& ph = phases[p];
+    const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
+    const int64_t g0 = (item - item_start[p]) * chunk;
+    const int64_t ng = std::min(chunk, groups[p] - g0);
+    const int64_t pixels = g.N * ph.rows() * ph.cols();
 
-      table.resize(ng * ntaps * NR);
-      active.assign(ng * ntaps, 0);
-      dst.resize(ng * NR);
-      cbuf.assign((ng * NR + 8) * ldc, acc_t(0));  // + 8 rows: the 8x8 transposes may overrun
-      for (int64_t gi = 0; gi < ng; ++gi) {
-        for (int i = 0; i < NR; ++i) {
-          // Past the last pixel, repeat it (computed, never stored).
-          const int64_t m = std::min((g0 + gi) * NR + i, pixels - 1);
-          int64_t n, t, u;
-          locate(ph, m, n, t, u);
-          dst[gi * NR + i] = (g0 + gi) * NR + i < pixels
-                                 ? out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h +
-                                       (u * g.sw + ph.rx - g.pw) * os.w
-                                 : nullptr;
-          for (int64_t tap = 0; tap < ntaps; ++tap) {
-            const int64_t iy = t - ph.taps[tap][0], ix = u - ph.taps[tap][1];
-            const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
-            table[(gi * ntaps + tap) * NR + i] =
-                inside ? xrows + ((n * g.H + iy) * g.W + ix) * cin : zero_row.data();
-            active[gi * ntaps + tap] |= inside;
-          }
+    table.resize(ng * ntaps * NR);
+    active.assign(ng * ntaps, 0);
+    dst.resize(ng * NR);
+    cbuf.assign((ng * NR + 8) * ldc, acc_t(0));  // + 8 rows: the 8x8 transposes may overrun
+    for (int64_t gi = 0; gi < ng; ++gi) {
+      for (int i = 0; i < NR; ++i) {
+        // Past the last pixel, repeat it (computed, never stored).
+        const int64_t m = std::min((g0 + gi) * NR + i, pixels - 1);
+        int64_t n, t, u;
+        locate(ph, m, n, t, u);
+        dst[gi * NR + i] = (g0 + gi) * NR + i < pixels
+                               ? out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h +
+                                     (u * g.sw + ph.rx - g.pw) * os.w
+                               : nullptr;
+        for (int64_t tap = 0; tap < ntaps; ++tap) {
+          const int64_t iy = t - ph.taps[tap][0], ix = u - ph.taps[tap][1];
+          const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
+          table[(gi * ntaps + tap) * NR + i] =
+              inside ? xrows + ((n * g.H + iy) * g.W + ix) * cin : zero_row.data();
+          active[gi * ntaps + tap] |= inside;
         }
       }
+    }
 
-      const acc_t* wphase = wpack + wofs[p];
-      for (int64_t tap = 0; tap < ntaps; ++tap) {
-        for (int64_t k0 = 0; k0 < cin; k0 += kc_max) {
-          const int64_t kc = std::min(kc_max, cin - k0);
-          for (int64_t gi = 0; gi < ng; ++gi) {
-            if (!active[gi * ntaps + tap]) continue;
-            const acc_t* rows[NR];
-            for (int i = 0; i < NR; ++i) rows[i] = table[(gi * ntaps + tap) * NR + i] + k0;
-            for (int64_t b = 0; b < blocks; ++b)
-              cout_lanes_microkernel<acc_t, NR, MV>(
-                  rows, kc, wphase + ((b * ntaps + tap) * cin + k0) * BW,
-                  cbuf.data() + gi * NR * ldc + b * BW, ldc);
-          }
+    const acc_t* wphase = wpack + wofs[p];
+    for (int64_t tap = 0; tap < ntaps; ++tap) {
+      for (int64_t k0 = 0; k0 < cin; k0 += kc_max) {
+        const int64_t kc = std::min(kc_max, cin - k0);
+        for (int64_t gi = 0; gi < ng; ++gi) {
+          if (!active[gi * ntaps + tap]) continue;
+          const acc_t* rows[NR];
+          for (int i = 0; i < NR; ++i) rows[i] = table[(gi * ntaps + tap) * NR + i] + k0;
+          for (int64_t b = 0; b < blocks; ++b)
+            cout_lanes_microkernel<acc_t, NR, MV>(
+                rows, kc, wphase + ((b * ntaps + tap) * cin + k0) * BW,
+                cbuf.data() + gi * NR * ldc + b * BW, ldc);
         }
       }
+    }
 
-      // Epilogue on the chunk while it is in cache: y = act(acc * scale + shift).
+    // Epilogue on the chunk while it is in cache: y = act(acc * scale + shift).
+    for (int64_t r = 0; r < ng * NR; ++r) {
+      acc_t* c = cbuf.data() + r * ldc;
+      for (int64_t co = 0; co < ldc; co += L)
+        storeu(c + co, activation_vec<acc_t>(fmadd(loadu(c + co), loadu(eff_scale.data() + co),
+                                                   loadu(eff_shift.data() + co)),
+                                             g.act, slope));
+    }
+    if (os.c == 1) {
+      // Channels contiguous (channels_last): one contiguous row per pixel.
       for (int64_t r = 0; r < ng * NR; ++r) {
-        acc_t* c = cbuf.data() + r * ldc;
-        for (int64_t co = 0; co < ldc; co += L)
-          storeu(c + co, activation_vec<acc_t>(fmadd(loadu(c + co), loadu(eff_scale.data() + co),
-                                                     loadu(eff_shift.data() + co)),
-                                               g.act, slope));
+        scalar_t* d = dst[r];
+        if (d == nullptr) continue;
+        const acc_t* c = cbuf.data() + r * ldc;
+        if constexpr (std::is_same_v<scalar_t, acc_t>)
+          std::memcpy(d, c, g.Cout * sizeof(acc_t));
+        else
+          for (int64_t co = 0; co < g.Cout; ++co) d[co] = static_cast<scalar_t>(c[co]);
       }
-      if (os.c == 1) {
-        // Channels contiguous (channels_last): one contiguous row per pixel.
-        for (int64_t r = 0; r < ng * NR; ++r) {
-          scalar_t* d = dst[r];
-          if (d == nullptr) continue;
-          const acc_t* c = cbuf.data() + r * ldc;
-          if constexpr (std::is_same_v<scalar_t, acc_t>)
-            std::memcpy(d, c, g.Cout * sizeof(acc_t));
-          else
-            for (int64_t co = 0; co < g.Cout; ++co) d[co] = static_cast<scalar_t>(c[co]);
-        }
-      } else {
-        store_channel_planes<scalar_t, acc_t>(cbuf.data(), ldc, ng * NR, dst.data(), g.Cout,
-                                              os.c);
-      }
+    } else {
+      store_channel_planes<scalar_t, acc_t>(cbuf.data(), ldc, ng * NR, dst.data(), g.Cout,
+                                            os.c);
     }
   });
 }
@@ -600,50 +614,61 @@ PaddedPlane padded_plane(const Geometry& g, const std::vector<Phase>& phases) {
   return {iy_lo, ix_lo, hp, wp, hp * wp};
 }
 
-// acc[c][v*L + lane] = sum_{ci, tap} w[ci][tap][c] * src0[ci * channel_stride +
+// One input channel's taps for one accumulator set (see pixel_lanes_microkernel).
+template <typename acc_t, int NC, int MV>
+inline void pixel_lanes_channel(const acc_t* src0, const int64_t* offsets, int64_t ntaps,
+                                const acc_t* w, Vec<acc_t> (&acc)[NC][MV]) {
+  constexpr int L = kLanes<acc_t>;
+  for (int64_t tap = 0; tap < ntaps; ++tap, w += NC) {
+    const acc_t* src = src0 + offsets[tap];
+    Vec<acc_t> xv[MV];
+#pragma GCC unroll 8
+    for (int v = 0; v < MV; ++v) xv[v] = loadu(src + v * L);
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; ++c) {
+      const Vec<acc_t> wb = splat(w[c]);
+#pragma GCC unroll 8
+      for (int v = 0; v < MV; ++v) acc[c][v] = fmadd(xv[v], wb, acc[c][v]);
+    }
+  }
+}
+
+// out[c][v*L + lane] = sum_{ci, tap} w[ci][tap][c] * src0[ci * channel_stride +
 // offsets[tap] + v*L + lane]: MV*L consecutive output pixels of one phase row.
+// With few accumulators (NC*MV <= 6) even and odd input channels go to two
+// sets, so enough independent FMA chains hide the FMA latency; the register
+// budget (SETS*NC*MV accumulators + MV inputs + 1 weight <= 16) leaves the
+// compiler no reason to spill.
 template <typename acc_t, int NC, int MV>
 inline void pixel_lanes_microkernel(const acc_t* src0, int64_t channel_stride, int64_t cin,
                                     const int64_t* offsets, int64_t ntaps, const acc_t* w,
                                     Vec<acc_t> (&out)[NC][MV]) {
-  constexpr int L = kLanes<acc_t>;
-  Vec<acc_t> acc[NC][MV];  // local, as in cout_lanes_microkernel
+  constexpr int SETS = NC * MV <= 6 ? 2 : 1;
+  static_assert(SETS * NC * MV + MV + 1 <= 16, "register budget");
+  Vec<acc_t> acc[SETS][NC][MV];
+#pragma GCC unroll 2
+  for (int s = 0; s < SETS; ++s)
 #pragma GCC unroll 8
-  for (int c = 0; c < NC; ++c)
+    for (int c = 0; c < NC; ++c)
 #pragma GCC unroll 8
-    for (int v = 0; v < MV; ++v) acc[c][v] = Vec<acc_t>{};
-  for (int64_t ci = 0; ci < cin; ++ci, src0 += channel_stride) {
-    for (int64_t tap = 0; tap < ntaps; ++tap, w += NC) {
-      const acc_t* src = src0 + offsets[tap];
-      // Keep the smaller operand set in registers: NC*MV accumulators plus
-      // min(NC, MV) + 1 operands fit the 16 vector registers without spills.
-      if constexpr (NC <= MV) {
-        Vec<acc_t> wb[NC];
-#pragma GCC unroll 8
-        for (int c = 0; c < NC; ++c) wb[c] = splat(w[c]);
-#pragma GCC unroll 8
-        for (int v = 0; v < MV; ++v) {
-          const Vec<acc_t> xv = loadu(src + v * L);
-#pragma GCC unroll 8
-          for (int c = 0; c < NC; ++c) acc[c][v] = fmadd(xv, wb[c], acc[c][v]);
-        }
-      } else {
-        Vec<acc_t> xv[MV];
-#pragma GCC unroll 8
-        for (int v = 0; v < MV; ++v) xv[v] = loadu(src + v * L);
-#pragma GCC unroll 8
-        for (int c = 0; c < NC; ++c) {
-          const Vec<acc_t> wb = splat(w[c]);
-#pragma GCC unroll 8
-          for (int v = 0; v < MV; ++v) acc[c][v] = fmadd(xv[v], wb, acc[c][v]);
-        }
-      }
-    }
+      for (int v = 0; v < MV; ++v) acc[s][c][v] = Vec<acc_t>{};
+  int64_t ci = 0;
+  for (; ci + SETS <= cin; ci += SETS) {
+#pragma GCC unroll 2
+    for (int s = 0; s < SETS; ++s)
+      pixel_lanes_channel<acc_t, NC, MV>(src0 + (ci + s) * channel_stride, offsets, ntaps,
+                                         w + (ci + s) * ntaps * NC, acc[s]);
   }
+  for (; ci < cin; ++ci)
+    pixel_lanes_channel<acc_t, NC, MV>(src0 + ci * channel_stride, offsets, ntaps,
+                                       w + ci * ntaps * NC, acc[0]);
 #pragma GCC unroll 8
   for (int c = 0; c < NC; ++c)
 #pragma GCC unroll 8
-    for (int v = 0; v < MV; ++v) out[c][v] = acc[c][v];
+    for (int v = 0; v < MV; ++v) {
+      out[c][v] = acc[0][c][v];
+      if constexpr (SETS == 2) out[c][v] += acc[SETS - 1][c][v];
+    }
 }
 
 template <typename scalar_t, typename acc_t, int NC, int MV>
@@ -700,16 +725,17 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
   const int64_t buffer_size = pl.hp * row_stride + BLOCK;
 
   // Copies input rows [h_begin, h_end) of image n into the padded buffer.
+  // Channel-major order reads an NCHW image sequentially (rows of one channel
+  // are contiguous), which the hardware prefetcher follows; row-major order
+  // would jump a whole plane per row and stall on every few cache lines.
   auto pack_rows = [&](acc_t* rows, int64_t n, int64_t h_begin, int64_t h_end) {
-    for (int64_t h = h_begin; h < h_end; ++h)
-      for (int64_t ci = 0; ci < cin; ++ci) {
+    for (int64_t ci = 0; ci < cin; ++ci)
+      for (int64_t h = h_begin; h < h_end; ++h) {
         const scalar_t* s = xptr + n * xs.n + ci * xs.c + h * xs.h;
         acc_t* d = rows + (h - pl.iy_lo) * row_stride + ci * pl.wp - pl.ix_lo;
-        if constexpr (std::is_same_v<scalar_t, acc_t>) {
-          if (xs.w == 1) {
-            std::memcpy(d, s, g.W * sizeof(acc_t));
-            continue;
-          }
+        if (xs.w == 1) {  // a plain loop, vectorised inline (rows are short for memcpy)
+          for (int64_t w = 0; w < g.W; ++w) d[w] = static_cast<acc_t>(s[w]);
+          continue;
         }
         for (int64_t w = 0; w < g.W; ++w) d[w] = static_cast<acc_t>(s[w * xs.w]);
       }
@@ -786,26 +812,25 @@ void run_pixel_lanes(const Geometry& g, const std::vector<Phase>& phases, const 
     for (const auto& tap : ph.taps) jy_max = std::max(jy_max, tap[0]);
   const int64_t bands = g.N >= 2 * threads ? 1 : std::min<int64_t>(total_rows, 4 * threads);
   const int64_t band_rows = (total_rows + bands - 1) / bands;
-  at::parallel_for(0, g.N * bands, grain_for(g.N * bands, total_macs), [&](int64_t begin,
-                                                                            int64_t end) {
-    std::vector<acc_t> rows(buffer_size, acc_t(0));
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / bands;
-      const int64_t row_begin = (item % bands) * band_rows;
-      const int64_t row_end = std::min(total_rows, row_begin + band_rows);
-      if (row_begin >= row_end) continue;
-      // Input rows read by these output rows: t - jy for the rows' t.
-      int64_t t_min = INT64_MAX, t_max = INT64_MIN;
-      for (size_t r = 0; r < row_groups.size(); ++r) {
-        const int64_t lo = std::max(row_begin, first_row[r]), hi = std::min(row_end, first_row[r + 1]);
-        if (lo >= hi) continue;
-        t_min = std::min(t_min, row_groups[r].t0 + lo - first_row[r]);
-        t_max = std::max(t_max, row_groups[r].t0 + hi - 1 - first_row[r]);
-      }
-      pack_rows(rows.data(), n, std::clamp<int64_t>(t_min - jy_max, 0, g.H),
-                std::clamp<int64_t>(t_max + 1, 0, g.H));
-      compute_rows(rows.data(), n, row_begin, row_end);
+  std::vector<std::vector<acc_t>> buffers(at::get_num_threads());
+  parallel_items(g.N * bands, total_macs, [&](int64_t item, int thread) {
+    std::vector<acc_t>& rows = buffers[thread];
+    if (rows.empty()) rows.assign(buffer_size, acc_t(0));  // margins stay zero
+    const int64_t n = item / bands;
+    const int64_t row_begin = (item % bands) * band_rows;
+    const int64_t row_end = std::min(total_rows, row_begin + band_rows);
+    if (row_begin >= row_end) return;
+    // Input rows read by these output rows: t - jy for the rows' t.
+    int64_t t_min = INT64_MAX, t_max = INT64_MIN;
+    for (size_t r = 0; r < row_groups.size(); ++r) {
+      const int64_t lo = std::max(row_begin, first_row[r]), hi = std::min(row_end, first_row[r + 1]);
+      if (lo >= hi) continue;
+      t_min = std::min(t_min, row_groups[r].t0 + lo - first_row[r]);
+      t_max = std::max(t_max, row_groups[r].t0 + hi - 1 - first_row[r]);
     }
+    pack_rows(rows.data(), n, std::clamp<int64_t>(t_min - jy_max, 0, g.H),
+              std::clamp<int64_t>(t_max + 1, 0, g.H));
+    compute_rows(rows.data(), n, row_begin, row_end);
   });
 }
 
@@ -827,10 +852,10 @@ void upsample_cpu_typed(const Geometry& g, const at::Tensor& x, const at::Tensor
   if (2 * g.Cout <= L) {
     // A few output channels: pixels on the lanes.
     switch (g.Cout) {
-      case 1: return run(run_pixel_lanes<scalar_t, acc_t, 1, 8>);
-      case 2: return run(run_pixel_lanes<scalar_t, acc_t, 2, 6>);
-      case 3: return run(run_pixel_lanes<scalar_t, acc_t, 3, 4>);
-      default: return run(run_pixel_lanes<scalar_t, acc_t, 4, 3>);
+      case 1: return run(run_pixel_lanes<scalar_t, acc_t, 1, 4>);
+      case 2: return run(run_pixel_lanes<scalar_t, acc_t, 2, 4>);
+      case 3: return run(run_pixel_lanes<scalar_t, acc_t, 3, 2>);
+      default: return run(run_pixel_lanes<scalar_t, acc_t, 4, 2>);
     }
   }
   if (g.Cout <= L) return run(run_cout_lanes<scalar_t, acc_t, 12, 1>);
