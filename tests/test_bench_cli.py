@@ -22,3 +22,19 @@ def test_bench_names_an_unknown_op(tmp_path):
     out = run_aigc("bench", "softmax", "--out", str(tmp_path))
     assert out.returncode == 1
     assert "unknown op softmax; known: upsample_conv2d, decode_attention, sample" in out.stderr
+
+
+def test_upsample_bench_cases_compare_like_with_like():
+    """Every upsample case's fused contender computes what its PyTorch peer does,
+    the whole DCGAN generator included, so the ratios compare equal work."""
+    import torch
+
+    from aigc_sdk.bench import upsample
+
+    cases = upsample.cases(quick=True)
+    assert any(isinstance(c, upsample.GeneratorCase) for c in cases)
+    for case in cases:
+        contenders = case.contenders(case.inputs(), compile=False)
+        fused, eager = contenders["aigc"](), contenders["eager"]()
+        torch.testing.assert_close(fused, eager, rtol=1e-4, atol=1e-4, msg=case.name)
+        assert case.flops > 0

@@ -4,7 +4,8 @@ torch.compile.
 
 Shapes: the DCGAN 64x64 generator's layers at batch 64 (kernel 4, stride 2,
 padding 1: 512->256 at 4x4, 256->128 at 8x8, 128->64 at 16x16, 64->3 at 32x32
-with tanh) and a 1-D audio upsampling layer. Compute-bound: the figure of
+with tanh), a 1-D audio upsampling layer, and the whole DCGAN generator
+(every layer fused vs every layer in PyTorch). Compute-bound: the figure of
 merit is GFLOP/s against the machine's matmul peak measured in the same run.
 """
 
@@ -102,8 +103,73 @@ def _compiled(layer: nn.Module):
     return torch.compile(layer, dynamic=False)
 
 
-def cases(quick: bool = True, dtype: torch.dtype = torch.float32) -> list[UpsampleCase]:
+@dataclass(frozen=True)
+class GeneratorCase:
+    """The whole DCGAN 64x64 generator (z of 100 -> 512x4x4 -> ... -> 3x64x64), every
+    layer ConvTranspose + BatchNorm (eval) + ReLU, the last one + tanh."""
+
+    batch: int = 64
+    dtype: torch.dtype = torch.float32
+    z_dim: int = 100
+
+    @property
+    def name(self) -> str:
+        dt = str(self.dtype).removeprefix("torch.")
+        return f"DCGAN generator z{self.z_dim}->3x64x64 N={self.batch} {dt}"
+
+    def _layers(self) -> list[tuple[int, int, int, int, int]]:
+        """(cin, cout, input size, stride, padding) of each kernel-4 layer."""
+        first = [(self.z_dim, 512, 1, 1, 0)]
+        return first + [(cin, cout, size, 2, 1) for cin, cout, size, _ in DCGAN]
+
+    @property
+    def flops(self) -> int:
+        return sum(
+            2 * self.batch * cin * cout * 16 * size**2 for cin, cout, size, *_ in self._layers()
+        )
+
+    def model(self) -> nn.Sequential:
+        torch.manual_seed(0)
+        blocks = []
+        for cin, cout, _, stride, padding in self._layers():
+            last = cout == 3
+            conv = nn.ConvTranspose2d(cin, cout, 4, stride, padding, bias=last)
+            norm = nn.Identity() if last else nn.BatchNorm2d(cout)
+            if not last:
+                with torch.no_grad():
+                    norm.running_mean.uniform_(-0.5, 0.5)
+                    norm.running_var.uniform_(0.5, 2.0)
+            blocks.append(nn.Sequential(conv, norm, nn.Tanh() if last else nn.ReLU()))
+        return nn.Sequential(*blocks).eval().to(self.dtype)
+
+    def inputs(self, seed: int = 0) -> tuple:
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(self.batch, self.z_dim, 1, 1, generator=g).to(self.dtype)
+        return z, self.model()
+
+    def contenders(self, inputs, compile: bool = True) -> dict:
+        z, model = inputs
+        fused = nn.Sequential(
+            *(
+                FusedUpsample.from_modules(
+                    conv, None if isinstance(norm, nn.Identity) else norm, act
+                )
+                for conv, norm, act in model
+            )
+        ).eval()
+        out = {
+            "aigc": torch.no_grad()(lambda: fused(z)),
+            "eager": torch.no_grad()(lambda: model(z)),
+        }
+        if compile:
+            compiled = _compiled(model)
+            out["eager+compile"] = torch.no_grad()(lambda: compiled(z))
+        return out
+
+
+def cases(quick: bool = True, dtype: torch.dtype = torch.float32) -> list:
     batch = 16 if quick else 64
     layers = [UpsampleCase(cin, cout, size, act, 2, batch, dtype) for cin, cout, size, act in DCGAN]
     cin, cout, length, act = AUDIO
-    return [*layers, UpsampleCase(cin, cout, length, act, 1, 8 if quick else 32, dtype)]
+    audio = UpsampleCase(cin, cout, length, act, 1, 8 if quick else 32, dtype)
+    return [*layers, audio, GeneratorCase(batch, dtype)]
