@@ -57,16 +57,28 @@ def _best_seconds(fn, repeats: int) -> float:
     return min(times)
 
 
-def time_interleaved(contenders: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per contender; rounds interleave so load drift hits all alike."""
-    for fn in contenders.values():
+def time_interleaved(contenders: dict, repeats: int, round_seconds: float = 2e-3) -> dict:
+    """Median seconds per call of each contender.
+
+    Rounds interleave the contenders, so drift in the machine's load hits all
+    alike. Within a round a fast contender runs back to back until about
+    ``round_seconds`` have passed (as timeit's autorange does): a 50 us op is
+    then timed over dozens of calls rather than against the timer's and the
+    scheduler's noise, while a 5 ms peer still runs once per round.
+    """
+    calls = {}
+    for name, fn in contenders.items():
+        fn()  # warm-up (and compilation)
+        start = time.perf_counter()
         fn()
+        calls[name] = max(1, min(1000, int(round_seconds / (time.perf_counter() - start))))
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, fn in contenders.items():
             start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(calls[name]):
+                fn()
+            times[name].append((time.perf_counter() - start) / calls[name])
     return {name: statistics.median(t) for name, t in times.items()}
 
 

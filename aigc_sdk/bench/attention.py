@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops
+from . import time_interleaved
 
 H, D = 32, 128
 FULL = [(B, T, Hkv) for B in (1, 8, 32) for T in (512, 2048, 8192) for Hkv in (32, 8)]
@@ -101,20 +102,6 @@ def median_seconds(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def time_interleaved(contenders: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per contender, rounds interleaved so that drift in the
-    machine's load (other processes share it) hits all of them alike."""
-    for fn in contenders.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def available_memory() -> int:

@@ -79,7 +79,7 @@ def cases(quick: bool = True, dtype: torch.dtype = torch.float32) -> list[Sampli
 
 
 def run(case_list, repeats: int = 5, compile: bool = True, log=print) -> dict:
-    from .attention import time_interleaved
+    from . import time_interleaved
 
     rows = []
     for case in case_list:

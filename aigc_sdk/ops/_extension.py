@@ -42,17 +42,27 @@ def op_defined(op: str) -> bool:
     return load_error() is None and hasattr(torch.ops.aigc, op)
 
 
+_kernels_seen: set[tuple[str, str]] = set()
+
+
 def has_kernel(op: str, device_type: str) -> bool:
     """Whether the extension registered a kernel of ``op`` for ``device_type``."""
+    # Asked on every call of an op (a decode loop samples each token): a
+    # registration never goes away, so a yes is remembered; a no is asked again.
+    if (op, device_type) in _kernels_seen:
+        return True
     if not op_defined(op):
         return False
     key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
     if key is None:
         return False
     try:
-        return torch._C._dispatch_has_kernel_for_dispatch_key(f"aigc::{op}", key)
+        found = torch._C._dispatch_has_kernel_for_dispatch_key(f"aigc::{op}", key)
     except RuntimeError:  # the op is not defined at all
         return False
+    if found:
+        _kernels_seen.add((op, device_type))
+    return found
 
 
 def warn_fallback(op: str, device_type: str) -> None:

@@ -139,15 +139,38 @@ def _per_row(name: str, value, logits: torch.Tensor) -> torch.Tensor:
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"sample: {name} must be a real tensor, got {value.dtype}")
         return value.to(dtype).expand(B).contiguous()
-    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    kind = type(value)  # exact int/float first: the ABC checks cost microseconds per call
+    is_int = kind is int or (
+        kind is not float and isinstance(value, numbers.Integral) and kind is not bool
+    )
+    is_real = is_int or kind is float or (isinstance(value, numbers.Real) and kind is not bool)
     if not (is_int if dtype == torch.int64 else is_real):
         raise TypeError(f"sample: {name} must be {expected} or a tensor, got {value!r}")
     if not valid(value):
         raise ValueError(f"sample: {name} must be {expected}, got {value!r}")
     if name in ("seed", "offset"):
         value = (value + 2**63) % 2**64 - 2**63  # the same 64 bits as a signed int64
-    return torch.full((B,), value, dtype=dtype, device=logits.device)
+        return torch.full((B,), value, dtype=dtype, device=logits.device)
+    return _constant_row(value, B, dtype, logits.device)
+
+
+_constant_rows: dict[tuple, torch.Tensor] = {}
+
+
+def _constant_row(value, B: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.full((B,), value)``, made once per setting: a decode loop passes the
+    same temperature/top-k/top-p/min-p every step, and four fresh tensors per
+    token cost more than the draw itself at batch 1. The op never writes them."""
+    if torch.compiler.is_compiling():  # fake tensors must not be kept
+        return torch.full((B,), value, dtype=dtype, device=device)
+    key = (value, B, dtype, device)
+    row = _constant_rows.get(key)
+    if row is None:
+        if len(_constant_rows) > 1024:
+            _constant_rows.clear()
+        with torch.inference_mode(False):
+            row = _constant_rows[key] = torch.full((B,), value, dtype=dtype, device=device)
+    return row
 
 
 def _prev_tokens(prev_tokens, logits: torch.Tensor) -> torch.Tensor:
