@@ -27,8 +27,8 @@
 
 namespace {
 
-constexpr int kTile = 16;         // KV positions per tile
-constexpr int kPrefetchTiles = 1;  // how far ahead K/V rows are requested
+constexpr int kTile = 32;         // KV positions per tile
+constexpr int kPrefetchTiles = 4;  // how far ahead K/V rows are requested
 constexpr int64_t kMinChunk = 256;  // smallest KV chunk worth a work item
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -48,6 +48,10 @@ inline V8 v_load(const c10::Half* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 inline void v_store(float* p, V8 v) { _mm256_storeu_ps(p, v); }
+// Pins a loaded vector to a register. A vector feeding several FMAs would
+// otherwise be folded into each of them as a memory operand by GCC, one load
+// per FMA: the load ports, not the FMA units, then bound the loop.
+inline void in_register(V8& v) { asm("" : "+x"(v)); }
 inline V8 v_fma(V8 a, V8 b, V8 c) { return _mm256_fmadd_ps(a, b, c); }
 inline V8 v_mul(V8 a, V8 b) { return _mm256_mul_ps(a, b); }
 inline V8 v_add(V8 a, V8 b) { return _mm256_add_ps(a, b); }
@@ -126,6 +130,7 @@ inline V8 v_exp2(V8 v) {
   for (float& x : v.x) x = std::exp2(x);
   return v;
 }
+inline void in_register(V8&) {}
 #endif
 
 // ----------------------------------------------------------------- problem --
@@ -217,9 +222,15 @@ void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, flo
       V8 a[8];
       for (int i = 0; i < 8; ++i) a[i] = v_zero();
       for (int64_t d = 0; d < D; d += 8) {
+        V8 qd[NG];  // NG + TT loads feed NG * TT FMAs
+        for (int j = 0; j < NG; ++j) {
+          qd[j] = v_load(q + j * D + d);
+          if constexpr (TT > 1) in_register(qd[j]);
+        }
         for (int u = 0; u < TT; ++u) {
-          const V8 x = v_load(k + (t + u) * k_st + d);
-          for (int j = 0; j < NG; ++j) a[u * NG + j] = v_fma(v_load(q + j * D + d), x, a[u * NG + j]);
+          V8 x = v_load(k + (t + u) * k_st + d);
+          if constexpr (NG > 1) in_register(x);
+          for (int j = 0; j < NG; ++j) a[u * NG + j] = v_fma(qd[j], x, a[u * NG + j]);
         }
       }
       float sums[8];
@@ -251,7 +262,10 @@ void tile_pv_block(float* acc, int64_t D, const T* v, int64_t v_st, int n, const
   for (int t = 0; t < n; ++t) {
     const T* row = v + t * v_st + d0;
     V8 x[DB];
-    for (int c = 0; c < DB; ++c) x[c] = v_load(row + 8 * c);
+    for (int c = 0; c < DB; ++c) {
+      x[c] = v_load(row + 8 * c);
+      if constexpr (NG > 1) in_register(x[c]);
+    }
     for (int j = 0; j < NG; ++j) {
       const V8 pj = v_set1(p[j * kTile + t]);
       for (int c = 0; c < DB; ++c) a[j][c] = v_fma(pj, x[c], a[j][c]);
