@@ -49,7 +49,7 @@ test: $(STAMP_EXTENSION)
 	@if [ -x "$(CUDA_HOME)/bin/nvcc" ]; then \
 		$(PY) scripts/ptxas_report.py --fail-on-spill csrc/kernels/*.cu; \
 	else echo "nvcc not found: no ptxas report"; fi
-	$(PY) -m pytest
+	AIGC_REQUIRE_EXTENSION=1 $(PY) -m pytest
 
 bench: $(STAMP_EXTENSION)
 	$(AIGC) bench --out $(OUT)/bench

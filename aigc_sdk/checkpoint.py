@@ -4,7 +4,8 @@ Never pickle. A checkpoint directory is written whole into a temporary
 sibling and swapped into place atomically (Linux ``renameat2`` exchange;
 elsewhere two renames), so a process killed mid-save leaves the previous
 checkpoint intact. config.json records the plugin, the format version and the
-SHA-256 of the weights, so a damaged or mismatched file is named, not loaded.
+SHA-256 of the weights file and of each tensor, so a damaged or mismatched
+file is named, with the tensor, not loaded.
 """
 
 from __future__ import annotations
@@ -149,6 +150,32 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _tensor_extents(weights: Path) -> dict[str, tuple[int, int]]:
+    """Each tensor's byte range in a safetensors file, read from its header."""
+    try:
+        with open(weights, "rb") as f:
+            header_length = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(header_length))
+        start = 8 + header_length
+        return {
+            name: (start + info["data_offsets"][0], start + info["data_offsets"][1])
+            for name, info in header.items()
+            if name != "__metadata__"
+        }
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{weights} is damaged: its header is unreadable ({exc})") from None
+
+
+def _tensor_sha256(weights: Path) -> dict[str, str]:
+    """SHA-256 of each tensor's bytes: what names the tensor a damaged file lost."""
+    digests = {}
+    with open(weights, "rb") as f:
+        for name, (begin, end) in _tensor_extents(weights).items():
+            f.seek(begin)
+            digests[name] = hashlib.sha256(f.read(end - begin)).hexdigest()
+    return digests
+
+
 def save_pretrained(
     directory: str | Path,
     *,
@@ -173,6 +200,7 @@ def save_pretrained(
             "plugin": plugin,
             "format_version": FORMAT_VERSION,
             "weights_sha256": _sha256(weights),
+            "tensors_sha256": _tensor_sha256(weights),
             "config": config,
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(full_config, indent=2, sort_keys=True) + "\n")
@@ -218,9 +246,20 @@ def load_pretrained(
     weights = Path(directory) / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing")
+    size = weights.stat().st_size
+    cut = sorted(name for name, (_, end) in _tensor_extents(weights).items() if end > size)
+    if cut:
+        raise CheckpointError(
+            f"{weights} is damaged: it is cut short (tensor {', '.join(cut)} incomplete)"
+        )
     expected = record.get("weights_sha256")
     if expected is not None and _sha256(weights) != expected:
-        raise CheckpointError(f"{weights} is damaged: its SHA-256 does not match {CONFIG_FILE}")
+        saved = record.get("tensors_sha256") or {}
+        changed = [n for n, d in _tensor_sha256(weights).items() if saved.get(n, d) != d]
+        where = f" (tensor {', '.join(changed)} changed)" if changed else ""
+        raise CheckpointError(
+            f"{weights} is damaged: its SHA-256 does not match {CONFIG_FILE}{where}"
+        )
     try:
         tensors = load_file(str(weights), device=device)
     except (SafetensorError, OSError, ValueError) as exc:
@@ -231,7 +270,13 @@ def load_pretrained(
 def load_into(
     module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path
 ) -> None:
-    """Copies ``tensors`` into ``module``, naming every missing, extra or mis-shaped tensor."""
+    """Copies ``tensors`` into ``module``, naming every missing, extra or mis-shaped tensor.
+
+    ``source`` names the file in errors; a checkpoint directory stands for its
+    model.safetensors.
+    """
+    if Path(source).is_dir():
+        source = Path(source) / WEIGHTS_FILE
     expected = module.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

@@ -7,7 +7,8 @@
     aigc bench [OP ...]
     aigc doctor [--json]
 
-User errors print one line and exit 1; no traceback.
+User errors print one line and exit 1; command-line syntax errors print one
+line and exit 2, as argparse does. No traceback either way.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ import dataclasses
 import json
 import sys
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .arguments import ArgumentParser, did_you_mean
 from .errors import AigcError
+from .generation import check_device
+from .media import MEDIA_SUFFIX, OutputPathError
 
 EXIT_USER_ERROR = 1
 
@@ -28,6 +33,14 @@ EXIT_USER_ERROR = 1
 def _fail(message: str) -> int:
     print(f"aigc: error: {message}", file=sys.stderr)
     return EXIT_USER_ERROR
+
+
+def _os_error_message(exc: OSError) -> str:
+    """A file-system error as the path and the problem, without the errno noise."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        reason = f"{reason} (a file is where a directory is needed)"
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 def _make_sdk(args: argparse.Namespace):
@@ -94,7 +107,9 @@ def _field_parser(request_type: type) -> dict[str, Any]:
     return parsers
 
 
-def _request_kwargs(request_type: type, pairs: list[str]) -> dict[str, Any]:
+def _request_kwargs(
+    request_type: type, pairs: list[str], cli_options: Iterable[str] = ()
+) -> dict[str, Any]:
     parsers = _field_parser(request_type)
     kwargs: dict[str, Any] = {}
     i = 0
@@ -105,9 +120,11 @@ def _request_kwargs(request_type: type, pairs: list[str]) -> dict[str, Any]:
         key, _, value = flag[2:].partition("=")
         key = key.replace("-", "_")
         if key not in parsers:
+            accepted = ["--" + k.replace("_", "-") for k in sorted(parsers)]
             raise AigcError(
-                f"unknown option --{key.replace('_', '-')} for {request_type.__name__}; "
-                f"accepted: {', '.join('--' + k.replace('_', '-') for k in sorted(parsers))}"
+                f"unknown option --{key.replace('_', '-')} for {request_type.__name__}"
+                f"{did_you_mean(flag, [*accepted, *cli_options])}; "
+                f"accepted: {', '.join(accepted)}"
             )
         if not value:
             i += 1
@@ -127,17 +144,19 @@ def _request_kwargs(request_type: type, pairs: list[str]) -> dict[str, Any]:
 
 
 def _default_out(name: str, modality: str, n: int) -> str:
-    suffix = {"image": ".png", "text": ".txt", "audio": ".wav"}[modality]
-    return f"out/{name}{suffix}"
+    return f"out/{name}{MEDIA_SUFFIX[modality]}"
 
 
-def cmd_generate(args: argparse.Namespace, extra: list[str]) -> int:
+def cmd_generate(
+    args: argparse.Namespace, extra: list[str], cli_options: Iterable[str] = ()
+) -> int:
     sdk = _make_sdk(args)
     options = {"weights": args.weights} if args.weights else {}
     if args.device:
+        check_device(args.device, "--device")
         options["device"] = args.device
     generator = sdk.generator(args.name, **options)
-    kwargs = _request_kwargs(generator.Request, extra)
+    kwargs = _request_kwargs(generator.Request, extra, cli_options)
     if args.seed is not None:
         kwargs["seed"] = args.seed
     if args.n is not None:
@@ -150,7 +169,12 @@ def cmd_generate(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     result = sdk.generate(args.name, options=options, **kwargs)
     out = args.out or _default_out(args.name, result.modality, len(result.images))
-    written = result.save(out)
+    try:
+        written = result.save(out)
+    except OutputPathError as exc:  # its message starts with the path
+        raise AigcError(f"--out {exc}") from None
+    except OSError as exc:
+        raise AigcError(f"--out {out}: cannot write {_os_error_message(exc)}") from None
     if result.modality == "text" and not args.out:
         print("\n\n".join(result.texts), flush=True)
     for path in written:
@@ -181,8 +205,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="aigc", description="Generate images, text and audio.", allow_abbrev=False
     )
     parser.add_argument(
@@ -259,11 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
-        if args.command in ("generate", "train", "bench"):
-            handler = {"generate": cmd_generate, "train": cmd_train, "bench": cmd_bench}
-            return handler[args.command](args, extra)
+        if args.command == "generate":
+            return cmd_generate(args, extra, parser.subcommand("generate").option_names())
+        if args.command in ("train", "bench"):
+            return {"train": cmd_train, "bench": cmd_bench}[args.command](args, extra)
         if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            parser.subcommand(args.command).error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "plugins":
             return cmd_plugins(args)
         if args.command == "plugin":
@@ -271,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_doctor(args)
     except AigcError as exc:
         return _fail(str(exc))
+    except OSError as exc:  # a path the user named that cannot be read or written
+        return _fail(_os_error_message(exc))
     except KeyboardInterrupt:
         return 130
 

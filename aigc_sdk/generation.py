@@ -14,9 +14,12 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import RequestError
+from .errors import AigcError, RequestError
+
+if TYPE_CHECKING:
+    import torch
 
 MODALITIES = ("image", "text", "audio")
 
@@ -223,6 +226,17 @@ class Generator:
     def close(self) -> None:
         """Releases resources; called when the SDK is closed."""
 
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **options: Any) -> Generator:
+        """The generator with the weights ``save_pretrained(directory)`` wrote.
+
+        ``options`` (e.g. ``device="cuda"``) go to the constructor with
+        ``weights=directory``: the same as ``sdk.generator(name,
+        weights=directory)``. A generator whose constructor loads weights
+        some other way overrides this.
+        """
+        return cls(weights=directory, **options)
+
 
 def resolve_seed(seed: int | None) -> int:
     """A request's seed, or a fresh one drawn from the OS when it is None."""
@@ -231,6 +245,29 @@ def resolve_seed(seed: int | None) -> int:
     import secrets
 
     return secrets.randbits(63)
+
+
+def check_device(requested: str, what: str = "device") -> torch.device:
+    """``requested`` (cpu, cuda or cuda:N) as a device this machine has, else a user error.
+
+    Checked before any model is built, so a wrong ``--device`` reads as one
+    line naming ``what`` instead of an assertion deep inside torch.
+    """
+    import torch
+
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise AigcError(f"{what} {requested!r}: expected cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise AigcError(f"{what} {requested!r}: CUDA is not available on this machine; use cpu")
+        if device.index is not None and device.index >= count:
+            raise AigcError(f"{what} {requested!r}: this machine has {count} CUDA device(s)")
+    return device
 
 
 class InstanceLock:

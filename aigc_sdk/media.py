@@ -15,11 +15,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import AigcError
+
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
     from .generation import GenerationResult
+
+
+MEDIA_SUFFIX = {"image": ".png", "text": ".txt", "audio": ".wav"}
+
+
+class OutputPathError(AigcError, ValueError):
+    """An output path the result cannot be saved to as asked (a user error)."""
 
 
 def _umask() -> int:
@@ -32,7 +41,11 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
     """Writes ``data`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        exc.filename = str(path)  # the file asked for, not the temporary's random name
+        raise
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the user's usual mode
         with os.fdopen(fd, "wb") as f:
@@ -123,8 +136,6 @@ def read_wav(path: str | Path) -> tuple[torch.Tensor, int]:
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for bad files
-        from .errors import AigcError
-
         raise AigcError(f"cannot read audio file {path}: {exc}") from exc
     return torch.from_numpy(data.T.copy()), rate
 
@@ -146,7 +157,12 @@ def save_result(result: GenerationResult, path: str | Path) -> list[Path]:
         for suffix, data in result.attachments.items()
     }
     if path in attachments:
-        raise ValueError(f"an attachment of the result would overwrite the output {path}")
+        usual = path.with_suffix(MEDIA_SUFFIX.get(result.modality, ""))
+        hint = f" such as {usual.name}" if usual not in attachments else ""
+        raise OutputPathError(
+            f"{path}: an attachment of the {result.modality} result would overwrite the "
+            f"output; expected another output file name{hint}"
+        )
     written = _save_outputs(result, path, as_dir)
     return written + [atomic_write(target, data) for target, data in attachments.items()]
 

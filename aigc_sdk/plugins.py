@@ -88,30 +88,33 @@ class PluginHost:
         if ep.dist is not None:
             info.distribution, info.version = ep.dist.name, ep.dist.version
         self.infos[ep.name] = info
-        try:
-            plugin = ep.load()
-        except BaseException as exc:  # a plugin's import may raise anything, SystemExit included
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            self.fail(info, f"failed to import {ep.value}: {_describe(exc)}")
-            return info
-        self._register(plugin, info)
+        plugin = self._import(ep.load, ep.value, info)
+        if plugin is not None:
+            self._register(plugin, info)
         return info
 
     def load_module(self, module_name: str) -> PluginInfo | None:
         """Imports and registers a module by name; None if it is registered already."""
         info = PluginInfo(name=module_name, module=module_name)
         self.infos[module_name] = info
-        try:
-            plugin = importlib.import_module(module_name)
-        except Exception as exc:
-            self.fail(info, f"failed to import {module_name}: {_describe(exc)}")
+        plugin = self._import(lambda: importlib.import_module(module_name), module_name, info)
+        if plugin is None:
             return info
         if self.pm.is_registered(plugin):  # already loaded, e.g. through its entry point
             del self.infos[module_name]
             return None
         self._register(plugin, info)
         return info
+
+    def _import(self, load: Any, what: str, info: PluginInfo) -> Any:
+        """Runs ``load``; a failure is recorded against the plugin and None returned."""
+        try:
+            return load()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a plugin's import may raise anything, SystemExit included
+            self.fail(info, f"failed to import {what}: {_describe(exc)}")
+            return None
 
     def register_object(self, plugin: Any, name: str | None = None) -> PluginInfo:
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__

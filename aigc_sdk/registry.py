@@ -117,8 +117,7 @@ class Registry:
         known = sorted(self.entries)
         message = f"unknown {self.kind} {name!r}"
         close = difflib.get_close_matches(name, known, n=1)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
+        message += f"; did you mean {close[0]!r}?" if close else "."
         return message + (
             f" Known: {', '.join(known)}" if known else f" No {self.kind}s are installed"
         )

@@ -23,6 +23,8 @@ from .generation import GenerationResult, Generator, InstanceLock, Request
 from .plugins import PluginHost, PluginInfo
 from .registry import Registry
 
+_END = object()  # marks the end of a stream's inner iterator
+
 
 class SDK:
     """Plugins, generators and trainers for one host.
@@ -227,10 +229,25 @@ class SDK:
         self.notify("aigc_before_generate", generator=generator, request=request)
         start = time.perf_counter()
         pieces: list[str] = []
+        # The lock guards each step of the generator, never a yield: holding it
+        # while the caller has the piece would deadlock a generate() made between
+        # pieces and block every other thread until the stream ends.
         with lock:
-            for piece in generator.stream(request):
+            inner = iter(generator.stream(request))
+        try:
+            while True:
+                with lock:
+                    piece = next(inner, _END)
+                if piece is _END:
+                    break
                 pieces.append(piece)
                 yield piece
+        finally:
+            # A stream abandoned early runs the generator's cleanup under the lock too.
+            close = getattr(inner, "close", None)
+            if close is not None:
+                with lock:
+                    close()
         result = GenerationResult("text", texts=["".join(pieces)], seed=request.seed)
         self.notify(
             "aigc_after_generate",

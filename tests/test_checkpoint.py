@@ -154,3 +154,69 @@ def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_intact(tmp_pat
     assert set(tensors) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     _save(target)  # the next save cleans up the dead process's temporary directory
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def _extents(weights):
+    """Tensor name -> (start, end) in the file, read from the safetensors header."""
+    data = weights.read_bytes()
+    header_length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_length])
+    header.pop("__metadata__", None)
+    start = 8 + header_length
+    return {
+        k: (start + v["data_offsets"][0], start + v["data_offsets"][1]) for k, v in header.items()
+    }
+
+
+def test_damage_names_the_file_and_the_tensor(tmp_path):
+    _save(tmp_path / "ck")
+    weights = tmp_path / "ck" / "model.safetensors"
+    pristine = weights.read_bytes()
+    begin, end = _extents(weights)["0.weight"]
+    flipped = bytearray(pristine)
+    flipped[(begin + end) // 2] ^= 0x40
+    weights.write_bytes(bytes(flipped))
+    with pytest.raises(
+        CheckpointError, match=r"model.safetensors is damaged: .*\(tensor 0.weight changed\)"
+    ):
+        ckpt.load_pretrained(tmp_path / "ck")
+    last = max(_extents(weights).items(), key=lambda item: item[1][1])[0]
+    weights.write_bytes(pristine[:-4])
+    with pytest.raises(
+        CheckpointError,
+        match=rf"model.safetensors is damaged: it is cut short \(tensor {last} incomplete\)",
+    ):
+        ckpt.load_pretrained(tmp_path / "ck")
+
+
+def test_a_misfit_names_the_weights_file(tmp_path):
+    _save(tmp_path / "ck")
+    _, tensors = ckpt.load_pretrained(tmp_path / "ck")
+    with pytest.raises(
+        CheckpointError,
+        match=r"ck/model.safetensors does not fit the model: missing tensors: 0.bias",
+    ):
+        ckpt.load_into(
+            _model(), {k: v for k, v in tensors.items() if k != "0.bias"}, tmp_path / "ck"
+        )
+
+
+def test_from_pretrained_loads_what_save_pretrained_wrote(tmp_path):
+    from aigc_example.cppn import CPPNGenerator
+
+    from aigc_sdk import ImageRequest
+
+    def images(generator):
+        return generator.generate(ImageRequest(seed=4, n=2)).tensors["images"]
+
+    trained = CPPNGenerator()
+    default = images(trained)
+    with torch.no_grad():
+        trained.model.out.bias.add_(0.5)  # weights unlike the defaults, so loading them shows
+    trained.save_pretrained(tmp_path / "copy")
+    loaded = CPPNGenerator.from_pretrained(tmp_path / "copy")
+    assert isinstance(loaded, CPPNGenerator)
+    assert torch.equal(images(loaded), images(trained))
+    assert not torch.equal(images(loaded), default)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        CPPNGenerator.from_pretrained(tmp_path / "nowhere")

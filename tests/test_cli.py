@@ -8,8 +8,8 @@ from conftest import run_aigc
 from PIL import Image
 
 
-def _one_line_error(out):
-    assert out.returncode == 1, (out.stdout, out.stderr)
+def _one_line_error(out, code=1):
+    assert out.returncode == code, (out.stdout, out.stderr)
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("aigc: error: "), out.stderr
     assert "Traceback" not in out.stderr
@@ -89,6 +89,49 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     assert "does not exist" in _one_line_error(
         run_aigc("generate", "cppn", "--weights", str(tmp_path / "none"))
     )
+
+
+def test_bad_paths_and_devices_are_one_line_errors(tmp_path):
+    import torch
+
+    a_file = tmp_path / "afile"
+    a_file.write_text("not a directory")
+    line = _one_line_error(run_aigc("generate", "cppn", "--out", f"{a_file}/x.png"))
+    assert f"--out {a_file}/x.png: cannot write {a_file}" in line
+    assert "a file is where a directory is needed" in line
+    line = _one_line_error(run_aigc("generate", "cppn", "--out", "/proc/x.png"))
+    assert "--out /proc/x.png: cannot write /proc/x.png" in line
+    # The audio generator's spectrogram attachment (.png) would be the output itself.
+    line = _one_line_error(
+        run_aigc("generate", "audio", "--seconds", "0.05", "--out", str(tmp_path / "y.png"))
+    )
+    assert f"--out {tmp_path / 'y.png'}: an attachment" in line and "such as y.wav" in line
+    assert not (tmp_path / "y.png").exists()
+    line = _one_line_error(run_aigc("generate", "cppn", "--device", "foo"))
+    assert "--device 'foo': expected cpu, cuda or cuda:N" in line
+    if not torch.cuda.is_available():
+        line = _one_line_error(run_aigc("generate", "cppn", "--device", "cuda"))
+        assert "--device 'cuda': CUDA is not available on this machine" in line
+    line = _one_line_error(
+        run_aigc("train", "tiny", "--device", "foo", "--out", str(tmp_path / "r"))
+    )
+    assert "--device 'foo': expected cpu, cuda or cuda:N" in line
+    assert not (tmp_path / "r").exists()
+    line = _one_line_error(run_aigc("train", "tiny", "--out", str(a_file)))
+    assert f"--out {a_file} is a file; expected a run directory" in line
+
+
+def test_command_line_syntax_errors_are_one_line_with_a_suggestion():
+    line = _one_line_error(run_aigc("generate", "cppn", "--seed", "abc"), code=2)
+    assert line == "aigc: error: argument --seed: invalid int value: 'abc'"
+    line = _one_line_error(run_aigc("plugins", "--jsn"), code=2)
+    assert line == "aigc: error: unrecognized arguments: --jsn (did you mean --json?)"
+    line = _one_line_error(run_aigc("train", "tiny", "--stepz", "3"), code=2)
+    assert line == "aigc: error: unrecognized arguments: --stepz 3 (did you mean --steps?)"
+    # Generator fields are options too: a mistyped one is a user error with the same hint.
+    line = _one_line_error(run_aigc("generate", "cppn", "--sed", "3"))
+    assert "unknown option --sed for ImageRequest (did you mean --seed?)" in line
+    assert "(did you mean --out?)" in _one_line_error(run_aigc("generate", "cppn", "--ot", "x"))
 
 
 def test_plugins_lists_the_example_and_reports_the_broken_ones(with_broken_plugins):

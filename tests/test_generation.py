@@ -1,10 +1,15 @@
 """Requests, seeds, streaming and concurrent generation through the SDK API."""
 
+import random
+import string
+import threading
+import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from aigc_sdk import SDK, RequestError, TextRequest
+from aigc_sdk import SDK, GenerationResult, Generator, RequestError, TextRequest, hookimpl
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +107,74 @@ def test_generator_is_created_once_under_concurrent_first_use():
     with ThreadPoolExecutor(max_workers=8) as pool:
         instances = set(map(id, pool.map(lambda _: sdk.generator("markov"), range(16))))
     assert len(instances) == 1
+
+
+class ScratchTextGenerator(Generator):
+    """Random letters; ``generate`` keeps its state on the instance, so it is not thread-safe."""
+
+    modality = "text"
+    Request = TextRequest
+    thread_safe = False
+
+    def stream(self, request):
+        rng = random.Random(request.seed)  # local: an open stream survives calls between pieces
+        for _ in range(request.max_new_tokens):
+            yield rng.choice(string.ascii_lowercase)
+
+    def generate(self, request):
+        self.rng = random.Random(request.seed)
+        letters = []
+        for _ in range(request.max_new_tokens):
+            time.sleep(0.001)  # other threads run here: without the SDK's lock they reseed self.rng
+            letters.append(self.rng.choice(string.ascii_lowercase))
+        return GenerationResult("text", texts=["".join(letters)], seed=request.seed)
+
+
+def _letters(count, seed):
+    rng = random.Random(seed)
+    return "".join(rng.choice(string.ascii_lowercase) for _ in range(count))
+
+
+@pytest.fixture
+def scratch_sdk():
+    plugin = types.ModuleType("scratch_plugin")
+
+    @hookimpl
+    def aigc_register_generators(register):
+        register("scratch", ScratchTextGenerator, modality="text")
+
+    plugin.aigc_register_generators = aigc_register_generators
+    sdk = SDK(autoload=False)
+    sdk.register(plugin)
+    return sdk
+
+
+def _finishes(call, timeout=30.0):
+    """Runs ``call`` in a thread; its result, or None if it is still blocked at the timeout."""
+    results = []
+    worker = threading.Thread(target=lambda: results.append(call()), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return results[0] if results else None
+
+
+def test_generate_while_a_stream_is_open_does_not_wait_for_the_stream(scratch_sdk):
+    stream = scratch_sdk.stream("scratch", max_new_tokens=12, seed=5)
+    first = next(stream)
+    # The same non-thread-safe instance: generate() gets its lock between two pieces.
+    result = _finishes(lambda: scratch_sdk.generate("scratch", max_new_tokens=3, seed=1))
+    assert result is not None, "generate() blocked behind an open stream"
+    assert result.texts == [_letters(3, seed=1)]
+    assert scratch_sdk.generate("scratch", max_new_tokens=3, seed=2).texts == [_letters(3, 2)]
+    assert first + _finishes(lambda: "".join(stream)) == _letters(12, seed=5)
+
+
+def test_concurrent_generation_on_a_non_thread_safe_generator_matches_sequential(scratch_sdk):
+    def run(seed):
+        return scratch_sdk.generate("scratch", max_new_tokens=20, seed=seed).texts[0]
+
+    sequential = [run(seed) for seed in range(8)]
+    assert len(set(sequential)) == 8
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(run, range(8)))
+    assert concurrent == sequential

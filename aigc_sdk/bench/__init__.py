@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from ..media import atomic_write
 
 # op name -> module of cases (relative to this package)
 FAMILIES = {
@@ -231,10 +234,10 @@ def plot(rows: list[dict], path: Path) -> Path:
         ax.set_title(op)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    return path
+    return atomic_write(path, png.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,8 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     render(rows, peaks, console)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps({"peaks": peaks, "rows": rows}, indent=1))
+    atomic_write(out / "bench.json", json.dumps({"peaks": peaks, "rows": rows}, indent=1).encode())
     chart = plot(rows, out / "bench.png")
     console.print(f"wrote {out / 'bench.json'} and {chart}")
     return 0

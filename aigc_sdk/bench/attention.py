@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops
+from ..media import atomic_write
 from . import time_interleaved
 
 H, D = 32, 128
@@ -160,8 +161,7 @@ def main(argv=None) -> int:
         cases(not args.full, getattr(torch, args.dtype)), args.repeats, not args.no_compile
     )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        atomic_write(args.json, json.dumps(result, indent=1).encode())
     return 0
 
 

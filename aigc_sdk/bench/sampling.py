@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
+from ..media import atomic_write
 
 FULL = [(B, V) for B in (1, 8, 64) for V in (32000, 50257, 128256)]
 QUICK = [(1, 50257), (8, 32000), (64, 32000)]
@@ -113,8 +114,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     result = run(cases(not args.full), args.repeats, not args.no_compile)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        atomic_write(args.json, json.dumps(result, indent=1).encode())
     return 0
 
 

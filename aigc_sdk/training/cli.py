@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import PluginError
+from ..arguments import ArgumentParser
+from ..errors import AigcError, PluginError
+from ..generation import check_device
 from . import checkpointing
 from .config import ConfigError, TrainConfig, describe_type, is_bool, parse_text
 from .trainer import Trainer
@@ -34,7 +36,7 @@ def config_class(factory: Any) -> type[TrainConfig]:
 def build_parser(name: str, factory: Any, prog: str | None = None) -> argparse.ArgumentParser:
     config = config_class(factory)
     description = getattr(factory, "description", "") or (factory.__doc__ or "").strip()
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog or f"aigc train {name}",
         description=description.splitlines()[0] if description else f"Train {name}.",
         epilog=(
@@ -135,10 +137,14 @@ def cli_main(sdk: Any, name: str, argv: list[str], prog: str | None = None) -> i
     parser = build_parser(name, factory, prog)
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else Path("runs") / name
+    if out.exists() and not out.is_dir():
+        raise AigcError(f"--out {out} is a file; expected a run directory")
     config, _ = resolve_config(factory, args, out)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    if config.device != "auto":  # before the trainer loads its data
+        check_device(config.device, "--device")
     trainer = make_trainer(sdk, name, config)
     try:
         result = fit(trainer, out, resume=args.resume, sdk=sdk, quiet=args.quiet)

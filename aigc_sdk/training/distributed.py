@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import AigcError
+from ..generation import check_device
 
 
 class Distributed:
@@ -44,13 +45,8 @@ class Distributed:
         """The device for ``requested`` (cpu, cuda, cuda:N, auto) on this rank."""
         if requested == "auto":
             requested = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            device = torch.device(requested)
-        except RuntimeError:
-            raise AigcError(f"device {requested!r} is not a device (cpu, cuda, cuda:N)") from None
+        device = check_device(requested)
         if device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise AigcError(f"device {requested!r}: CUDA is not available on this machine")
             if device.index is None:
                 device = torch.device("cuda", self.local_rank if self.enabled else 0)
             torch.cuda.set_device(device)
