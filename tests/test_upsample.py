@@ -124,6 +124,7 @@ def test_matches_reference_over_shapes(
         (32, 3, (16, 16), (4, 4), 2, 1),  # pixel-lanes engine (RGB output)
         (16, 1, (200,), (8,), 4, 2),  # pixel-lanes engine, mono audio
         (32, 24, (300,), (8,), 4, 2),  # 1-D, cout-lanes
+        (520, 200, (2, 3), (4, 4), 2, 1),  # input channels in several K slices
     ],
 )
 @pytest.mark.parametrize("batch", [1, 5])

@@ -20,8 +20,10 @@
 //    The image is copied once into zero-padded planes so every tap is a
 //    constant shift of the flattened plane, and a channel weight is a
 //    broadcast: full lanes even with 3 output channels.
-// bf16/fp16 are converted to fp32 while packing and accumulate in fp32 (this
-// CPU has no bf16 dot-product instructions); float64 accumulates in double.
+// bf16 runs on AVX512-BF16 dot-product instructions where the CPU has them
+// (pairs of input channels per multiply-add, fp32 accumulators); otherwise,
+// and for fp16, inputs are converted to fp32 while packing. float64
+// accumulates in double.
 #include "cpu/upsample_conv2d.h"
 
 #include <ATen/Parallel.h>
@@ -326,6 +328,63 @@ inline void cout_lanes_microkernel(const acc_t* const* rows, int64_t kc, const a
     for (int v = 0; v < MV; ++v) storeu(c + i * ldc + v * L, acc[i][v]);
 }
 
+// A cout-lanes register tile: how weights and inputs are packed for it and
+// the microkernel that consumes them. FmaTile multiplies one input channel
+// at a time in acc_t; Bf16DotTile two at a time with AVX512-BF16's
+// vdpbf16ps, on bf16 operands packed as channel pairs.
+template <typename acc_t_, int NR_, int MV>
+struct FmaTile {
+  using acc_t = acc_t_;
+  using in_t = acc_t;  // packed operand type
+  static constexpr int NR = NR_, BW = MV * kLanes<acc_t>, kStep = 1;
+  // Offset of weight (ci, co) in a [ci][BW] tap panel.
+  static int64_t at(int64_t ci, int64_t co) { return ci * BW + co; }
+  static void run(const in_t* const* rows, int64_t kc, const in_t* w, acc_t* c, int64_t ldc) {
+    cout_lanes_microkernel<acc_t, NR, MV>(rows, kc, w, c, ldc);
+  }
+};
+
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+#define AIGC_UPSAMPLE_BF16_DOT 1
+template <int NR_, int MV>
+struct Bf16DotTile {
+  using acc_t = float;
+  using in_t = c10::BFloat16;
+  static constexpr int NR = NR_, BW = MV * 16, kStep = 2;
+  // [ci/2][BW][2]: the two channels of a pair side by side, as vdpbf16ps reads them.
+  static int64_t at(int64_t ci, int64_t co) { return ((ci >> 1) * BW + co) * 2 + (ci & 1); }
+  static void run(const in_t* const* rows, int64_t kc, const in_t* w, float* c, int64_t ldc) {
+    static_assert(NR * MV + MV + 1 <= 32, "register budget");
+    __m512 acc[NR][MV];
+    const in_t* p[NR];
+#pragma GCC unroll 16
+    for (int i = 0; i < NR; ++i) {
+      p[i] = rows[i];
+#pragma GCC unroll 4
+      for (int v = 0; v < MV; ++v) acc[i][v] = _mm512_loadu_ps(c + i * ldc + v * 16);
+    }
+    for (int64_t k = 0; k < kc; k += 2) {
+      __m512bh wv[MV];
+#pragma GCC unroll 4
+      for (int v = 0; v < MV; ++v) wv[v] = (__m512bh)_mm512_loadu_si512(w + v * 32);
+      w += MV * 32;
+#pragma GCC unroll 16
+      for (int i = 0; i < NR; ++i) {
+        int32_t pair;
+        std::memcpy(&pair, p[i] + k, sizeof pair);
+        const __m512bh xb = (__m512bh)_mm512_set1_epi32(pair);
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], wv[v], xb);
+      }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < MV; ++v) _mm512_storeu_ps(c + i * ldc + v * 16, acc[i][v]);
+  }
+};
+#endif
+
 #ifdef AIGC_UPSAMPLE_AVX2
 inline void transpose8x8(__m256 (&r)[8]) {
   __m256 t[8], u[8];
@@ -380,24 +439,27 @@ void store_channel_planes(const acc_t* c, int64_t ldc, int64_t rows, scalar_t* c
       if (dst[r] != nullptr) dst[r][co * cstride] = static_cast<scalar_t>(c[r * ldc + co]);
 }
 
-template <typename scalar_t, typename acc_t, int NR, int MV>
+template <typename scalar_t, typename Tile>
 void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const at::Tensor& x,
-                    const at::Tensor& weight, const std::vector<acc_t>& eff_scale,
-                    const std::vector<acc_t>& eff_shift, const at::Tensor& out) {
+                    const at::Tensor& weight, const std::vector<typename Tile::acc_t>& eff_scale,
+                    const std::vector<typename Tile::acc_t>& eff_shift, const at::Tensor& out) {
+  using acc_t = typename Tile::acc_t;
+  using in_t = typename Tile::in_t;
   constexpr int L = kLanes<acc_t>;
-  constexpr int BW = MV * L;  // output channels per register tile
+  constexpr int NR = Tile::NR;
+  constexpr int BW = Tile::BW;  // output channels per register tile
   const int64_t cin = g.Cin;
   const int64_t blocks = (g.Cout + BW - 1) / BW;
   const int64_t ldc = blocks * BW;  // C buffer row: all (padded) output channels of a pixel
 
-  // x as NHWC in acc_t (used in place when it already is), plus a zero row
+  // x as NHWC in in_t (used in place when it already is), plus a zero row
   // that taps outside the image point to.
   const Strides xs = strides_of(x);
-  const bool x_ready = std::is_same_v<scalar_t, acc_t> && xs.c == 1 && xs.w == cin &&
+  const bool x_ready = std::is_same_v<scalar_t, in_t> && xs.c == 1 && xs.w == cin &&
                        (g.H == 1 || xs.h == g.W * cin) && (g.N == 1 || xs.n == g.H * g.W * cin);
-  const acc_t* xrows = x_ready ? reinterpret_cast<const acc_t*>(x.data_ptr<scalar_t>())
-                               : scratch<acc_t>(0, g.N * g.H * g.W * cin);
-  const std::vector<acc_t> zero_row(std::max<int64_t>(cin, 1), acc_t(0));
+  const in_t* xrows = x_ready ? reinterpret_cast<const in_t*>(x.data_ptr<scalar_t>())
+                              : scratch<in_t>(0, g.N * g.H * g.W * cin);
+  const std::vector<in_t> zero_row(std::max<int64_t>(cin, 1), in_t(0));
 
   // Weights per phase as [block][tap][ci][BW] (channels past Cout are zero).
   std::vector<int64_t> wofs(phases.size() + 1, 0);
@@ -414,8 +476,8 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
       kblock[k] = ntaps * cin * BW;
     }
   }
-  acc_t* wpack = scratch<acc_t>(1, wofs.back());
-  if (g.Cout % BW != 0) std::fill(wpack, wpack + wofs.back(), acc_t(0));  // padding lanes
+  in_t* wpack = scratch<in_t>(1, wofs.back());
+  if (g.Cout % BW != 0) std::fill(wpack, wpack + wofs.back(), in_t(0));  // padding lanes
 
   // Packing, in one parallel region (each region costs a thread hand-off,
   // and on a shared CPU a hand-off can cost a scheduler tick): items
@@ -423,7 +485,7 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   const scalar_t* w = weight.data_ptr<scalar_t>();
   const Strides ws = strides_of(weight);
   const scalar_t* src = x.data_ptr<scalar_t>();
-  acc_t* x_copy = const_cast<acc_t*>(xrows);
+  in_t* x_copy = const_cast<in_t*>(xrows);
   const int64_t pack_items = cin + (x_ready ? 0 : g.N * g.H);
   parallel_items(pack_items, weight.numel() + x.numel(), [&](int64_t item, int) {
     if (item < cin) {
@@ -436,20 +498,21 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
         for (int64_t kx = 0; kx < g.kw; ++kx) {
           const int64_t k = ky * g.kw + kx;
           if (kofs[k] < 0) continue;
-          acc_t* d = wpack + kofs[k] + ci * BW;
+          in_t* d = wpack + kofs[k];
           for (int64_t co = 0; co < g.Cout; ++co)
-            d[(co / BW) * kblock[k] + co % BW] = weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx);
+            d[(co / BW) * kblock[k] + Tile::at(ci, co % BW)] =
+                static_cast<in_t>(weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx));
         }
     } else {
       // One input row to NHWC, transposed in blocks of 16 channels so each
       // written line is filled by consecutive stores.
       const int64_t nh = item - cin, n = nh / g.H, h = nh % g.H;
       const scalar_t* s = src + n * xs.n + h * xs.h;
-      acc_t* d = x_copy + nh * g.W * cin;
+      in_t* d = x_copy + nh * g.W * cin;
       for (int64_t c0 = 0; c0 < cin; c0 += 16)
         for (int64_t ix = 0; ix < g.W; ++ix)
           for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
-            d[ix * cin + c] = static_cast<acc_t>(s[c * xs.c + ix * xs.w]);
+            d[ix * cin + c] = static_cast<in_t>(s[c * xs.c + ix * xs.w]);
     }
   });
 
@@ -496,7 +559,8 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
                         (128 << 10) / static_cast<int64_t>(NR * ldc * sizeof(acc_t))),
       1, 32);
   const int64_t kc_max = std::clamp<int64_t>(
-      (128 << 10) / static_cast<int64_t>(ldc * sizeof(acc_t)), 32, std::max<int64_t>(cin, 1));
+      (128 << 10) / static_cast<int64_t>(ldc * sizeof(in_t)) / Tile::kStep * Tile::kStep, 32,
+      std::max<int64_t>(cin, 1));
   std::vector<int64_t> item_start(phases.size() + 1, 0);  // first item of each phase
   for (size_t p = 0; p < phases.size(); ++p)
     item_start[p + 1] = item_start[p] + (groups[p] + chunk - 1) / chunk;
@@ -505,7 +569,7 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
     total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
 
   struct Workspace {
-    std::vector<const acc_t*> table;  // [group][tap][pixel] input rows
+    std::vector<const in_t*> table;   // [group][tap][pixel] input rows
     std::vector<uint8_t> active;      // [group][tap]: inside the image for some pixel
     std::vector<scalar_t*> dst;       // [group * NR + pixel] output address of channel 0
     std::vector<acc_t> cbuf;          // [group * NR + pixel][ldc] accumulators
@@ -545,18 +609,17 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
       }
     }
 
-    const acc_t* wphase = wpack + wofs[p];
+    const in_t* wphase = wpack + wofs[p];
     for (int64_t tap = 0; tap < ntaps; ++tap) {
       for (int64_t k0 = 0; k0 < cin; k0 += kc_max) {
         const int64_t kc = std::min(kc_max, cin - k0);
         for (int64_t gi = 0; gi < ng; ++gi) {
           if (!active[gi * ntaps + tap]) continue;
-          const acc_t* rows[NR];
+          const in_t* rows[NR];
           for (int i = 0; i < NR; ++i) rows[i] = table[(gi * ntaps + tap) * NR + i] + k0;
           for (int64_t b = 0; b < blocks; ++b)
-            cout_lanes_microkernel<acc_t, NR, MV>(
-                rows, kc, wphase + ((b * ntaps + tap) * cin + k0) * BW,
-                cbuf.data() + gi * NR * ldc + b * BW, ldc);
+            Tile::run(rows, kc, wphase + ((b * ntaps + tap) * cin + k0) * BW,
+                      cbuf.data() + gi * NR * ldc + b * BW, ldc);
         }
       }
     }
@@ -846,8 +909,9 @@ void upsample_cpu_typed(const Geometry& g, const at::Tensor& x, const at::Tensor
   constexpr int L = kLanes<acc_t>;
   const std::vector<Phase> phases = make_phases(g);
   std::vector<acc_t> eff_scale, eff_shift;
-  fold_epilogue<scalar_t, acc_t>(bias, scale, shift, g.Cout, ((g.Cout + 2 * L - 1) / (2 * L)) * 2 * L,
-                                 eff_scale, eff_shift);
+  // Padded to whole blocks of the widest tile (32 channels).
+  fold_epilogue<scalar_t, acc_t>(bias, scale, shift, g.Cout, (g.Cout + 31) / 32 * 32, eff_scale,
+                                 eff_shift);
   auto run = [&](auto engine) { engine(g, phases, x, weight, eff_scale, eff_shift, out); };
   if (2 * g.Cout <= L) {
     // A few output channels: pixels on the lanes.
@@ -858,8 +922,16 @@ void upsample_cpu_typed(const Geometry& g, const at::Tensor& x, const at::Tensor
       default: return run(run_pixel_lanes<scalar_t, acc_t, 4, 2>);
     }
   }
-  if (g.Cout <= L) return run(run_cout_lanes<scalar_t, acc_t, 12, 1>);
-  return run(run_cout_lanes<scalar_t, acc_t, 6, 2>);
+#ifdef AIGC_UPSAMPLE_BF16_DOT
+  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+    if (g.Cin % 2 == 0) {  // channel pairs
+      if (g.Cout <= 16) return run(run_cout_lanes<scalar_t, Bf16DotTile<14, 1>>);
+      return run(run_cout_lanes<scalar_t, Bf16DotTile<12, 2>>);
+    }
+  }
+#endif
+  if (g.Cout <= L) return run(run_cout_lanes<scalar_t, FmaTile<acc_t, 12, 1>>);
+  return run(run_cout_lanes<scalar_t, FmaTile<acc_t, 6, 2>>);
 }
 
 at::Tensor upsample_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight,
