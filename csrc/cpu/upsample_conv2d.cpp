@@ -330,8 +330,8 @@ inline void cout_lanes_microkernel(const acc_t* const* rows, int64_t kc, const a
 
 // A cout-lanes register tile: how weights and inputs are packed for it and
 // the microkernel that consumes them. FmaTile multiplies one input channel
-// at a time in acc_t; Bf16DotTile two at a time with AVX512-BF16's
-// vdpbf16ps, on bf16 operands packed as channel pairs.
+// at a time in acc_t (8 lanes); ZmmTile does the same on 16 lanes with
+// AVX-512, or two bf16 channels at a time with AVX512-BF16's vdpbf16ps.
 template <typename acc_t_, int NR_, int MV>
 struct FmaTile {
   using acc_t = acc_t_;
@@ -344,15 +344,36 @@ struct FmaTile {
   }
 };
 
-#if defined(__AVX512F__) && defined(__AVX512BF16__)
+#ifdef __AVX512F__
+// 16-lane operations on the packed operands of ZmmTile: fp32 multiply-adds
+// one input channel at a time, or bf16 dot products of channel pairs.
+inline __m512 zmm_weights(const float* w) { return _mm512_loadu_ps(w); }
+inline __m512 zmm_input(const float* x) { return _mm512_set1_ps(*x); }
+inline __m512 zmm_madd(__m512 acc, __m512 w, __m512 x) { return _mm512_fmadd_ps(w, x, acc); }
+#ifdef __AVX512BF16__
 #define AIGC_UPSAMPLE_BF16_DOT 1
-template <int NR_, int MV>
-struct Bf16DotTile {
+inline __m512bh zmm_weights(const c10::BFloat16* w) {
+  return (__m512bh)_mm512_loadu_si512(w);
+}
+inline __m512bh zmm_input(const c10::BFloat16* x) {
+  int32_t pair;
+  std::memcpy(&pair, x, sizeof pair);
+  return (__m512bh)_mm512_set1_epi32(pair);
+}
+inline __m512 zmm_madd(__m512 acc, __m512bh w, __m512bh x) { return _mm512_dpbf16_ps(acc, w, x); }
+#endif
+
+// The AVX-512 tile: NR pixels x MV*16 channels in 32 registers, K consumed
+// kStep input channels (1 fp32 or a bf16 pair) per multiply-add.
+template <typename in_t_, int NR_, int MV>
+struct ZmmTile {
   using acc_t = float;
-  using in_t = c10::BFloat16;
-  static constexpr int NR = NR_, BW = MV * 16, kStep = 2;
-  // [ci/2][BW][2]: the two channels of a pair side by side, as vdpbf16ps reads them.
-  static int64_t at(int64_t ci, int64_t co) { return ((ci >> 1) * BW + co) * 2 + (ci & 1); }
+  using in_t = in_t_;
+  static constexpr int NR = NR_, BW = MV * 16, kStep = std::is_same_v<in_t, float> ? 1 : 2;
+  // [ci / kStep][BW][kStep]: a bf16 pair side by side, as vdpbf16ps reads it.
+  static int64_t at(int64_t ci, int64_t co) {
+    return ((ci / kStep) * BW + co) * kStep + ci % kStep;
+  }
   static void run(const in_t* const* rows, int64_t kc, const in_t* w, float* c, int64_t ldc) {
     static_assert(NR * MV + MV + 1 <= 32, "register budget");
     __m512 acc[NR][MV];
@@ -363,18 +384,16 @@ struct Bf16DotTile {
 #pragma GCC unroll 4
       for (int v = 0; v < MV; ++v) acc[i][v] = _mm512_loadu_ps(c + i * ldc + v * 16);
     }
-    for (int64_t k = 0; k < kc; k += 2) {
-      __m512bh wv[MV];
+    for (int64_t k = 0; k < kc; k += kStep) {
+      decltype(zmm_weights(w)) wv[MV];
 #pragma GCC unroll 4
-      for (int v = 0; v < MV; ++v) wv[v] = (__m512bh)_mm512_loadu_si512(w + v * 32);
-      w += MV * 32;
+      for (int v = 0; v < MV; ++v) wv[v] = zmm_weights(w + v * BW / MV * kStep);
+      w += BW * kStep;
 #pragma GCC unroll 16
       for (int i = 0; i < NR; ++i) {
-        int32_t pair;
-        std::memcpy(&pair, p[i] + k, sizeof pair);
-        const __m512bh xb = (__m512bh)_mm512_set1_epi32(pair);
+        const auto xb = zmm_input(p[i] + k);
 #pragma GCC unroll 4
-        for (int v = 0; v < MV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], wv[v], xb);
+        for (int v = 0; v < MV; ++v) acc[i][v] = zmm_madd(acc[i][v], wv[v], xb);
       }
     }
 #pragma GCC unroll 16
@@ -925,9 +944,14 @@ void upsample_cpu_typed(const Geometry& g, const at::Tensor& x, const at::Tensor
 #ifdef AIGC_UPSAMPLE_BF16_DOT
   if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
     if (g.Cin % 2 == 0) {  // channel pairs
-      if (g.Cout <= 16) return run(run_cout_lanes<scalar_t, Bf16DotTile<14, 1>>);
-      return run(run_cout_lanes<scalar_t, Bf16DotTile<12, 2>>);
+      if (g.Cout <= 16) return run(run_cout_lanes<scalar_t, ZmmTile<c10::BFloat16, 14, 1>>);
+      return run(run_cout_lanes<scalar_t, ZmmTile<c10::BFloat16, 12, 2>>);
     }
+  }
+#endif
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<acc_t, float>) {
+    if (g.Cout > L) return run(run_cout_lanes<scalar_t, ZmmTile<float, 12, 2>>);
   }
 #endif
   if (g.Cout <= L) return run(run_cout_lanes<scalar_t, FmaTile<acc_t, 12, 1>>);
