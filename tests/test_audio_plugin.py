@@ -1,5 +1,6 @@
 """The audio plugin: WaveNet, conv-queue generation, the generator, its files and CLI."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -192,6 +193,44 @@ def test_weights_round_trip_and_name_a_mismatch(tmp_path):
 @pytest.mark.skipif(not (DEFAULT_WEIGHTS / "config.json").exists(), reason="no default weights")
 def test_the_default_weights_pass_the_sdk_plugin_check(sdk, tmp_path):
     check_generator(sdk, "audio", tmp_path, seconds=0.05)
+
+
+def _eval_audio():
+    """benchmarks/eval_audio.py as a module (benchmarks/ is not a package)."""
+    if "eval_audio" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "eval_audio", ROOT / "benchmarks" / "eval_audio.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["eval_audio"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["eval_audio"]
+
+
+@pytest.mark.skipif(not (DEFAULT_WEIGHTS / "config.json").exists(), reason="no default weights")
+def test_the_default_weights_make_neither_silence_nor_noise(sdk):
+    # The measures of benchmarks/eval_audio.py: RMS level in dBFS, and spectral flatness
+    # (geometric / arithmetic mean of a frame's power spectrum) of the frames louder
+    # than -50 dBFS. White noise scores ~0.56, a tone ~0.001, silence has no loud frame.
+    level_and_flatness = _eval_audio().level_and_flatness
+    rate, samples = 16000, 4000
+    noise = level_and_flatness(
+        (torch.rand(4, samples, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 0.5
+    )
+    silence = level_and_flatness(torch.zeros(4, samples))
+    t = torch.arange(samples) / rate
+    tone = level_and_flatness(0.5 * torch.sin(2 * torch.pi * 220 * t).repeat(4, 1))
+    assert noise["spectral_flatness"] > 0.4 and tone["spectral_flatness"] < 0.01
+    assert silence["loud_frame_fraction"] == 0 and silence["rms_dbfs"] < -100
+
+    result = sdk.generate("audio", seconds=samples / rate, seed=0, n=4)  # default sampling
+    assert result.audio.shape == (4, samples) and result.sample_rate == rate
+    got = level_and_flatness(result.audio)
+    # Not silence: the training tones are ~-17.5 dBFS, loud for ~80% of their frames.
+    assert got["rms_dbfs"] > -35, got
+    assert got["loud_frame_fraction"] > 0.5, got
+    # Not noise: 0.002 was measured at 1 s (README), 0.56 is white noise.
+    assert got["spectral_flatness"] < 0.05, got
 
 
 def test_cli_writes_wav_and_spectrogram_beside_it(tiny_weights, tmp_path):

@@ -169,8 +169,30 @@ def test_interpolation_walks_between_two_samples(sdk):
 
 
 def test_interpolation_walks_between_labels(sdk):
-    labels = sdk.generate("gan", seed=9, n=3, interpolate=4).tensors["labels"]
+    # n walks draw 2n latents and 2n labels from the seed's streams: start i is draw i and
+    # end i is draw n + i, so a plain batch of 2n from the same seed holds every end.
+    walks = sdk.generate("gan", seed=9, n=3, interpolate=5).tensors
+    plain = sdk.generate("gan", seed=9, n=6).tensors
+    labels = walks["labels"]
     assert labels.shape == (3, 2)
+    assert labels[:, 0].tolist() == plain["labels"][:3].tolist()
+    assert labels[:, 1].tolist() == plain["labels"][3:].tolist()
+    assert (labels[:, 0] != labels[:, 1]).any(), "pick a seed whose walks change label"
+    z = walks["latents"].reshape(3, 5, -1)
+    torch.testing.assert_close(z[:, 0], plain["latents"][:3], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(z[:, -1], plain["latents"][3:], atol=1e-5, rtol=1e-5)
+    # First and last frames are the plain samples of the start and end (latent, label).
+    frames = walks["images"].reshape(3, 5, -1)
+    torch.testing.assert_close(frames[:, 0], plain["images"][:3].flatten(1), atol=1e-4, rtol=0)
+    torch.testing.assert_close(frames[:, -1], plain["images"][3:].flatten(1), atol=1e-4, rtol=0)
+    # The middle frames are neither end: a walk, not two copies of its ends.
+    middle = frames[:, 1:-1]
+    to_start = (middle - frames[:, :1]).norm(dim=-1)
+    to_end = (middle - frames[:, -1:]).norm(dim=-1)
+    jump = (frames[:, -1] - frames[:, 0]).norm(dim=-1, keepdim=True)
+    assert (to_start > 0.1 * jump).all() and (to_end > 0.1 * jump).all()
+    # ... and each frame is further from the start and closer to the end than the last.
+    assert (to_start.diff(dim=1) > 0).all() and (to_end.diff(dim=1) < 0).all()
 
 
 def test_unknown_argument_names_the_accepted_ones(sdk):

@@ -99,6 +99,18 @@ def test_evaluate_gan_tiny(ev, tmp_path):
     }
 
 
+def test_shipped_gan_meets_its_targets(ev):
+    # 500 samples: enough for the coverage and confidence targets to mean something
+    # (each digit ~50 samples) and for the Fréchet distance's small-sample bias to stay
+    # modest; the README's figures use 2000 (FD 20.2 against 20.3 real vs real).
+    report = ev.evaluate_gan(samples=500, seed=0)
+    assert report.samples == 500
+    assert all(report.targets_met().values()), report
+    assert report.fd_samples_vs_heldout < 1.5 * report.fd_train_vs_heldout, (
+        f"FD {report.fd_samples_vs_heldout:.1f} vs {report.fd_train_vs_heldout:.1f} real vs real"
+    )
+
+
 def test_evaluate_vae_tiny(ev):
     report = ev.evaluate_vae(importance=2, samples=50, seed=0)
     assert report.heldout_images == 297
