@@ -321,9 +321,27 @@ void tile_softmax(State& st, int64_t G, int64_t D, int n) {
   }
 }
 
+// The K/V rows of the tile at position t_ahead of `it`, continuing into
+// `next` (the thread's next item) past the end of `it`: the stream of
+// prefetches never stops at an item boundary, so a short item never starts cold.
 template <typename T>
-void run_item(const Problem& P, const Item& it, const T* q, const T* k, const T* v, T* out,
-              float* lse, float* ws, State& st) {
+Prefetch rows_ahead(const Problem& P, const Item& it, const Item* next, int64_t t_ahead,
+                    const T* k, const T* v) {
+  const Item* src = &it;
+  if (t_ahead >= it.t1 && next != nullptr) {
+    t_ahead = next->t0 + (t_ahead - it.t1);
+    src = next;
+  }
+  const T* kb = k + src->b * P.k_sb + src->kvh * P.k_sh;
+  const T* vb = v + src->b * P.v_sb + src->kvh * P.v_sh;
+  const int n = static_cast<int>(std::clamp<int64_t>(src->t1 - t_ahead, 0, kTile));
+  return {kb + t_ahead * P.k_st, P.k_st, vb + t_ahead * P.v_st, P.v_st, n,
+          P.D * static_cast<int64_t>(sizeof(T))};
+}
+
+template <typename T>
+void run_item(const Problem& P, const Item& it, const Item* next, const T* q, const T* k,
+              const T* v, T* out, float* lse, float* ws, State& st) {
   const int64_t G = P.G, D = P.D;
   st.reset(G, D);
   const float qscale = P.scale * kLog2e;
@@ -335,10 +353,7 @@ void run_item(const Problem& P, const Item& it, const T* q, const T* k, const T*
   const T* vb = v + it.b * P.v_sb + it.kvh * P.v_sh;
   for (int64_t t0 = it.t0; t0 < it.t1; t0 += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
-    const int64_t t_ahead = t0 + kPrefetchTiles * kTile;
-    const int n_next = static_cast<int>(std::clamp<int64_t>(it.t1 - t_ahead, 0, kTile));
-    const Prefetch ahead{kb + t_ahead * P.k_st, P.k_st, vb + t_ahead * P.v_st, P.v_st,
-                         n_next, D * static_cast<int64_t>(sizeof(T))};
+    const Prefetch ahead = rows_ahead(P, it, next, t0 + kPrefetchTiles * kTile, k, v);
     for_head_groups(G, [&]<int NG>(int64_t g) {
       tile_scores<NG>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
                       st.s.data() + g * kTile, g == 0 ? &ahead : nullptr);
@@ -421,7 +436,9 @@ void decode_attention_cpu_impl(const Problem& P, const std::vector<int64_t>& len
   std::vector<float> ws(slots * P.G * (P.D + 2));
   at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
     State st;
-    for (int64_t i = begin; i < end; ++i) run_item(P, items[i], q, k, v, out, lse, ws.data(), st);
+    for (int64_t i = begin; i < end; ++i)
+      run_item(P, items[i], i + 1 < end ? &items[i + 1] : nullptr, q, k, v, out, lse, ws.data(),
+               st);
   });
   if (slots == 0) return;
   at::parallel_for(0, P.B * P.H, 1, [&](int64_t begin, int64_t end) {
