@@ -134,6 +134,21 @@ def test_broken_plugins_are_reported_and_the_others_keep_working(with_broken_plu
     assert sdk.generate("markov", prompt="a", max_new_tokens=5, seed=1).texts
 
 
+def test_a_hook_calling_sys_exit_is_reported_not_fatal():
+    plugin = types.ModuleType("exits")
+
+    @hookimpl
+    def aigc_register_generators(register):
+        raise SystemExit(3)
+
+    plugin.aigc_register_generators = aigc_register_generators
+    sdk = SDK(plugins=["aigc_example"], autoload=False)
+    with pytest.warns(PluginWarning, match="aigc_register_generators raised SystemExit"):
+        sdk.register(plugin)
+        names = sdk.generators.names()
+    assert "cppn" in names and _info(sdk, "exits").status == "failed"
+
+
 def test_name_clash_is_an_error_naming_both_plugins(with_broken_plugins):
     sdk = SDK()
     clash = _info(sdk, "clash")

@@ -18,7 +18,6 @@ module in ``FAMILIES``.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import io
 import json
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..arguments import ArgumentParser
 from ..media import atomic_write
 
 # op name -> module of cases (relative to this package)
@@ -241,7 +241,7 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="aigc bench", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="aigc bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "ops", nargs="*", metavar="OP", help=f"ops to run (default: all of {', '.join(FAMILIES)})"
     )
