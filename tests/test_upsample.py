@@ -121,6 +121,7 @@ def test_matches_reference_over_shapes(
     [
         (64, 32, (8, 8), (4, 4), 2, 1),  # cout-lanes engine, 16-channel tiles
         (24, 8, (5, 7), (3, 3), 2, 1),  # cout-lanes engine, 8-channel tiles
+        (48, 16, (6, 5), (4, 4), 2, 1),  # cout-lanes engine, one 16-lane tile
         (32, 3, (16, 16), (4, 4), 2, 1),  # pixel-lanes engine (RGB output)
         (16, 1, (200,), (8,), 4, 2),  # pixel-lanes engine, mono audio
         (32, 24, (300,), (8,), 4, 2),  # 1-D, cout-lanes

@@ -951,7 +951,8 @@ void upsample_cpu_typed(const Geometry& g, const at::Tensor& x, const at::Tensor
 #endif
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<acc_t, float>) {
-    if (g.Cout > L) return run(run_cout_lanes<scalar_t, ZmmTile<float, 12, 2>>);
+    if (g.Cout > 16) return run(run_cout_lanes<scalar_t, ZmmTile<float, 12, 2>>);
+    if (g.Cout > L) return run(run_cout_lanes<scalar_t, ZmmTile<float, 14, 1>>);
   }
 #endif
   if (g.Cout <= L) return run(run_cout_lanes<scalar_t, FmaTile<acc_t, 12, 1>>);
