@@ -173,9 +173,7 @@ class PluginHost:
                 )
             try:
                 result = impl.function(*args)
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:  # sys.exit() in a hook must not end the host either
+            except (Exception, SystemExit) as exc:  # sys.exit() in a hook must not end the host
                 info = self.infos.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
                 self.fail(info, f"hook {hook_name} raised {_describe(exc)}")
                 continue
