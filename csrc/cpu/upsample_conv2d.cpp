@@ -66,6 +66,12 @@ template <typename T>
 using Vec = typename VecOf<T>::type;
 template <typename T>
 constexpr int kLanes = 32 / sizeof(T);
+// AVX-512VL lets 256-bit code use 32 registers instead of 16.
+#ifdef __AVX512VL__
+constexpr int kVectorRegisters = 32;
+#else
+constexpr int kVectorRegisters = 16;
+#endif
 
 template <typename T>
 inline Vec<T> loadu(const T* p) {
@@ -719,14 +725,14 @@ inline void pixel_lanes_channel(const acc_t* src0, const int64_t* offsets, int64
 // offsets[tap] + v*L + lane]: MV*L consecutive output pixels of one phase row.
 // With few accumulators (NC*MV <= 6) even and odd input channels go to two
 // sets, so enough independent FMA chains hide the FMA latency; the register
-// budget (SETS*NC*MV accumulators + MV inputs + 1 weight <= 16) leaves the
+// budget (SETS*NC*MV accumulators + MV inputs + 1 weight <= kVectorRegisters) leaves
 // compiler no reason to spill.
 template <typename acc_t, int NC, int MV>
 inline void pixel_lanes_microkernel(const acc_t* src0, int64_t channel_stride, int64_t cin,
                                     const int64_t* offsets, int64_t ntaps, const acc_t* w,
                                     Vec<acc_t> (&out)[NC][MV]) {
   constexpr int SETS = NC * MV <= 6 ? 2 : 1;
-  static_assert(SETS * NC * MV + MV + 1 <= 16, "register budget");
+  static_assert(SETS * NC * MV + MV + 1 <= kVectorRegisters, "register budget");
   Vec<acc_t> acc[SETS][NC][MV];
 #pragma GCC unroll 2
   for (int s = 0; s < SETS; ++s)
@@ -936,9 +942,9 @@ void upsample_cpu_typed(const Geometry& g, const at::Tensor& x, const at::Tensor
     // A few output channels: pixels on the lanes.
     switch (g.Cout) {
       case 1: return run(run_pixel_lanes<scalar_t, acc_t, 1, 4>);
-      case 2: return run(run_pixel_lanes<scalar_t, acc_t, 2, 4>);
-      case 3: return run(run_pixel_lanes<scalar_t, acc_t, 3, 2>);
-      default: return run(run_pixel_lanes<scalar_t, acc_t, 4, 2>);
+      case 2: return run(run_pixel_lanes<scalar_t, acc_t, 2, 4 * kVectorRegisters / 16>);
+      case 3: return run(run_pixel_lanes<scalar_t, acc_t, 3, 2 * kVectorRegisters / 16>);
+      default: return run(run_pixel_lanes<scalar_t, acc_t, 4, 2 * kVectorRegisters / 16>);
     }
   }
 #ifdef AIGC_UPSAMPLE_BF16_DOT
