@@ -726,7 +726,7 @@ inline void pixel_lanes_channel(const acc_t* src0, const int64_t* offsets, int64
 // With few accumulators (NC*MV <= 6) even and odd input channels go to two
 // sets, so enough independent FMA chains hide the FMA latency; the register
 // budget (SETS*NC*MV accumulators + MV inputs + 1 weight <= kVectorRegisters) leaves
-// compiler no reason to spill.
+// the compiler no reason to spill.
 template <typename acc_t, int NC, int MV>
 inline void pixel_lanes_microkernel(const acc_t* src0, int64_t channel_stride, int64_t cin,
                                     const int64_t* offsets, int64_t ntaps, const acc_t* w,
