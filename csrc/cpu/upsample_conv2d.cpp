@@ -393,7 +393,7 @@ struct ZmmTile {
     for (int64_t k = 0; k < kc; k += kStep) {
       decltype(zmm_weights(w)) wv[MV];
 #pragma GCC unroll 4
-      for (int v = 0; v < MV; ++v) wv[v] = zmm_weights(w + v * BW / MV * kStep);
+      for (int v = 0; v < MV; ++v) wv[v] = zmm_weights(w + v * 16 * kStep);
       w += BW * kStep;
 #pragma GCC unroll 16
       for (int i = 0; i < NR; ++i) {
