@@ -137,6 +137,21 @@ def test_larger_layers(dtype, cin, cout, size, kernel, stride, padding, batch):
     assert_matches_reference(y, *args, *conv)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+def test_long_output_rows_in_every_stride(dtype, stride):
+    # NCHW output rows of 13+ pixels per phase: runs of 8 neighbours stored as
+    # whole vectors, the rest (row ends, the batch's last pixels) one by one;
+    # 20 channels leave a partial block of 8; output_padding gives the phases
+    # unequal widths.
+    dims = 2
+    args = make_case(2, 24, 20, (9, 13), (4, 5), stride, 1, stride - 1, dtype, seed=stride)
+    conv = [[stride] * dims, [1] * dims, [stride - 1] * dims, "leaky_relu", 0.1]
+    y = upsample_conv2d(*args, *conv)
+    assert y.is_contiguous()
+    assert_matches_reference(y, *args, *conv)
+
+
 def test_empty_batch():
     x = torch.zeros(0, 4, 3, 3)
     y = upsample_conv2d(x, torch.randn(4, 5, 4, 4), stride=2, padding=1)

@@ -430,26 +430,122 @@ inline void transpose8x8(__m256 (&r)[8]) {
 }
 #endif
 
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+#define AIGC_UPSAMPLE_SPREAD_STORE 1
+// Writing 8 values to d[0], d[s], ..., d[7s] (one channel of 8 pixels that
+// are neighbours in a phase's output row, s = the stride in elements) as 1-2
+// masked stores of 16-lane windows, each value permuted to its lane, instead
+// of 8 scalar stores.
+struct Spread {
+  int windows = 0;  // 0: s is not 1..4, store value by value
+  __m512i index32[2] = {};
+  __m256i index16[2] = {};
+  __mmask16 mask[2] = {};
+};
+
+inline Spread make_spread(int64_t s) {
+  Spread p;
+  if (s < 1 || s > 4) return p;
+  p.windows = static_cast<int>(7 * s / 16 + 1);
+  for (int w = 0; w < p.windows; ++w) {
+    alignas(64) int32_t index32[16];
+    alignas(32) int16_t index16[16];
+    unsigned mask = 0;
+    for (int lane = 0; lane < 16; ++lane) {
+      const int64_t e = 16 * w + lane;  // element offset from d
+      index32[lane] = index16[lane] = static_cast<int16_t>(std::min<int64_t>(e / s, 7));
+      if (e % s == 0 && e / s < 8) mask |= 1u << lane;
+    }
+    p.index32[w] = _mm512_load_si512(index32);
+    p.index16[w] = _mm256_load_si256(reinterpret_cast<const __m256i*>(index16));
+    p.mask[w] = static_cast<__mmask16>(mask);
+  }
+  return p;
+}
+
+inline void spread_store(const Spread& p, float* d, __m256 v) {
+  // (Not _mm512_castps256_ps512: GCC 12 warns on its undefined upper half.)
+  const __m512 z = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+  for (int w = 0; w < p.windows; ++w)
+    _mm512_mask_storeu_ps(d + 16 * w, p.mask[w], _mm512_maskz_permutexvar_ps(p.mask[w], p.index32[w], z));
+}
+
+inline void spread_store_16bit(const Spread& p, void* d, __m128i v) {
+  const __m256i z = __builtin_shufflevector(v, v, 0, 1, 0, 1);
+  for (int w = 0; w < p.windows; ++w)
+    _mm256_mask_storeu_epi16(static_cast<int16_t*>(d) + 16 * w, p.mask[w],
+                             _mm256_permutexvar_epi16(p.index16[w], z));
+}
+
+#ifdef __F16C__
+inline void spread_store(const Spread& p, c10::Half* d, __m256 v) {
+  spread_store_16bit(p, d, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+#endif
+
+#ifdef __AVX512BF16__
+inline void spread_store(const Spread& p, c10::BFloat16* d, __m256 v) {
+  spread_store_16bit(p, d, (__m128i)_mm256_cvtneps_pbh(v));
+}
+#endif
+
+template <typename scalar_t>
+constexpr bool kSpreadStores = std::is_same_v<scalar_t, float>
+#ifdef __F16C__
+                               || std::is_same_v<scalar_t, c10::Half>
+#endif
+#ifdef __AVX512BF16__
+                               || std::is_same_v<scalar_t, c10::BFloat16>
+#endif
+    ;
+
+// Whether rows [r, r + 8) go to dst[r] + i * s: every pixel stored, neighbours
+// in one output row.
+template <typename scalar_t>
+inline bool evenly_spaced(scalar_t* const* dst, int64_t s) {
+  if (dst[0] == nullptr) return false;
+  for (int i = 1; i < 8; ++i)
+    if (dst[i] != dst[0] + i * s) return false;
+  return true;
+}
+#endif
+
 // Writes rows x channels of `c` (one row per output pixel, `ldc` apart) to
 // channel planes: pixel r's channel co goes to dst[r][co * cstride]. Channels
 // are written one plane at a time (consecutive pixels are neighbours in an
-// output row), reading `c` in 8x8 blocks transposed in registers rather than
-// one cache line per value. Rows r with dst[r] == nullptr are skipped; `c`
-// must have 8 readable rows past `rows`.
+// output row, usually `step` elements apart), reading `c` in 8x8 blocks
+// transposed in registers rather than one cache line per value. Rows r with
+// dst[r] == nullptr are skipped; `c` must have 8 readable rows past `rows`.
 template <typename scalar_t, typename acc_t>
 void store_channel_planes(const acc_t* c, int64_t ldc, int64_t rows, scalar_t* const* dst,
-                          int64_t cout, int64_t cstride) {
+                          int64_t cout, int64_t cstride, int64_t step) {
 #ifdef AIGC_UPSAMPLE_AVX2
   if constexpr (std::is_same_v<acc_t, float>) {
-    for (int64_t c0 = 0; c0 < cout; c0 += 8) {
-      const int64_t nc = std::min<int64_t>(8, cout - c0);
-      for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+#ifdef AIGC_UPSAMPLE_SPREAD_STORE
+    Spread spread;
+    if constexpr (kSpreadStores<scalar_t>) spread = make_spread(step);
+#endif
+    for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+      const int64_t nr = std::min<int64_t>(8, rows - r0);
+#ifdef AIGC_UPSAMPLE_SPREAD_STORE
+      const bool spread_rows =
+          spread.windows > 0 && nr == 8 && evenly_spaced<scalar_t>(dst + r0, step);
+#endif
+      for (int64_t c0 = 0; c0 < cout; c0 += 8) {
+        const int64_t nc = std::min<int64_t>(8, cout - c0);
         __m256 v[8];
         for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(c + (r0 + i) * ldc + c0);
         transpose8x8(v);
+#ifdef AIGC_UPSAMPLE_SPREAD_STORE
+        if constexpr (kSpreadStores<scalar_t>) {
+          if (spread_rows) {
+            for (int64_t j = 0; j < nc; ++j) spread_store(spread, dst[r0] + (c0 + j) * cstride, v[j]);
+            continue;
+          }
+        }
+#endif
         alignas(32) float lanes[8][8];
         for (int j = 0; j < 8; ++j) _mm256_store_ps(lanes[j], v[j]);
-        const int64_t nr = std::min<int64_t>(8, rows - r0);
         for (int64_t j = 0; j < nc; ++j)
           for (int64_t i = 0; i < nr; ++i)
             if (dst[r0 + i] != nullptr)
@@ -462,6 +558,41 @@ void store_channel_planes(const acc_t* c, int64_t ldc, int64_t rows, scalar_t* c
   for (int64_t co = 0; co < cout; ++co)
     for (int64_t r = 0; r < rows; ++r)
       if (dst[r] != nullptr) dst[r][co * cstride] = static_cast<scalar_t>(c[r * ldc + co]);
+}
+
+// Packs the weights of one kernel element for input channels [ci0, ci1) and
+// the output channels [co0, co0 + n) of one tile block: weight (ci, co0 + c)
+// is src[ci * ci_stride + c * co_stride] and goes to d[Tile::at(ci, c)].
+template <typename scalar_t, typename Tile>
+void pack_weight_slice(const scalar_t* src, int64_t ci_stride, int64_t co_stride, int64_t ci0,
+                       int64_t ci1, int64_t n, typename Tile::in_t* d) {
+  using in_t = typename Tile::in_t;
+#ifdef __AVX512F__
+  // fp32: 16 channels per gather and one vector store, where a scalar loop
+  // spends ~10 instructions per weight.
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<in_t, float> &&
+                Tile::kStep == 1 && Tile::BW % 16 == 0) {
+    if (co_stride > -INT32_MAX / 16 && co_stride < INT32_MAX / 16) {
+      const __m512i index = _mm512_mullo_epi32(
+          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+          _mm512_set1_epi32(static_cast<int32_t>(co_stride)));
+      for (int64_t ci = ci0; ci < ci1; ++ci)
+        for (int64_t c0 = 0; c0 < n; c0 += 16) {
+          const int64_t lanes = std::min<int64_t>(16, n - c0);
+          const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1);
+          // Lanes past n gather nothing and store the zeros of the padding.
+          _mm512_storeu_ps(d + Tile::at(ci, c0),
+                           _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, index,
+                                                    src + ci * ci_stride + c0 * co_stride,
+                                                    sizeof(float)));
+        }
+      return;
+    }
+  }
+#endif
+  for (int64_t ci = ci0; ci < ci1; ++ci)
+    for (int64_t c = 0; c < n; ++c)
+      d[Tile::at(ci, c)] = static_cast<in_t>(src[ci * ci_stride + c * co_stride]);
 }
 
 template <typename scalar_t, typename Tile>
@@ -511,27 +642,30 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   const Strides ws = strides_of(weight);
   const scalar_t* src = x.data_ptr<scalar_t>();
   in_t* x_copy = const_cast<in_t*>(xrows);
-  const int64_t pack_items = cin + (x_ready ? 0 : g.N * g.H);
+  // Weight items: (block, 8 input channels), so an item reads an L1-sized
+  // slab of the weight and writes each tap panel's rows in one contiguous run
+  // (filling lines in many panels at once would keep hundreds of write
+  // misses in flight).
+  constexpr int64_t kPackChannels = 8;  // even: bf16 channel pairs stay in one item
+  const int64_t ci_groups = (cin + kPackChannels - 1) / kPackChannels;
+  const int64_t weight_items = blocks * ci_groups;
+  const int64_t pack_items = weight_items + (x_ready ? 0 : g.N * g.H);
   parallel_items(pack_items, weight.numel() + x.numel(), [&](int64_t item, int) {
-    if (item < cin) {
-      // One input channel's weights (Cout x kh x kw) are an L1-sized slab;
-      // write them one kernel element at a time so each destination line
-      // is filled by consecutive stores (the panels are 4 KiB-aligned apart,
-      // so filling many at once would thrash one L1 set).
-      const int64_t ci = item;
+    if (item < weight_items) {
+      const int64_t b = item / ci_groups, ci0 = item % ci_groups * kPackChannels;
+      const int64_t ci1 = std::min(cin, ci0 + kPackChannels);
+      const int64_t co0 = b * BW, n = std::min<int64_t>(BW, g.Cout - co0);
       for (int64_t ky = 0; ky < g.kh; ++ky)
         for (int64_t kx = 0; kx < g.kw; ++kx) {
           const int64_t k = ky * g.kw + kx;
           if (kofs[k] < 0) continue;
-          in_t* d = wpack + kofs[k];
-          for (int64_t co = 0; co < g.Cout; ++co)
-            d[(co / BW) * kblock[k] + Tile::at(ci, co % BW)] =
-                static_cast<in_t>(weight_at<scalar_t, acc_t>(w, ws, ci, co, ky, kx));
+          pack_weight_slice<scalar_t, Tile>(w + co0 * ws.c + ky * ws.h + kx * ws.w, ws.n, ws.c,
+                                            ci0, ci1, n, wpack + kofs[k] + b * kblock[k]);
         }
     } else {
       // One input row to NHWC, transposed in blocks of 16 channels so each
       // written line is filled by consecutive stores.
-      const int64_t nh = item - cin, n = nh / g.H, h = nh % g.H;
+      const int64_t nh = item - weight_items, n = nh / g.H, h = nh % g.H;
       const scalar_t* s = src + n * xs.n + h * xs.h;
       in_t* d = x_copy + nh * g.W * cin;
       for (int64_t c0 = 0; c0 < cin; c0 += 16)
@@ -567,11 +701,15 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
     }
   };
 
-  // Blocking, as in BLIS: a work item is (phase, chunk of NR-pixel groups) with
-  // a C buffer of chunk x Cout accumulators (L2). The K loop (tap, slice of kc
+  // Blocking, as in BLIS: a work item is a chunk of NR-pixel groups with a C
+  // buffer of chunk x Cout accumulators (L2). The K loop (tap, slice of kc
   // input channels) is outermost, so the weight slice of every channel block
   // (Cout x kc, <= 128 KiB) stays in L2 while the chunk's groups run through
   // it, and a group's input rows (NR x kc) stay in L1 across channel blocks.
+  // An item runs its chunk for each phase of one row residue ry in turn:
+  // those phases interleave their columns in the same output rows, so the
+  // later ones write lines the first one brought into cache, where items of
+  // single phases would fetch every output line from memory sw times.
   const int threads = at::get_num_threads();
   std::vector<int64_t> groups(phases.size());
   int64_t total_groups = 0;
@@ -579,16 +717,25 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
     groups[p] = (g.N * phases[p].rows() * phases[p].cols() + NR - 1) / NR;
     total_groups += groups[p];
   }
+  std::vector<size_t> family_start{0};  // phases [start[f], start[f + 1]) share ry
+  for (size_t p = 1; p < phases.size(); ++p)
+    if (phases[p].ry != phases[p - 1].ry) family_start.push_back(p);
+  family_start.push_back(phases.size());
+  const size_t families = family_start.size() - 1;
   const int64_t chunk = std::clamp<int64_t>(
-      std::min<int64_t>(total_groups / (4 * threads),
+      std::min<int64_t>(total_groups / (4 * threads * g.sw),
                         (128 << 10) / static_cast<int64_t>(NR * ldc * sizeof(acc_t))),
       1, 32);
   const int64_t kc_max = std::clamp<int64_t>(
       (128 << 10) / static_cast<int64_t>(ldc * sizeof(in_t)) / Tile::kStep * Tile::kStep, 32,
       std::max<int64_t>(cin, 1));
-  std::vector<int64_t> item_start(phases.size() + 1, 0);  // first item of each phase
-  for (size_t p = 0; p < phases.size(); ++p)
-    item_start[p + 1] = item_start[p] + (groups[p] + chunk - 1) / chunk;
+  std::vector<int64_t> item_start(families + 1, 0);  // first item of each family
+  for (size_t f = 0; f < families; ++f) {
+    int64_t most = 0;
+    for (size_t p = family_start[f]; p < family_start[f + 1]; ++p)
+      most = std::max(most, (groups[p] + chunk - 1) / chunk);
+    item_start[f + 1] = item_start[f] + most;
+  }
   int64_t total_macs = 0;
   for (const Phase& ph : phases)
     total_macs += g.N * ph.rows() * ph.cols() * static_cast<int64_t>(ph.taps.size()) * cin * g.Cout;
@@ -600,13 +747,11 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
     std::vector<acc_t> cbuf;          // [group * NR + pixel][ldc] accumulators
   };
   std::vector<Workspace> workspaces(at::get_num_threads());
-  parallel_items(item_start.back(), total_macs, [&](int64_t item, int thread) {
-    auto& [table, active, dst, cbuf] = workspaces[thread];
-    const size_t p = std::upper_bound(item_start.begin(), item_start.end(), item) -
-                     item_start.begin() - 1;
+  // Chunk [g0, g0 + chunk) of phase p's groups.
+  auto run_chunk = [&](size_t p, int64_t g0, Workspace& workspace) {
+    auto& [table, active, dst, cbuf] = workspace;
     const Phase& ph = phases[p];
     const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
-    const int64_t g0 = (item - item_start[p]) * chunk;
     const int64_t ng = std::min(chunk, groups[p] - g0);
     const int64_t pixels = g.N * ph.rows() * ph.cols();
 
@@ -670,8 +815,15 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
       }
     } else {
       store_channel_planes<scalar_t, acc_t>(cbuf.data(), ldc, ng * NR, dst.data(), g.Cout,
-                                            os.c);
+                                            os.c, g.sw * os.w);
     }
+  };
+  parallel_items(item_start.back(), total_macs, [&](int64_t item, int thread) {
+    const size_t f = std::upper_bound(item_start.begin(), item_start.end(), item) -
+                     item_start.begin() - 1;
+    const int64_t g0 = (item - item_start[f]) * chunk;
+    for (size_t p = family_start[f]; p < family_start[f + 1]; ++p)
+      if (g0 < groups[p]) run_chunk(p, g0, workspaces[thread]);
   });
 }
 
