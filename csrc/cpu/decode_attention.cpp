@@ -24,11 +24,17 @@
 #include <immintrin.h>
 #define AIGC_ATTN_AVX2 1
 #endif
+// AVX-512VL lets 256-bit code use 32 registers instead of 16.
+#ifdef __AVX512VL__
+constexpr int kVectorRegisters = 32;
+#else
+constexpr int kVectorRegisters = 16;
+#endif
 
 namespace {
 
 constexpr int kTile = 32;         // KV positions per tile
-constexpr int kPrefetchTiles = 8;  // how far ahead K/V rows are requested (into L2)
+constexpr int kPrefetchTiles = 8;  // how far ahead K/V rows are requested (GQA)
 constexpr int64_t kMinChunk = 256;  // smallest KV chunk worth a work item
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -223,16 +229,25 @@ void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, flo
       }
       V8 a[8];
       for (int i = 0; i < 8; ++i) a[i] = v_zero();
-      for (int64_t d = 0; d < D; d += 8) {
-        V8 qd[NG];  // NG + TT loads feed NG * TT FMAs
-        for (int j = 0; j < NG; ++j) {
-          qd[j] = v_load(q + j * D + d);
-          if constexpr (TT > 1) in_register(qd[j]);
-        }
-        for (int u = 0; u < TT; ++u) {
-          V8 x = v_load(k + (t + u) * k_st + d);
-          if constexpr (NG > 1) in_register(x);
-          for (int j = 0; j < NG; ++j) a[u * NG + j] = v_fma(qd[j], x, a[u * NG + j]);
+      if constexpr (NG == 1) {
+        // One row after another, in address order: the hardware prefetcher
+        // follows that stream (interleaving the 8 rows defeats it), and the
+        // 8 independent chains still overlap out of order.
+        for (int u = 0; u < TT; ++u)
+          for (int64_t d = 0; d < D; d += 8)
+            a[u] = v_fma(v_load(q + d), v_load(k + (t + u) * k_st + d), a[u]);
+      } else {
+        for (int64_t d = 0; d < D; d += 8) {
+          V8 qd[NG];  // NG + TT loads feed NG * TT FMAs
+          for (int j = 0; j < NG; ++j) {
+            qd[j] = v_load(q + j * D + d);
+            if constexpr (TT > 1) in_register(qd[j]);
+          }
+          for (int u = 0; u < TT; ++u) {
+            V8 x = v_load(k + (t + u) * k_st + d);
+            in_register(x);
+            for (int j = 0; j < NG; ++j) a[u * NG + j] = v_fma(qd[j], x, a[u * NG + j]);
+          }
         }
       }
       float sums[8];
@@ -279,7 +294,10 @@ void tile_pv_block(float* acc, int64_t D, const T* v, int64_t v_st, int n, const
 
 template <int NG, typename T>
 void tile_pv(float* acc, int64_t D, const T* v, int64_t v_st, int n, const float* p) {
-  constexpr int DB = NG == 1 ? 4 : 2;  // 4 to 8 independent FMA chains
+  // One head: a block as wide as the registers allow (a whole 128-wide row
+  // with 32 of them), so V is read row after row in address order, a stream
+  // the hardware prefetcher follows. Several heads: 4 to 8 FMA chains.
+  constexpr int DB = NG > 1 ? 2 : kVectorRegisters >= 32 ? 16 : 4;
   int64_t d = 0;
   for (; d + 8 * DB <= D; d += 8 * DB) tile_pv_block<NG, DB>(acc, D, v, v_st, n, p, d);
   for (; d < D; d += 8) tile_pv_block<NG, 1>(acc, D, v, v_st, n, p, d);
@@ -353,10 +371,15 @@ void run_item(const Problem& P, const Item& it, const Item* next, const T* q, co
   const T* vb = v + it.b * P.v_sb + it.kvh * P.v_sh;
   for (int64_t t0 = it.t0; t0 < it.t1; t0 += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
-    const Prefetch ahead = rows_ahead(P, it, next, t0 + kPrefetchTiles * kTile, k, v);
+    // Explicit prefetches for GQA only. With one head per KV head the rows are
+    // read in address order and the hardware prefetcher alone streams them
+    // at the machine's bandwidth; prefetch instructions on top of it halved
+    // that (each holds a miss buffer the demand loads then wait for).
+    const Prefetch ahead =
+        G > 1 ? rows_ahead(P, it, next, t0 + kPrefetchTiles * kTile, k, v) : Prefetch{};
     for_head_groups(G, [&]<int NG>(int64_t g) {
       tile_scores<NG>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
-                      st.s.data() + g * kTile, g == 0 ? &ahead : nullptr);
+                      st.s.data() + g * kTile, G > 1 && g == 0 ? &ahead : nullptr);
     });
     tile_softmax(st, G, D, n);
     for_head_groups(G, [&]<int NG>(int64_t g) {
