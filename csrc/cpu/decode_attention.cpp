@@ -9,8 +9,10 @@
 // chunks keeps each chunk's (m, l, acc) and a second pass merges them; a
 // single-chunk sequence writes its output directly. Decode attention reads
 // every cache byte once and does ~1 FMA per byte per query head, so the goal
-// is to stream K/V at the machine's read bandwidth: AVX2/FMA register-blocked
-// dot products and axpys, tiles that stay in L1.
+// is to stream K/V at the machine's read bandwidth: rows read in address
+// order wherever the register budget allows (the hardware prefetcher follows
+// that stream and no other), AVX2/FMA register-blocked dot products and axpys
+// on tiles that stay in L1 for the other heads of a KV head.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -34,7 +36,7 @@ constexpr int kVectorRegisters = 16;
 namespace {
 
 constexpr int kTile = 32;         // KV positions per tile
-constexpr int kPrefetchTiles = 8;  // how far ahead K/V rows are requested (GQA)
+constexpr int kPrefetchTiles = 8;  // how far ahead K rows are requested (GQA)
 constexpr int64_t kMinChunk = 256;  // smallest KV chunk worth a work item
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -168,13 +170,13 @@ struct State {
   }
 };
 
-// The K and V rows of the next tile, requested while this tile's scores are
-// computed, one row per position: memory streams while the FMAs run.
+// The K rows of a tile ahead, requested while this tile's scores are
+// computed, one row per position. Only the GQA scores loop needs them: it
+// interleaves rows, which the hardware prefetcher does not follow, while V
+// (and K with one head) is read in address order and streams without help.
 struct Prefetch {
   const void* k;
   int64_t k_st;
-  const void* v;
-  int64_t v_st;
   int n;
   int64_t row_bytes;
 };
@@ -185,13 +187,9 @@ inline void prefetch_rows(const Prefetch* ahead, int t) {
   if (ahead == nullptr) return;
   for (int r = t; r < std::min(t + 2, ahead->n); ++r) {
     const char* kr = reinterpret_cast<const char*>(static_cast<const T*>(ahead->k) + r * ahead->k_st);
-    const char* vr = reinterpret_cast<const char*>(static_cast<const T*>(ahead->v) + r * ahead->v_st);
-    for (int64_t b = 0; b < ahead->row_bytes; b += 64) {
-      // asm, not _mm_prefetch: GCC 12 silently dropped every one of these
-      // builtins from this file (none reached the object code).
-      asm volatile("prefetcht1 %0" : : "m"(kr[b]));
-      asm volatile("prefetcht1 %0" : : "m"(vr[b]));
-    }
+    // asm, not _mm_prefetch: GCC 12 silently dropped every one of these
+    // builtins from this file (none reached the object code).
+    for (int64_t b = 0; b < ahead->row_bytes; b += 64) asm volatile("prefetcht1 %0" : : "m"(kr[b]));
   }
 #endif
 }
@@ -339,22 +337,20 @@ void tile_softmax(State& st, int64_t G, int64_t D, int n) {
   }
 }
 
-// The K/V rows of the tile at position t_ahead of `it`, continuing into
+// The K rows of the tile at position t_ahead of `it`, continuing into
 // `next` (the thread's next item) past the end of `it`: the stream of
 // prefetches never stops at an item boundary, so a short item never starts cold.
 template <typename T>
 Prefetch rows_ahead(const Problem& P, const Item& it, const Item* next, int64_t t_ahead,
-                    const T* k, const T* v) {
+                    const T* k) {
   const Item* src = &it;
   if (t_ahead >= it.t1 && next != nullptr) {
     t_ahead = next->t0 + (t_ahead - it.t1);
     src = next;
   }
   const T* kb = k + src->b * P.k_sb + src->kvh * P.k_sh;
-  const T* vb = v + src->b * P.v_sb + src->kvh * P.v_sh;
   const int n = static_cast<int>(std::clamp<int64_t>(src->t1 - t_ahead, 0, kTile));
-  return {kb + t_ahead * P.k_st, P.k_st, vb + t_ahead * P.v_st, P.v_st, n,
-          P.D * static_cast<int64_t>(sizeof(T))};
+  return {kb + t_ahead * P.k_st, P.k_st, n, P.D * static_cast<int64_t>(sizeof(T))};
 }
 
 template <typename T>
@@ -371,21 +367,30 @@ void run_item(const Problem& P, const Item& it, const Item* next, const T* q, co
   const T* vb = v + it.b * P.v_sb + it.kvh * P.v_sh;
   for (int64_t t0 = it.t0; t0 < it.t1; t0 += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
-    // Explicit prefetches for GQA only. With one head per KV head the rows are
-    // read in address order and the hardware prefetcher alone streams them
-    // at the machine's bandwidth; prefetch instructions on top of it halved
-    // that (each holds a miss buffer the demand loads then wait for).
+    // Prefetch instructions where the hardware prefetcher would stream the
+    // rows anyway halved the rate (each holds a miss buffer the demand loads
+    // then wait for): one head per KV head gets none.
     const Prefetch ahead =
-        G > 1 ? rows_ahead(P, it, next, t0 + kPrefetchTiles * kTile, k, v) : Prefetch{};
+        G > 1 ? rows_ahead(P, it, next, t0 + kPrefetchTiles * kTile, k) : Prefetch{};
     for_head_groups(G, [&]<int NG>(int64_t g) {
       tile_scores<NG>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
                       st.s.data() + g * kTile, G > 1 && g == 0 ? &ahead : nullptr);
     });
     tile_softmax(st, G, D, n);
-    for_head_groups(G, [&]<int NG>(int64_t g) {
+    // One head at a time where a whole row fits in the registers: each pass
+    // then reads the V tile in address order (the first from memory, the
+    // others from L1), which beat heads in groups sharing each load but
+    // walking the tile column block by column block (4:1 GQA: 13-17 ->
+    // 16-22 GB/s).
+    auto pv = [&]<int NG>(int64_t g) {
       tile_pv<NG>(st.acc.data() + g * D, D, vb + t0 * P.v_st, P.v_st, n,
                   st.s.data() + g * kTile);
-    });
+    };
+    if constexpr (kVectorRegisters >= 32) {
+      for (int64_t g = 0; g < G; ++g) pv.template operator()<1>(g);
+    } else {
+      for_head_groups(G, pv);
+    }
   }
   for (int64_t g = 0; g < G; ++g) {
     const int64_t h = it.kvh * G + g;
