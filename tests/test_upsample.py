@@ -152,6 +152,32 @@ def test_long_output_rows_in_every_stride(dtype, stride):
     assert_matches_reference(y, *args, *conv)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_weights_follow_every_kind_of_weight_update(dtype):
+    # Without autograd the kernel keeps packed weights between calls; none of
+    # these updates bumps a version counter the cache could have relied on.
+    x, w, bias, scale, shift = make_case(3, 64, 40, (5, 6), (4, 4), 2, 1, 0, dtype, seed=7)
+    args = ([2, 2], [1, 1], [0, 0], "relu", 0.0)
+    other = torch.randn(w.shape, generator=torch.Generator().manual_seed(8)).to(dtype) * 0.1
+
+    def check(weight):
+        y = upsample_conv2d(x, weight, bias, scale, shift, *args)
+        assert_matches_reference(y, x, weight, bias, scale, shift, *args)
+
+    with torch.no_grad():
+        check(w)
+        check(w)  # served from the cache
+        bits = torch.int16 if dtype == torch.bfloat16 else torch.int32
+        w.view(bits).numpy()[3, 5, 1, 2] = torch.tensor(50.0, dtype=dtype).view(bits).item()
+        check(w)  # one element changed behind autograd's back, through numpy
+        w.data.copy_(other)
+        check(w)
+        check(other)  # same values, another tensor
+        check(w.transpose(2, 3).contiguous().transpose(2, 3))  # same values, other strides
+        w.zero_()
+        check(w)
+
+
 def test_empty_batch():
     x = torch.zeros(0, 4, 3, 3)
     y = upsample_conv2d(x, torch.randn(4, 5, 4, 4), stride=2, padding=1)

@@ -27,9 +27,12 @@
 #include "cpu/upsample_conv2d.h"
 
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <torch/library.h>
+
+#include "cpu/packed_weight_cache.h"
 
 #include <algorithm>
 #include <climits>
@@ -37,6 +40,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -595,6 +600,27 @@ void pack_weight_slice(const scalar_t* src, int64_t ci_stride, int64_t co_stride
       d[Tile::at(ci, c)] = static_cast<in_t>(src[ci * ci_stride + c * co_stride]);
 }
 
+// Everything a packed weight layout depends on besides the weight's values:
+// the tensor (address, dtype, sizes, strides), the tile's panel format and
+// where each kernel element's panel goes. The cache key of packed weights.
+template <typename Tile>
+std::string packing_layout(const at::Tensor& weight, const std::vector<int64_t>& kofs,
+                           const std::vector<int64_t>& kblock, int64_t total) {
+  std::string key;
+  auto put = [&](int64_t v) { key.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  put(reinterpret_cast<intptr_t>(weight.const_data_ptr()));
+  put(static_cast<int64_t>(weight.scalar_type()));
+  for (const int64_t v : weight.sizes()) put(v);
+  for (const int64_t v : weight.strides()) put(v);
+  put(Tile::BW);
+  put(Tile::kStep);
+  put(sizeof(typename Tile::in_t));
+  for (const int64_t v : kofs) put(v);
+  for (const int64_t v : kblock) put(v);
+  put(total);
+  return key;
+}
+
 template <typename scalar_t, typename Tile>
 void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const at::Tensor& x,
                     const at::Tensor& weight, const std::vector<typename Tile::acc_t>& eff_scale,
@@ -632,12 +658,36 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
       kblock[k] = ntaps * cin * BW;
     }
   }
-  in_t* wpack = scratch<in_t>(1, wofs.back());
-  if (g.Cout % BW != 0) std::fill(wpack, wpack + wofs.back(), in_t(0));  // padding lanes
+  // Packed weights come from the cache when these values were packed before
+  // for this layout. Only without autograd (inference, evaluation): a
+  // training step changes the weights every call, and each miss also costs a
+  // copy of the weights into the cache.
+  const bool cacheable = !c10::GradMode::is_enabled() && weight.is_contiguous();
+  std::string layout;
+  std::shared_ptr<const PackedWeights> cached;
+  std::shared_ptr<PackedWeights> fresh;
+  in_t* wpack;
+  if (cacheable) {
+    layout = packing_layout<Tile>(weight, kofs, kblock, wofs.back());
+    cached = PackedWeightCache::instance().find(layout, weight.const_data_ptr(), weight.nbytes());
+  }
+  if (cached != nullptr) {
+    wpack = const_cast<in_t*>(reinterpret_cast<const in_t*>(cached->packed.data()));
+  } else {
+    if (cacheable) {
+      fresh = std::make_shared<PackedWeights>();
+      fresh->layout = std::move(layout);
+      fresh->packed.resize((wofs.back() * sizeof(in_t) + sizeof(float) - 1) / sizeof(float));
+      wpack = reinterpret_cast<in_t*>(fresh->packed.data());
+    } else {
+      wpack = scratch<in_t>(1, wofs.back());
+    }
+    if (g.Cout % BW != 0) std::fill(wpack, wpack + wofs.back(), in_t(0));  // padding lanes
+  }
 
   // Packing, in one parallel region (each region costs a thread hand-off,
-  // and on a shared CPU a hand-off can cost a scheduler tick): items
-  // [0, cin) pack weights of one input channel, the rest convert input rows.
+  // and on a shared CPU a hand-off can cost a scheduler tick): weight items
+  // first (none when the cache had them), then input rows to convert.
   const scalar_t* w = weight.data_ptr<scalar_t>();
   const Strides ws = strides_of(weight);
   const scalar_t* src = x.data_ptr<scalar_t>();
@@ -648,7 +698,7 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   // misses in flight).
   constexpr int64_t kPackChannels = 8;  // even: bf16 channel pairs stay in one item
   const int64_t ci_groups = (cin + kPackChannels - 1) / kPackChannels;
-  const int64_t weight_items = blocks * ci_groups;
+  const int64_t weight_items = cached != nullptr ? 0 : blocks * ci_groups;
   const int64_t pack_items = weight_items + (x_ready ? 0 : g.N * g.H);
   parallel_items(pack_items, weight.numel() + x.numel(), [&](int64_t item, int) {
     if (item < weight_items) {
@@ -674,6 +724,11 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
             d[ix * cin + c] = static_cast<in_t>(s[c * xs.c + ix * xs.w]);
     }
   });
+  if (fresh != nullptr) {
+    const auto* bytes = static_cast<const uint8_t*>(weight.const_data_ptr());
+    fresh->source.assign(bytes, bytes + weight.nbytes());
+    PackedWeightCache::instance().insert(std::move(fresh));
+  }
 
   scalar_t* out_ptr = out.data_ptr<scalar_t>();
   const Strides os = strides_of(out);
