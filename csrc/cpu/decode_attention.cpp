@@ -267,6 +267,78 @@ void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, flo
   }
 }
 
+#ifdef __AVX512F__
+#define AIGC_ATTN_PAIR_SCORES 1
+inline __m512 z_load(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 z_load(const c10::BFloat16* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  // maskz forms: the plain ones trip GCC 12's uninitialized warnings.
+  return _mm512_castsi512_ps(
+      _mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, h), 16));
+}
+inline __m512 z_load(const c10::Half* p) {
+  return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// (Not _mm512_reduce_add_ps: GCC 12 warns on its undefined upper halves.)
+inline float z_sum(__m512 v) {
+  const __m256 lo = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256 hi = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  return v_hsum(_mm256_add_ps(lo, hi));
+}
+
+// Scores of two heads (rows 0, 1 of q) against positions [0, n) of the
+// tile, for D = 16 * DZ: both heads' q held in 2 * DZ zmm registers, so the
+// K rows can be read one after another in address order, a stream the
+// hardware prefetcher follows, with 4 positions x 2 heads of FMA chains in
+// flight.
+template <int DZ, typename T>
+void tile_scores_pair(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s) {
+  __m512 qz[2][DZ];
+  for (int j = 0; j < 2; ++j)
+    for (int c = 0; c < DZ; ++c) qz[j][c] = _mm512_loadu_ps(q + j * D + 16 * c);
+  constexpr int TT = 4;
+  int t = 0;
+  for (; t < n; t += TT) {
+    const int m = std::min(TT, n - t);
+    __m512 a[TT][2];
+    for (int u = 0; u < TT; ++u) a[u][0] = a[u][1] = _mm512_setzero_ps();
+    for (int u = 0; u < m; ++u) {
+      const T* row = k + (t + u) * k_st;
+      for (int c = 0; c < DZ; ++c) {
+        const __m512 x = z_load(row + 16 * c);
+        a[u][0] = _mm512_fmadd_ps(qz[0][c], x, a[u][0]);
+        a[u][1] = _mm512_fmadd_ps(qz[1][c], x, a[u][1]);
+      }
+    }
+    for (int u = 0; u < m; ++u) {
+      s[t + u] = z_sum(a[u][0]);
+      s[kTile + t + u] = z_sum(a[u][1]);
+    }
+  }
+}
+
+// tile_scores_pair for head pairs (g, g + 1) of an even G, when D is one it
+// handles; false otherwise.
+template <typename T>
+bool tile_scores_pairs(const float* q, int64_t G, int64_t D, const T* k, int64_t k_st, int n,
+                       float* s) {
+  auto run = [&]<int DZ>() {
+    for (int64_t g = 0; g < G; g += 2)
+      tile_scores_pair<DZ>(q + g * D, D, k, k_st, n, s + g * kTile);
+    return true;
+  };
+  if (G % 2 != 0) return false;
+  switch (D) {
+    case 64: return run.template operator()<4>();
+    case 80: return run.template operator()<5>();
+    case 96: return run.template operator()<6>();
+    case 128: return run.template operator()<8>();
+    default: return false;
+  }
+}
+#endif
+
 // acc[j] += sum_t p[j][t] * v_t over columns [d0, d0 + 8*DB) for NG heads.
 template <int NG, int DB, typename T>
 void tile_pv_block(float* acc, int64_t D, const T* v, int64_t v_st, int n, const float* p,
@@ -370,12 +442,22 @@ void run_item(const Problem& P, const Item& it, const Item* next, const T* q, co
     // Prefetch instructions where the hardware prefetcher would stream the
     // rows anyway halved the rate (each holds a miss buffer the demand loads
     // then wait for): one head per KV head gets none.
-    const Prefetch ahead =
-        G > 1 ? rows_ahead(P, it, next, t0 + kPrefetchTiles * kTile, k) : Prefetch{};
-    for_head_groups(G, [&]<int NG>(int64_t g) {
-      tile_scores<NG>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
-                      st.s.data() + g * kTile, G > 1 && g == 0 ? &ahead : nullptr);
-    });
+    // GQA scores by head pairs with q in registers where AVX-512 allows
+    // (rows in address order, no prefetch), else interleaved rows with
+    // prefetches: B=1 T=512 4:1 GQA 0.19-0.21 -> 0.11 ms.
+    bool scored = false;
+#ifdef AIGC_ATTN_PAIR_SCORES
+    if (G > 1)
+      scored = tile_scores_pairs(st.q.data(), G, D, kb + t0 * P.k_st, P.k_st, n, st.s.data());
+#endif
+    if (!scored) {
+      const Prefetch ahead =
+          G > 1 ? rows_ahead(P, it, next, t0 + kPrefetchTiles * kTile, k) : Prefetch{};
+      for_head_groups(G, [&]<int NG>(int64_t g) {
+        tile_scores<NG>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
+                        st.s.data() + g * kTile, G > 1 && g == 0 ? &ahead : nullptr);
+      });
+    }
     tile_softmax(st, G, D, n);
     // One head at a time where a whole row fits in the registers: each pass
     // then reads the V tile in address order (the first from memory, the
