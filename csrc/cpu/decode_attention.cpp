@@ -171,9 +171,10 @@ struct State {
 };
 
 // The K rows of a tile ahead, requested while this tile's scores are
-// computed, one row per position. Only the GQA scores loop needs them: it
-// interleaves rows, which the hardware prefetcher does not follow, while V
-// (and K with one head) is read in address order and streams without help.
+// computed, one row per position. Only GQA scores use them: with several
+// heads' FMAs per row the hardware prefetcher alone falls behind (and the
+// loop without AVX-512 interleaves rows, which it does not follow at all),
+// while V, and K with one head, stream without help.
 struct Prefetch {
   const void* k;
   int64_t k_st;
@@ -444,10 +445,10 @@ void run_item(const Problem& P, const Item& it, const Item* next, const T* q, co
     const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
     // Prefetch instructions where the hardware prefetcher would stream the
     // rows anyway halved the rate (each holds a miss buffer the demand loads
-    // then wait for): one head per KV head gets none.
-    // GQA scores by head pairs with q in registers where AVX-512 allows
-    // (rows in address order, no prefetch), else interleaved rows with
-    // prefetches: B=1 T=512 4:1 GQA 0.19-0.21 -> 0.11 ms.
+    // then wait for): one head per KV head gets none. GQA scores run by head
+    // pairs with q in registers where AVX-512 allows (rows in address order;
+    // in-cache B=1 T=512 4:1 GQA 0.19-0.21 -> 0.11 ms), else by interleaved
+    // rows.
     const Prefetch ahead =
         G > 1 ? rows_ahead(P, it, next, t0 + kPrefetchTiles * kTile, k) : Prefetch{};
     bool scored = false;
