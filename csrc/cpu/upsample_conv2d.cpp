@@ -472,7 +472,8 @@ inline void spread_store(const Spread& p, float* d, __m256 v) {
   // (Not _mm512_castps256_ps512: GCC 12 warns on its undefined upper half.)
   const __m512 z = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
   for (int w = 0; w < p.windows; ++w)
-    _mm512_mask_storeu_ps(d + 16 * w, p.mask[w], _mm512_maskz_permutexvar_ps(p.mask[w], p.index32[w], z));
+    _mm512_mask_storeu_ps(d + 16 * w, p.mask[w],
+                          _mm512_maskz_permutexvar_ps(p.mask[w], p.index32[w], z));
 }
 
 inline void spread_store_16bit(const Spread& p, void* d, __m128i v) {
@@ -516,9 +517,9 @@ inline bool evenly_spaced(scalar_t* const* dst, int64_t s) {
 #endif
 
 // Writes rows x channels of `c` (one row per output pixel, `ldc` apart) to
-// channel planes: pixel r's channel co goes to dst[r][co * cstride]. Channels
-// are written one plane at a time (consecutive pixels are neighbours in an
-// output row, usually `step` elements apart), reading `c` in 8x8 blocks
+// channel planes: pixel r's channel co goes to dst[r][co * cstride]. Eight
+// pixels at a time (neighbours in an output row, usually `step` elements
+// apart) are written channel by channel, reading `c` in 8x8 blocks
 // transposed in registers rather than one cache line per value. Rows r with
 // dst[r] == nullptr are skipped; `c` must have 8 readable rows past `rows`.
 template <typename scalar_t, typename acc_t>
@@ -544,7 +545,8 @@ void store_channel_planes(const acc_t* c, int64_t ldc, int64_t rows, scalar_t* c
 #ifdef AIGC_UPSAMPLE_SPREAD_STORE
         if constexpr (kSpreadStores<scalar_t>) {
           if (spread_rows) {
-            for (int64_t j = 0; j < nc; ++j) spread_store(spread, dst[r0] + (c0 + j) * cstride, v[j]);
+            for (int64_t j = 0; j < nc; ++j)
+              spread_store(spread, dst[r0] + (c0 + j) * cstride, v[j]);
             continue;
           }
         }
