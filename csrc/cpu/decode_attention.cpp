@@ -17,6 +17,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "cpu/vector_registers.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -26,14 +28,10 @@
 #include <immintrin.h>
 #define AIGC_ATTN_AVX2 1
 #endif
-// AVX-512VL lets 256-bit code use 32 registers instead of 16.
-#ifdef __AVX512VL__
-constexpr int kVectorRegisters = 32;
-#else
-constexpr int kVectorRegisters = 16;
-#endif
 
 namespace {
+
+using aigc::kVectorRegisters;
 
 constexpr int kTile = 32;         // KV positions per tile
 constexpr int kPrefetchTiles = 8;  // how far ahead K rows are requested (GQA)
