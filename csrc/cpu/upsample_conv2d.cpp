@@ -33,6 +33,7 @@
 #include <torch/library.h>
 
 #include "cpu/packed_weight_cache.h"
+#include "cpu/vector_registers.h"
 
 #include <algorithm>
 #include <climits>
@@ -71,12 +72,6 @@ template <typename T>
 using Vec = typename VecOf<T>::type;
 template <typename T>
 constexpr int kLanes = 32 / sizeof(T);
-// AVX-512VL lets 256-bit code use 32 registers instead of 16.
-#ifdef __AVX512VL__
-constexpr int kVectorRegisters = 32;
-#else
-constexpr int kVectorRegisters = 16;
-#endif
 
 template <typename T>
 inline Vec<T> loadu(const T* p) {
@@ -679,12 +674,13 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
     if (cacheable) {
       fresh = std::make_shared<PackedWeights>();
       fresh->layout = std::move(layout);
+      // Zero-filled: the padding lanes past Cout stay zero.
       fresh->packed.resize((wofs.back() * sizeof(in_t) + sizeof(float) - 1) / sizeof(float));
       wpack = reinterpret_cast<in_t*>(fresh->packed.data());
     } else {
       wpack = scratch<in_t>(1, wofs.back());
+      if (g.Cout % BW != 0) std::fill(wpack, wpack + wofs.back(), in_t(0));  // padding lanes
     }
-    if (g.Cout % BW != 0) std::fill(wpack, wpack + wofs.back(), in_t(0));  // padding lanes
   }
 
   // Packing, in one parallel region (each region costs a thread hand-off,
