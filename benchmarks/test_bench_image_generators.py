@@ -76,6 +76,8 @@ def test_fused_vs_pytorch_64_images(benchmark, name, what):
     pytorch = Interleaved(plain_fn)
     benchmark.group = f"{name}: {N} images, {what}"
     benchmark.pedantic(fused_fn, setup=pytorch, rounds=ROUNDS, warmup_rounds=1, iterations=1)
+    if benchmark.stats is None:  # --benchmark-disable: a smoke run, no figures
+        return
     fused_best, pytorch_best = benchmark.stats.stats.min, min(pytorch.times)
     ratio = pytorch_best / fused_best
     benchmark.extra_info.update(
