@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from conftest import run_aigc
 from PIL import Image
 
@@ -14,6 +15,10 @@ def test_bench_writes_json_and_a_chart(tmp_path):
     rows = report["rows"]
     assert rows and all(r["op"] == "sample" and "torch" in r["speedup"] for r in rows)
     assert all(r["ms"]["aigc"] > 0 and r["fraction_of_peak"] > 0 for r in rows)
+    # Each memory-bound case is held to the read bandwidth probed in its own rounds.
+    for r in rows:
+        assert r["unit"] == "GB/s" and r["peak"] > 0
+        assert r["fraction_of_peak"] == pytest.approx(r["rate"] * 1e9 / r["peak"])
     assert Image.open(tmp_path / "bench.png").size[0] > 100
     assert "x vs torch" in out.stdout
 

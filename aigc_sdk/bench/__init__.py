@@ -7,7 +7,10 @@
 Prints one table per op (median times, ratios against each peer, and the
 kernel's fraction of this machine's peak measured in the same run: read
 bandwidth for memory-bound ops, matmul GFLOP/s for compute-bound ones) and
-writes ``bench.json`` and ``bench.png`` in ``--out``.
+writes ``bench.json`` and ``bench.png`` in ``--out``. The read bandwidth a
+memory-bound case is held to is measured in that case's own interleaved
+rounds: on a shared machine it moves by half within a minute, so a figure
+taken once at the start would judge each case against a different machine.
 
 Adding an op family: a module here exposing ``cases(quick, dtype)``; each case
 has ``name``, ``inputs()`` and ``contenders(inputs, compile)`` returning
@@ -85,13 +88,40 @@ def time_interleaved(contenders: dict, repeats: int, round_seconds: float = 2e-3
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+# The read-bandwidth probe: a float32 sum over 1 GiB, 32 times the L3 cache.
+READ_PROBE = "read probe"
+READ_PROBE_BYTES = 1 << 30
+
+
+def read_probe_tensor():
+    import torch
+
+    return torch.ones(READ_PROBE_BYTES // 4)
+
+
+def measure_read_bandwidth(repeats: int = 5) -> float:
+    """Bytes/s of the read probe, the best of ``repeats`` runs."""
+    x = read_probe_tensor()
+    return x.nbytes / _best_seconds(x.sum, repeats)
+
+
+def available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (unbounded where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
+
+
 def measure_peaks(repeats: int = 5) -> dict[str, float]:
     """This machine's read bandwidth (a large sum) and fp32/bf16 matmul FLOP/s."""
     import torch
 
-    x = torch.ones((1 << 28) // 4)
-    bandwidth = x.numel() * 4 / _best_seconds(x.sum, repeats)
-    peaks = {"read_bandwidth": bandwidth}
+    peaks = {"read_bandwidth": measure_read_bandwidth(repeats)}
     for dtype in (torch.float32, torch.bfloat16):
         peaks[f"matmul_{str(dtype).removeprefix('torch.')}"] = _matmul_flops(dtype, repeats)
     return peaks
@@ -114,21 +144,31 @@ def _matmul_flops(dtype, repeats: int) -> float:
         n *= 2
 
 
+def _memory_bound(case: Any) -> bool:
+    return not getattr(case, "flops", None)
+
+
+def _peak(case: Any, peaks: dict[str, float], dtype: str) -> float:
+    """The peak a case is measured against (bytes/s or FLOP/s)."""
+    if _memory_bound(case):
+        return peaks["read_bandwidth"]
+    # A kernel may compute a bf16 op in fp32 (on a CPU without bf16
+    # instructions it must): its peak is the faster of the two.
+    return max(peaks.get(f"matmul_{dtype}", 0.0), peaks["matmul_float32"])
+
+
 def _fraction(case: Any, seconds: float, peaks: dict[str, float], dtype: str) -> tuple:
     """(rate, unit, fraction of the machine's peak) for one measurement."""
-    if getattr(case, "flops", None):
+    if not _memory_bound(case):
         rate = case.flops / seconds
-        # A kernel may compute a bf16 op in fp32 (on a CPU without bf16
-        # instructions it must): its peak is the faster of the two.
-        peak = max(peaks.get(f"matmul_{dtype}", 0.0), peaks["matmul_float32"])
-        return rate / 1e9, "GFLOP/s", rate / peak
+        return rate / 1e9, "GFLOP/s", rate / _peak(case, peaks, dtype)
     nbytes = (
         getattr(case, "bytes_read", None)
         or getattr(case, "kv_bytes", None)
         or getattr(case, "logits_bytes", 0)
     )
     rate = nbytes / seconds
-    return rate / 1e9, "GB/s", rate / peaks["read_bandwidth"]
+    return rate / 1e9, "GB/s", rate / _peak(case, peaks, dtype)
 
 
 def run_family(
@@ -145,14 +185,27 @@ def run_family(
     module = importlib.import_module(FAMILIES[op], __name__)
     rows = []
     case_list = module.cases(quick, getattr(torch, dtype_name))
+    probe = read_probe_tensor() if any(map(_memory_bound, case_list)) else None
     task = progress.add_task(op, total=len(case_list))
     for case in case_list:
         progress.update(task, description=f"{op}: {case.name}")
+        if hasattr(case, "peak_bytes") and case.peak_bytes() > 0.7 * available_memory():
+            progress.console.print(
+                f"{op} {case.name}: skipped, needs {case.peak_bytes() / 2**30:.1f} GiB"
+            )
+            progress.advance(task)
+            continue
         inputs = case.inputs()
-        times = time_interleaved(case.contenders(inputs, compile), repeats)
-        del inputs
+        contenders = case.contenders(inputs, compile)
+        if _memory_bound(case):
+            contenders[READ_PROBE] = probe.sum
+        times = time_interleaved(contenders, repeats)
+        del inputs, contenders  # the contenders hold the inputs: free them for the next case
+        case_peaks = dict(peaks)
+        if READ_PROBE in times:
+            case_peaks["read_bandwidth"] = probe.nbytes / times.pop(READ_PROBE)
         fused = times["aigc"]
-        rate, unit, fraction = _fraction(case, fused, peaks, dtype_name)
+        rate, unit, fraction = _fraction(case, fused, case_peaks, dtype_name)
         rows.append(
             {
                 "op": op,
@@ -163,6 +216,7 @@ def run_family(
                 "rate": rate,
                 "unit": unit,
                 "fraction_of_peak": fraction,
+                "peak": _peak(case, case_peaks, dtype_name),
             }
         )
         progress.advance(task)
@@ -190,6 +244,7 @@ def render(rows: list[dict], peaks: dict[str, float], console) -> None:
             *(f"{p} ms" for p in peers),
             *(f"x vs {p}" for p in peers),
             "aigc rate",
+            "peak",
             "of peak",
         ]:
             table.add_column(column, justify="left" if column == "case" else "right")
@@ -200,6 +255,7 @@ def render(rows: list[dict], peaks: dict[str, float], console) -> None:
                 *(f"{r['ms'][p]:.3f}" for p in peers),
                 *(f"{r['speedup'][p]:.2f}" for p in peers),
                 f"{r['rate']:.1f} {r['unit']}",
+                f"{r['peak'] / 1e9:.1f} {r['unit']}",
                 f"{r['fraction_of_peak']:.0%}",
             )
         console.print(table)
