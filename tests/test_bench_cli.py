@@ -8,19 +8,25 @@ from PIL import Image
 
 
 def test_bench_writes_json_and_a_chart(tmp_path):
-    out = run_aigc("bench", "sample", "--repeats", "1", "--no-compile", "--out", str(tmp_path))
+    out = run_aigc(
+        "bench", "sample", "upsample_conv2d", "--repeats", "1", "--no-compile",
+        "--out", str(tmp_path),
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["peaks"]["read_bandwidth"] > 0
     rows = report["rows"]
-    assert rows and all(r["op"] == "sample" and "torch" in r["speedup"] for r in rows)
-    assert all(r["ms"]["aigc"] > 0 and r["fraction_of_peak"] > 0 for r in rows)
-    # Each memory-bound case is held to the read bandwidth probed in its own rounds.
+    units = {"sample": "GB/s", "upsample_conv2d": "GFLOP/s"}
+    assert {r["op"] for r in rows} == set(units)
+    peer = {"sample": "torch", "upsample_conv2d": "eager"}
+    assert all(peer[r["op"]] in r["speedup"] and r["ms"]["aigc"] > 0 for r in rows)
+    # Each case is held to the peak probed in its own rounds: read bandwidth
+    # for a memory-bound op, matmul FLOP/s for a compute-bound one.
     for r in rows:
-        assert r["unit"] == "GB/s" and r["peak"] > 0
+        assert r["unit"] == units[r["op"]] and r["peak"] > 0
         assert r["fraction_of_peak"] == pytest.approx(r["rate"] * 1e9 / r["peak"])
     assert Image.open(tmp_path / "bench.png").size[0] > 100
-    assert "x vs torch" in out.stdout
+    assert "x vs torch" in out.stdout and "x vs eager" in out.stdout
 
 
 def test_bench_names_an_unknown_op(tmp_path):

@@ -7,10 +7,11 @@
 Prints one table per op (median times, ratios against each peer, and the
 kernel's fraction of this machine's peak measured in the same run: read
 bandwidth for memory-bound ops, matmul GFLOP/s for compute-bound ones) and
-writes ``bench.json`` and ``bench.png`` in ``--out``. The read bandwidth a
-memory-bound case is held to is measured in that case's own interleaved
-rounds: on a shared machine it moves by half within a minute, so a figure
-taken once at the start would judge each case against a different machine.
+writes ``bench.json`` and ``bench.png`` in ``--out``. The peak a case is
+held to is probed in that case's own interleaved rounds (a 1 GiB sum, or a
+square matmul): on a shared machine either moves by half within a minute, so
+a figure taken once at the start would judge each case against a different
+machine.
 
 Adding an op family: a module here exposing ``cases(quick, dtype)``; each case
 has ``name``, ``inputs()`` and ``contenders(inputs, compile)`` returning
@@ -27,6 +28,8 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,20 +92,50 @@ def time_interleaved(contenders: dict, repeats: int, round_seconds: float = 2e-3
 
 
 # The read-bandwidth probe: a float32 sum over 1 GiB, 32 times the L3 cache.
-READ_PROBE = "read probe"
 READ_PROBE_BYTES = 1 << 30
 
 
-def read_probe_tensor():
+@dataclass(frozen=True)
+class Probe:
+    """A workload that shows the machine's peak: run in a case's own rounds,
+    its rate is the peak that case is held to."""
+
+    name: str
+    fn: Callable[[], Any]
+    work: float  # bytes read or floating-point operations per call
+
+
+def read_probe() -> Probe:
     import torch
 
-    return torch.ones(READ_PROBE_BYTES // 4)
+    x = torch.ones(READ_PROBE_BYTES // 4)
+    return Probe("read probe", x.sum, x.nbytes)
+
+
+def matmul_probe(dtype) -> Probe:
+    """A square matmul at the size where one product takes ~50 ms.
+
+    Small products under-state the peak (a 1024 fp32 product runs at half the
+    speed of a 2048 one here), and a CPU without bf16 instructions multiplies
+    bf16 at ~1 GFLOP/s, where a fixed 2048 product would take 20 s.
+    """
+    import torch
+
+    n = 256
+    while True:
+        a = torch.randn(n, n).to(dtype)
+        if n == 2048 or median_seconds(lambda a=a: a @ a, 1) > 0.05:
+            return Probe("matmul probe", lambda a=a: a @ a, 2 * n**3)
+        n *= 2
 
 
 def measure_read_bandwidth(repeats: int = 5) -> float:
     """Bytes/s of the read probe, the best of ``repeats`` runs."""
-    x = read_probe_tensor()
-    return x.nbytes / _best_seconds(x.sum, repeats)
+    return _probe_rate(read_probe(), repeats)
+
+
+def _probe_rate(probe: Probe, repeats: int) -> float:
+    return probe.work / _best_seconds(probe.fn, repeats)
 
 
 def available_memory() -> int:
@@ -123,52 +156,41 @@ def measure_peaks(repeats: int = 5) -> dict[str, float]:
 
     peaks = {"read_bandwidth": measure_read_bandwidth(repeats)}
     for dtype in (torch.float32, torch.bfloat16):
-        peaks[f"matmul_{str(dtype).removeprefix('torch.')}"] = _matmul_flops(dtype, repeats)
+        name = str(dtype).removeprefix("torch.")
+        peaks[f"matmul_{name}"] = _probe_rate(matmul_probe(dtype), repeats)
     return peaks
-
-
-def _matmul_flops(dtype, repeats: int) -> float:
-    """Square-matmul FLOP/s at the size where one product takes ~50 ms.
-
-    Small products under-state the peak (a 1024 fp32 product runs at half the
-    speed of a 2048 one here), and a CPU without bf16 instructions multiplies
-    bf16 at ~1 GFLOP/s, where a fixed 2048 product would take 20 s.
-    """
-    import torch
-
-    n = 256
-    while True:
-        a = torch.randn(n, n).to(dtype)
-        if n == 2048 or median_seconds(lambda a=a: a @ a, 1) > 0.05:
-            return 2 * n**3 / _best_seconds(lambda a=a: a @ a, repeats)
-        n *= 2
 
 
 def _memory_bound(case: Any) -> bool:
     return not getattr(case, "flops", None)
 
 
-def _peak(case: Any, peaks: dict[str, float], dtype: str) -> float:
-    """The peak a case is measured against (bytes/s or FLOP/s)."""
-    if _memory_bound(case):
-        return peaks["read_bandwidth"]
-    # A kernel may compute a bf16 op in fp32 (on a CPU without bf16
-    # instructions it must): its peak is the faster of the two.
-    return max(peaks.get(f"matmul_{dtype}", 0.0), peaks["matmul_float32"])
-
-
-def _fraction(case: Any, seconds: float, peaks: dict[str, float], dtype: str) -> tuple:
-    """(rate, unit, fraction of the machine's peak) for one measurement."""
+def _work(case: Any) -> tuple[float, str]:
+    """What one call of a case does, and the unit of its rate."""
     if not _memory_bound(case):
-        rate = case.flops / seconds
-        return rate / 1e9, "GFLOP/s", rate / _peak(case, peaks, dtype)
+        return case.flops, "GFLOP/s"
     nbytes = (
         getattr(case, "bytes_read", None)
         or getattr(case, "kv_bytes", None)
         or getattr(case, "logits_bytes", 0)
     )
-    rate = nbytes / seconds
-    return rate / 1e9, "GB/s", rate / _peak(case, peaks, dtype)
+    return nbytes, "GB/s"
+
+
+def _peak_probe(case: Any, dtype_name: str, peaks: dict[str, float], made: dict) -> Probe:
+    """The probe a case is held to: read bandwidth for memory-bound cases; for
+    compute-bound ones, the matmul of the case's dtype or of float32, whichever
+    was faster at the start (a CPU without bf16 instructions computes a bf16
+    op in fp32, so its peak is the fp32 one). Probes are made once per family."""
+    import torch
+
+    if _memory_bound(case):
+        key = "read"
+    else:
+        key = max((dtype_name, "float32"), key=lambda d: peaks.get(f"matmul_{d}", 0.0))
+    if key not in made:
+        made[key] = read_probe() if key == "read" else matmul_probe(getattr(torch, key))
+    return made[key]
 
 
 def run_family(
@@ -185,7 +207,7 @@ def run_family(
     module = importlib.import_module(FAMILIES[op], __name__)
     rows = []
     case_list = module.cases(quick, getattr(torch, dtype_name))
-    probe = read_probe_tensor() if any(map(_memory_bound, case_list)) else None
+    probes: dict[str, Probe] = {}
     task = progress.add_task(op, total=len(case_list))
     for case in case_list:
         progress.update(task, description=f"{op}: {case.name}")
@@ -195,17 +217,14 @@ def run_family(
             )
             progress.advance(task)
             continue
+        probe = _peak_probe(case, dtype_name, peaks, probes)
         inputs = case.inputs()
-        contenders = case.contenders(inputs, compile)
-        if _memory_bound(case):
-            contenders[READ_PROBE] = probe.sum
+        contenders = {**case.contenders(inputs, compile), probe.name: probe.fn}
         times = time_interleaved(contenders, repeats)
         del inputs, contenders  # the contenders hold the inputs: free them for the next case
-        case_peaks = dict(peaks)
-        if READ_PROBE in times:
-            case_peaks["read_bandwidth"] = probe.nbytes / times.pop(READ_PROBE)
+        peak = probe.work / times.pop(probe.name)
         fused = times["aigc"]
-        rate, unit, fraction = _fraction(case, fused, case_peaks, dtype_name)
+        work, unit = _work(case)
         rows.append(
             {
                 "op": op,
@@ -213,10 +232,10 @@ def run_family(
                 "dtype": dtype_name,
                 "ms": {name: t * 1e3 for name, t in times.items()},
                 "speedup": {name: t / fused for name, t in times.items() if name != "aigc"},
-                "rate": rate,
+                "rate": work / fused / 1e9,
                 "unit": unit,
-                "fraction_of_peak": fraction,
-                "peak": _peak(case, case_peaks, dtype_name),
+                "peak": peak,
+                "fraction_of_peak": work / fused / peak,
             }
         )
         progress.advance(task)
