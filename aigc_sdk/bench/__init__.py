@@ -246,7 +246,7 @@ def render(rows: list[dict], peaks: dict[str, float], console) -> None:
     from rich.table import Table
 
     console.print(
-        f"machine: read bandwidth {peaks['read_bandwidth'] / 1e9:.1f} GB/s, matmul "
+        f"machine at the start: read bandwidth {peaks['read_bandwidth'] / 1e9:.1f} GB/s, matmul "
         f"{peaks['matmul_float32'] / 1e9:.0f} GFLOP/s fp32, "
         f"{peaks['matmul_bfloat16'] / 1e9:.0f} GFLOP/s bf16"
     )
