@@ -251,10 +251,11 @@ std::vector<Phase> make_phases(const Geometry& g) {
 
 // Per-thread scratch that outlives the call: packed weights and converted
 // inputs reach megabytes, and a fresh allocation each call would pay page
-// faults and zeroing for it every time. Slot 0: input, slot 1: weights.
+// faults and zeroing for it every time. Slot 0: input, slot 1: weights,
+// slot 2: staged output.
 template <typename T>
 T* scratch(int slot, size_t count) {
-  thread_local std::vector<float> buffers[2];
+  thread_local std::vector<float> buffers[3];
   std::vector<float>& b = buffers[slot];
   const size_t floats = (count * sizeof(T) + sizeof(float) - 1) / sizeof(float);
   if (b.size() < floats) b.resize(floats);
@@ -753,6 +754,18 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
       u = ph.u0 + (m % per_image) % ph.cols();
     }
   };
+  // Image-fastest pixels with NCHW output: a group's pixels belong to
+  // different images, so writing them straight to the channel planes costs a
+  // scalar store per value, to lines that the other row phases, in other work
+  // items, write again (in a 4x4 -> 8x8 layer one line holds two output rows,
+  // so each would be fetched twice). Such outputs are staged as NHWC rows and
+  // then written image by image, where 8 pixels are neighbours in a row.
+  const bool staged = image_fastest && os.c != 1;
+  const int64_t ld_staged = (g.Cout + 7) / 8 * 8;
+  const int64_t out_pixels = g.Ho * g.Wo;
+  // + 8 rows: store_channel_planes' 8x8 transposes may read past the last.
+  acc_t* const staged_out =
+      staged ? scratch<acc_t>(2, (g.N * out_pixels + 8) * ld_staged) : nullptr;
 
   // Blocking, as in BLIS: a work item is a chunk of NR-pixel groups with a C
   // buffer of chunk x Cout accumulators (L2). The K loop (tap, slice of kc
@@ -797,12 +810,13 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
     std::vector<const in_t*> table;   // [group][tap][pixel] input rows
     std::vector<uint8_t> active;      // [group][tap]: inside the image for some pixel
     std::vector<scalar_t*> dst;       // [group * NR + pixel] output address of channel 0
+    std::vector<acc_t*> staged_dst;   // [group * NR + pixel] staged row (when staged)
     std::vector<acc_t> cbuf;          // [group * NR + pixel][ldc] accumulators
   };
   std::vector<Workspace> workspaces(at::get_num_threads());
   // Chunk [g0, g0 + chunk) of phase p's groups.
   auto run_chunk = [&](size_t p, int64_t g0, Workspace& workspace) {
-    auto& [table, active, dst, cbuf] = workspace;
+    auto& [table, active, dst, staged_dst, cbuf] = workspace;
     const Phase& ph = phases[p];
     const int64_t ntaps = static_cast<int64_t>(ph.taps.size());
     const int64_t ng = std::min(chunk, groups[p] - g0);
@@ -811,6 +825,7 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
     table.resize(ng * ntaps * NR);
     active.assign(ng * ntaps, 0);
     dst.resize(ng * NR);
+    staged_dst.resize(staged ? ng * NR : 0);
     cbuf.assign((ng * NR + 8) * ldc, acc_t(0));  // + 8 rows: the 8x8 transposes may overrun
     for (int64_t gi = 0; gi < ng; ++gi) {
       for (int i = 0; i < NR; ++i) {
@@ -818,10 +833,13 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
         const int64_t m = std::min((g0 + gi) * NR + i, pixels - 1);
         int64_t n, t, u;
         locate(ph, m, n, t, u);
-        dst[gi * NR + i] = (g0 + gi) * NR + i < pixels
-                               ? out_ptr + n * os.n + (t * g.sh + ph.ry - g.ph) * os.h +
-                                     (u * g.sw + ph.rx - g.pw) * os.w
-                               : nullptr;
+        const bool stored = (g0 + gi) * NR + i < pixels;
+        const int64_t oy = t * g.sh + ph.ry - g.ph, ox = u * g.sw + ph.rx - g.pw;
+        dst[gi * NR + i] = stored ? out_ptr + n * os.n + oy * os.h + ox * os.w : nullptr;
+        if (staged)
+          staged_dst[gi * NR + i] =
+              stored ? staged_out + ((n * g.Ho + oy) * g.Wo + ox) * ld_staged
+                     : nullptr;
         for (int64_t tap = 0; tap < ntaps; ++tap) {
           const int64_t iy = t - ph.taps[tap][0], ix = u - ph.taps[tap][1];
           const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
@@ -855,7 +873,11 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
                                                    loadu(eff_shift.data() + co)),
                                              g.act, slope));
     }
-    if (os.c == 1) {
+    if (staged) {
+      for (int64_t r = 0; r < ng * NR; ++r)
+        if (staged_dst[r] != nullptr)
+          std::copy(cbuf.data() + r * ldc, cbuf.data() + r * ldc + ld_staged, staged_dst[r]);
+    } else if (os.c == 1) {
       // Channels contiguous (channels_last): one contiguous row per pixel.
       for (int64_t r = 0; r < ng * NR; ++r) {
         scalar_t* d = dst[r];
@@ -878,6 +900,16 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
     for (size_t p = family_start[f]; p < family_start[f + 1]; ++p)
       if (g0 < groups[p]) run_chunk(p, g0, workspaces[thread]);
   });
+  if (staged) {
+    parallel_items(g.N, g.N * out_pixels * g.Cout, [&](int64_t n, int thread) {
+      std::vector<scalar_t*>& dst = workspaces[thread].dst;
+      dst.resize(out_pixels);
+      for (int64_t r = 0; r < out_pixels; ++r)
+        dst[r] = out_ptr + n * os.n + (r / g.Wo) * os.h + (r % g.Wo) * os.w;
+      store_channel_planes<scalar_t, acc_t>(staged_out + n * out_pixels * ld_staged, ld_staged,
+                                            out_pixels, dst.data(), g.Cout, os.c, os.w);
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------
