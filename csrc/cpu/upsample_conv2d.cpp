@@ -563,6 +563,80 @@ void store_channel_planes(const acc_t* c, int64_t ldc, int64_t rows, scalar_t* c
       if (dst[r] != nullptr) dst[r][co * cstride] = static_cast<scalar_t>(c[r * ldc + co]);
 }
 
+#ifdef AIGC_UPSAMPLE_AVX2
+// Transposes 8 rows of 8 16-bit values (bf16 or fp16 bits) in registers.
+inline void transpose8x8_16bit(__m128i (&r)[8]) {
+  __m128i a[8], b[8];
+  for (int i = 0; i < 8; i += 2) {
+    a[i] = _mm_unpacklo_epi16(r[i], r[i + 1]);  // columns 0-3 of rows i, i + 1
+    a[i + 1] = _mm_unpackhi_epi16(r[i], r[i + 1]);  // columns 4-7
+  }
+  for (int i = 0; i < 8; i += 4) {
+    b[i] = _mm_unpacklo_epi32(a[i], a[i + 2]);  // columns 0, 1 of rows i..i + 3
+    b[i + 1] = _mm_unpackhi_epi32(a[i], a[i + 2]);  // columns 2, 3
+    b[i + 2] = _mm_unpacklo_epi32(a[i + 1], a[i + 3]);  // columns 4, 5
+    b[i + 3] = _mm_unpackhi_epi32(a[i + 1], a[i + 3]);  // columns 6, 7
+  }
+  for (int j = 0; j < 4; ++j) {
+    r[2 * j] = _mm_unpacklo_epi64(b[j], b[j + 4]);
+    r[2 * j + 1] = _mm_unpackhi_epi64(b[j], b[j + 4]);
+  }
+}
+#endif
+
+// One input row (channels x width, channel stride cs, width stride ws) to
+// NHWC: d[ix * cin + c] = s[c * cs + ix * ws]. Where the width is contiguous
+// and no conversion is needed, 8 channels x 8 (or 4) columns at a time are
+// transposed in registers: one vector load per channel, one store per column.
+template <typename scalar_t, typename in_t>
+void pack_input_row(const scalar_t* s, int64_t cs, int64_t ws, int64_t cin, int64_t W, in_t* d) {
+  int64_t c0 = 0;
+#ifdef AIGC_UPSAMPLE_AVX2
+  if (ws == 1) {
+    if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<in_t, float>) {
+      for (; c0 + 8 <= cin; c0 += 8) {
+        int64_t ix = 0;
+        for (; ix + 8 <= W; ix += 8) {
+          __m256 v[8];
+          for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(s + (c0 + i) * cs + ix);
+          transpose8x8(v);
+          for (int j = 0; j < 8; ++j) _mm256_storeu_ps(d + (ix + j) * cin + c0, v[j]);
+        }
+        for (; ix + 4 <= W; ix += 4)
+          for (int64_t c = c0; c < c0 + 8; c += 4) {
+            __m128 r[4];
+            for (int i = 0; i < 4; ++i) r[i] = _mm_loadu_ps(s + (c + i) * cs + ix);
+            _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]);
+            for (int j = 0; j < 4; ++j) _mm_storeu_ps(d + (ix + j) * cin + c, r[j]);
+          }
+        for (; ix < W; ++ix)
+          for (int64_t c = c0; c < c0 + 8; ++c) d[ix * cin + c] = s[c * cs + ix];
+      }
+    } else if constexpr (std::is_same_v<scalar_t, in_t> && sizeof(in_t) == 2) {
+      for (; c0 + 8 <= cin; c0 += 8) {
+        int64_t ix = 0;
+        for (; ix + 8 <= W; ix += 8) {
+          __m128i v[8];
+          for (int i = 0; i < 8; ++i)
+            v[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + (c0 + i) * cs + ix));
+          transpose8x8_16bit(v);
+          for (int j = 0; j < 8; ++j)
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(d + (ix + j) * cin + c0), v[j]);
+        }
+        for (; ix < W; ++ix)
+          for (int64_t c = c0; c < c0 + 8; ++c) d[ix * cin + c] = s[c * cs + ix];
+      }
+    }
+  }
+#endif
+  // The rest, and conversions: blocks of 16 channels, so each written line
+  // is filled by consecutive stores.
+  for (; c0 < cin; c0 += 16)
+    for (int64_t ix = 0; ix < W; ++ix)
+      for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
+        d[ix * cin + c] = static_cast<in_t>(s[c * cs + ix * ws]);
+}
+
 // Packs the weights of one kernel element for input channels [ci0, ci1) and
 // the output channels [co0, co0 + n) of one tile block: weight (ci, co0 + c)
 // is src[ci * ci_stride + c * co_stride] and goes to d[Tile::at(ci, c)].
@@ -712,15 +786,9 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
                                             ci0, ci1, n, wpack + kofs[k] + b * kblock[k]);
         }
     } else {
-      // One input row to NHWC, transposed in blocks of 16 channels so each
-      // written line is filled by consecutive stores.
       const int64_t nh = item - weight_items, n = nh / g.H, h = nh % g.H;
-      const scalar_t* s = src + n * xs.n + h * xs.h;
-      in_t* d = x_copy + nh * g.W * cin;
-      for (int64_t c0 = 0; c0 < cin; c0 += 16)
-        for (int64_t ix = 0; ix < g.W; ++ix)
-          for (int64_t c = c0; c < std::min<int64_t>(c0 + 16, cin); ++c)
-            d[ix * cin + c] = static_cast<in_t>(s[c * xs.c + ix * xs.w]);
+      pack_input_row<scalar_t, in_t>(src + n * xs.n + h * xs.h, xs.c, xs.w, cin, g.W,
+                                     x_copy + nh * g.W * cin);
     }
   });
   if (fresh != nullptr) {
