@@ -17,6 +17,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "cpu/parallel_items.h"
 #include "cpu/vector_registers.h"
 
 #include <algorithm>
@@ -36,6 +37,7 @@ using aigc::kVectorRegisters;
 constexpr int kTile = 32;         // KV positions per tile
 constexpr int kPrefetchTiles = 8;  // how far ahead K rows are requested (GQA)
 constexpr int64_t kMinChunk = 256;  // smallest KV chunk worth a work item
+constexpr int64_t kSerialElements = int64_t(1) << 16;  // K elements below which one thread runs
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -547,11 +549,17 @@ void decode_attention_cpu_impl(const Problem& P, const std::vector<int64_t>& len
     }
   }
   std::vector<float> ws(slots * P.G * (P.D + 2));
-  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
-    State st;
-    for (int64_t i = begin; i < end; ++i)
-      run_item(P, items[i], i + 1 < end ? &items[i + 1] : nullptr, q, k, v, out, lse, ws.data(),
-               st);
+  // Items are handed out dynamically: with a few long items per thread, a
+  // static split waits for whichever thread was slowed. An item's K
+  // prefetches run on into items[i + 1], the next one handed out (to this
+  // thread or the other, which then finds its first rows in L3).
+  const int64_t n_items = static_cast<int64_t>(items.size());
+  int64_t elements = 0;
+  for (const Item& it : items) elements += (it.t1 - it.t0) * P.D;
+  std::vector<State> states(at::get_num_threads());
+  aigc::parallel_items(n_items, elements, kSerialElements, [&](int64_t i, int thread) {
+    run_item(P, items[i], i + 1 < n_items ? &items[i + 1] : nullptr, q, k, v, out, lse, ws.data(),
+             states[thread]);
   });
   if (slots == 0) return;
   at::parallel_for(0, P.B * P.H, 1, [&](int64_t begin, int64_t end) {

@@ -33,12 +33,12 @@
 #include <torch/library.h>
 
 #include "cpu/packed_weight_cache.h"
+#include "cpu/parallel_items.h"
 #include "cpu/vector_registers.h"
 
 #include <algorithm>
 #include <climits>
 #include <array>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -198,26 +198,12 @@ inline Vec<T> activation_vec(Vec<T> v, Activation act, T slope) {
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
 
-// Runs fn(item, thread) for every item in [0, items) on the intra-op pool,
-// handing items out one at a time from a shared counter. at::parallel_for
-// splits a range statically: on a shared CPU, when one thread is descheduled
-// the other finishes its half and waits; here it takes the remaining items.
-// Tiny problems (work in multiply-adds or elements) run on the caller: waking
-// the pool would cost more than the work.
+// Work (multiply-adds or elements) below which a pass runs on the caller.
+constexpr int64_t kSerialWork = int64_t(1) << 18;
+
 template <typename F>
 void parallel_items(int64_t items, int64_t work, const F& fn) {
-  constexpr int64_t kSerialWork = int64_t(1) << 18;
-  const int threads = at::get_num_threads();
-  if (items <= 0) return;
-  if (threads == 1 || items == 1 || work < kSerialWork || at::in_parallel_region()) {
-    for (int64_t i = 0; i < items; ++i) fn(i, 0);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t) {
-    for (int64_t i = next.fetch_add(1); i < items; i = next.fetch_add(1))
-      fn(i, static_cast<int>(begin));
-  });
+  aigc::parallel_items(items, work, kSerialWork, fn);
 }
 
 // One phase (ry, rx): the outputs oy = t*sh + ry - ph, ox = u*sw + rx - pw for
