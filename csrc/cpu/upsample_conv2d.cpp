@@ -758,7 +758,12 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
   constexpr int64_t kPackChannels = 8;  // even: bf16 channel pairs stay in one item
   const int64_t ci_groups = (cin + kPackChannels - 1) / kPackChannels;
   const int64_t weight_items = cached != nullptr ? 0 : blocks * ci_groups;
-  const int64_t pack_items = weight_items + (x_ready ? 0 : g.N * g.H);
+  // Input items: bands of rows that together span at least a cache line of
+  // each channel, so no line is split between two items (and two threads).
+  const int64_t band = std::clamp<int64_t>(
+      64 / std::max<int64_t>(g.W * static_cast<int64_t>(sizeof(scalar_t)), 1), 1, g.H);
+  const int64_t bands = (g.H + band - 1) / band;
+  const int64_t pack_items = weight_items + (x_ready ? 0 : g.N * bands);
   parallel_items(pack_items, weight.numel() + x.numel(), [&](int64_t item, int) {
     if (item < weight_items) {
       const int64_t b = item / ci_groups, ci0 = item % ci_groups * kPackChannels;
@@ -772,9 +777,10 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
                                             ci0, ci1, n, wpack + kofs[k] + b * kblock[k]);
         }
     } else {
-      const int64_t nh = item - weight_items, n = nh / g.H, h = nh % g.H;
-      pack_input_row<scalar_t, in_t>(src + n * xs.n + h * xs.h, xs.c, xs.w, cin, g.W,
-                                     x_copy + nh * g.W * cin);
+      const int64_t n = (item - weight_items) / bands, h0 = (item - weight_items) % bands * band;
+      for (int64_t h = h0; h < std::min(h0 + band, g.H); ++h)
+        pack_input_row<scalar_t, in_t>(src + n * xs.n + h * xs.h, xs.c, xs.w, cin, g.W,
+                                       x_copy + (n * g.H + h) * g.W * cin);
     }
   });
   if (fresh != nullptr) {
