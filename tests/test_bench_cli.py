@@ -49,3 +49,28 @@ def test_upsample_bench_cases_compare_like_with_like():
         fused, eager = contenders["aigc"](), contenders["eager"]()
         torch.testing.assert_close(fused, eager, rtol=1e-4, atol=1e-4, msg=case.name)
         assert case.flops > 0
+
+
+def test_interleaved_rounds_rotate_which_contender_comes_first():
+    """No contender always runs right after the same one (e.g. right after
+    the read probe, whose 1 GiB sum leaves every cache cold)."""
+    from aigc_sdk.bench import time_interleaved
+
+    calls = []
+    contenders = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = time_interleaved(contenders, repeats=3, round_seconds=0.0)
+    assert calls[:6] == list("aabbcc")  # warm-up and calibration
+    assert calls[6:] == list("abc") + list("bca") + list("cab")  # three rounds
+    assert set(times) == set("abc") and all(t >= 0 for t in times.values())
+
+
+def test_a_fast_contender_makes_one_untimed_call_per_round():
+    from collections import Counter
+
+    from aigc_sdk.bench import time_interleaved
+
+    calls = Counter()
+    contenders = {name: (lambda name=name: calls.update(name)) for name in "ab"}
+    time_interleaved(contenders, repeats=2, round_seconds=1.0)  # capped at 1000 calls a round
+    # warm-up + calibration, then per round 1 untimed and 1000 timed calls
+    assert calls == {"a": 2 + 2 * (1 + 1000), "b": 2 + 2 * (1 + 1000)}

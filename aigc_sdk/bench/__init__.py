@@ -73,7 +73,11 @@ def time_interleaved(contenders: dict, repeats: int, round_seconds: float = 2e-3
     alike. Within a round a fast contender runs back to back until about
     ``round_seconds`` have passed (as timeit's autorange does): a 50 us op is
     then timed over dozens of calls rather than against the timer's and the
-    scheduler's noise, while a 5 ms peer still runs once per round.
+    scheduler's noise, while a 5 ms peer still runs once per round. Each
+    round starts one contender further along, so none always runs right after
+    the same one, and a fast contender first makes one untimed call: after a
+    1 GiB read probe the caches are cold, and a 0.1 ms op whose inputs fit in
+    them would otherwise be timed against the previous contender's traffic.
     """
     calls = {}
     for name, fn in contenders.items():
@@ -82,8 +86,11 @@ def time_interleaved(contenders: dict, repeats: int, round_seconds: float = 2e-3
         fn()
         calls[name] = max(1, min(1000, int(round_seconds / (time.perf_counter() - start))))
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
+    order = list(contenders.items())
+    for r in range(repeats):
+        for name, fn in order[r % len(order) :] + order[: r % len(order)]:
+            if calls[name] > 1:
+                fn()
             start = time.perf_counter()
             for _ in range(calls[name]):
                 fn()
