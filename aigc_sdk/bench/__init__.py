@@ -157,15 +157,22 @@ def available_memory() -> int:
     return 1 << 62
 
 
-def measure_peaks(repeats: int = 5) -> dict[str, float]:
-    """This machine's read bandwidth (a large sum) and fp32/bf16 matmul FLOP/s."""
+def make_probes() -> dict[str, Probe]:
+    """The run's probes, made once: the read probe and the fp32/bf16 matmuls."""
     import torch
 
-    peaks = {"read_bandwidth": measure_read_bandwidth(repeats)}
-    for dtype in (torch.float32, torch.bfloat16):
-        name = str(dtype).removeprefix("torch.")
-        peaks[f"matmul_{name}"] = _probe_rate(matmul_probe(dtype), repeats)
-    return peaks
+    return {
+        "read": read_probe(),
+        **{name: matmul_probe(getattr(torch, name)) for name in ("float32", "bfloat16")},
+    }
+
+
+def measure_peaks(probes: dict[str, Probe], repeats: int = 5) -> dict[str, float]:
+    """This machine's read bandwidth (a large sum) and fp32/bf16 matmul FLOP/s."""
+    return {
+        "read_bandwidth" if key == "read" else f"matmul_{key}": _probe_rate(probe, repeats)
+        for key, probe in probes.items()
+    }
 
 
 def _memory_bound(case: Any) -> bool:
@@ -184,20 +191,14 @@ def _work(case: Any) -> tuple[float, str]:
     return nbytes, "GB/s"
 
 
-def _peak_probe(case: Any, dtype_name: str, peaks: dict[str, float], made: dict) -> Probe:
+def _peak_probe(case: Any, dtype_name: str, peaks: dict[str, float], probes: dict) -> Probe:
     """The probe a case is held to: read bandwidth for memory-bound cases; for
     compute-bound ones, the matmul of the case's dtype or of float32, whichever
     was faster at the start (a CPU without bf16 instructions computes a bf16
-    op in fp32, so its peak is the fp32 one). Probes are made once per family."""
-    import torch
-
+    op in fp32, so its peak is the fp32 one)."""
     if _memory_bound(case):
-        key = "read"
-    else:
-        key = max((dtype_name, "float32"), key=lambda d: peaks.get(f"matmul_{d}", 0.0))
-    if key not in made:
-        made[key] = read_probe() if key == "read" else matmul_probe(getattr(torch, key))
-    return made[key]
+        return probes["read"]
+    return probes[max((dtype_name, "float32"), key=lambda d: peaks[f"matmul_{d}"])]
 
 
 def run_family(
@@ -207,6 +208,7 @@ def run_family(
     repeats: int,
     compile: bool,
     peaks: dict[str, float],
+    probes: dict[str, Probe],
     progress,
 ) -> list[dict]:
     import torch
@@ -214,7 +216,6 @@ def run_family(
     module = importlib.import_module(FAMILIES[op], __name__)
     rows = []
     case_list = module.cases(quick, getattr(torch, dtype_name))
-    probes: dict[str, Probe] = {}
     task = progress.add_task(op, total=len(case_list))
     for case in case_list:
         progress.update(task, description=f"{op}: {case.name}")
@@ -345,12 +346,21 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     ops = args.ops or list(FAMILIES)
     with Progress(console=Console(stderr=True), transient=True) as progress:
-        peaks = measure_peaks()
+        probes = make_probes()
+        peaks = measure_peaks(probes)
         rows = []
         for op in ops:
             rows += run_family(
-                op, not args.full, args.dtype, args.repeats, not args.no_compile, peaks, progress
+                op,
+                not args.full,
+                args.dtype,
+                args.repeats,
+                not args.no_compile,
+                peaks,
+                probes,
+                progress,
             )
+        del probes  # a GiB of probe, not needed for the table and the chart
     render(rows, peaks, console)
     out = Path(args.out)
     atomic_write(out / "bench.json", json.dumps({"peaks": peaks, "rows": rows}, indent=1).encode())

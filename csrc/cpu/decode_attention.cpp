@@ -414,8 +414,9 @@ void tile_softmax(State& st, int64_t G, int64_t D, int n) {
 }
 
 // The K rows of the tile at position t_ahead of `it`, continuing into
-// `next` (the thread's next item) past the end of `it`: the stream of
-// prefetches never stops at an item boundary, so a short item never starts cold.
+// `next` (the next item handed out) past the end of `it`: the stream of
+// prefetches does not stop at an item boundary, so the next item, on this
+// thread or the other, starts with its first rows in L2 or L3.
 template <typename T>
 Prefetch rows_ahead(const Problem& P, const Item& it, const Item* next, int64_t t_ahead,
                     const T* k) {
