@@ -136,12 +136,8 @@ def matmul_probe(dtype) -> Probe:
         n *= 2
 
 
-def measure_read_bandwidth(repeats: int = 5) -> float:
-    """Bytes/s of the read probe, the best of ``repeats`` runs."""
-    return _probe_rate(read_probe(), repeats)
-
-
-def _probe_rate(probe: Probe, repeats: int) -> float:
+def probe_rate(probe: Probe, repeats: int = 5) -> float:
+    """The probe's work per second (bytes/s or FLOP/s), the best of ``repeats`` runs."""
     return probe.work / _best_seconds(probe.fn, repeats)
 
 
@@ -170,7 +166,7 @@ def make_probes() -> dict[str, Probe]:
 def measure_peaks(probes: dict[str, Probe], repeats: int = 5) -> dict[str, float]:
     """This machine's read bandwidth (a large sum) and fp32/bf16 matmul FLOP/s."""
     return {
-        "read_bandwidth" if key == "read" else f"matmul_{key}": _probe_rate(probe, repeats)
+        "read_bandwidth" if key == "read" else f"matmul_{key}": probe_rate(probe, repeats)
         for key, probe in probes.items()
     }
 
