@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -142,14 +143,6 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
 # -- save / load -------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _tensor_extents(weights: Path) -> dict[str, tuple[int, int]]:
     """Each tensor's byte range in a safetensors file, read from its header."""
     try:
@@ -166,14 +159,27 @@ def _tensor_extents(weights: Path) -> dict[str, tuple[int, int]]:
         raise CheckpointError(f"{weights} is damaged: its header is unreadable ({exc})") from None
 
 
-def _tensor_sha256(weights: Path) -> dict[str, str]:
-    """SHA-256 of each tensor's bytes: what names the tensor a damaged file lost."""
-    digests = {}
-    with open(weights, "rb") as f:
-        for name, (begin, end) in _tensor_extents(weights).items():
-            f.seek(begin)
-            digests[name] = hashlib.sha256(f.read(end - begin)).hexdigest()
-    return digests
+def _sha256(
+    path: Path, extents: dict[str, tuple[int, int]] | None = None
+) -> tuple[str, dict[str, str]]:
+    """SHA-256 of the whole file, and of each of ``extents``' byte ranges (the
+    tensors, which name what a damaged file lost), in one sequential read."""
+    whole = hashlib.sha256()
+    spans = sorted((begin, end, name) for name, (begin, end) in (extents or {}).items())
+    parts = {name: hashlib.sha256() for _, _, name in spans}
+    first, offset = 0, 0  # spans[first:] are the ranges not yet read to their end
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            whole.update(block)
+            view, stop = memoryview(block), offset + len(block)
+            for begin, end, name in itertools.islice(spans, first, None):
+                if begin >= stop:
+                    break
+                parts[name].update(view[max(begin, offset) - offset : min(end, stop) - offset])
+            while first < len(spans) and spans[first][1] <= stop:
+                first += 1
+            offset = stop
+    return whole.hexdigest(), {name: digest.hexdigest() for name, digest in parts.items()}
 
 
 def save_pretrained(
@@ -196,11 +202,12 @@ def save_pretrained(
             str(weights),
             metadata={"plugin": plugin, "format_version": str(FORMAT_VERSION)},
         )
+        weights_sha256, tensors_sha256 = _sha256(weights, _tensor_extents(weights))
         full_config = {
             "plugin": plugin,
             "format_version": FORMAT_VERSION,
-            "weights_sha256": _sha256(weights),
-            "tensors_sha256": _tensor_sha256(weights),
+            "weights_sha256": weights_sha256,
+            "tensors_sha256": tensors_sha256,
             "config": config,
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(full_config, indent=2, sort_keys=True) + "\n")
@@ -247,15 +254,17 @@ def load_pretrained(
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing")
     size = weights.stat().st_size
-    cut = sorted(name for name, (_, end) in _tensor_extents(weights).items() if end > size)
+    extents = _tensor_extents(weights)
+    cut = sorted(name for name, (_, end) in extents.items() if end > size)
     if cut:
         raise CheckpointError(
             f"{weights} is damaged: it is cut short (tensor {', '.join(cut)} incomplete)"
         )
     expected = record.get("weights_sha256")
-    if expected is not None and _sha256(weights) != expected:
+    if expected is not None and _sha256(weights)[0] != expected:
+        # Only now hash each tensor (a second read), to name what changed.
         saved = record.get("tensors_sha256") or {}
-        changed = [n for n, d in _tensor_sha256(weights).items() if saved.get(n, d) != d]
+        changed = [n for n, d in _sha256(weights, extents)[1].items() if saved.get(n, d) != d]
         where = f" (tensor {', '.join(changed)} changed)" if changed else ""
         raise CheckpointError(
             f"{weights} is damaged: its SHA-256 does not match {CONFIG_FILE}{where}"

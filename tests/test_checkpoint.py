@@ -1,5 +1,6 @@
 """save_pretrained / from_pretrained: round trips, damage, mismatches, interrupted writes."""
 
+import hashlib
 import json
 import os
 import signal
@@ -187,6 +188,30 @@ def test_damage_names_the_file_and_the_tensor(tmp_path):
         match=rf"model.safetensors is damaged: it is cut short \(tensor {last} incomplete\)",
     ):
         ckpt.load_pretrained(tmp_path / "ck")
+
+
+def test_recorded_digests_match_each_tensors_bytes(tmp_path):
+    # Tensors that straddle the 1 MiB read blocks, an empty one and a tiny one:
+    # the one-pass digests must equal hashes of each byte range taken apart.
+    tensors = {
+        "big": torch.arange(700_000, dtype=torch.float32),
+        "empty": torch.zeros(0),
+        "tiny": torch.tensor([1], dtype=torch.uint8),
+        "tail": torch.arange(300_001, dtype=torch.float64),
+    }
+    ckpt.save_pretrained(tmp_path / "ck", plugin="demo", config={}, tensors=tensors)
+    weights = tmp_path / "ck" / "model.safetensors"
+    data = weights.read_bytes()
+    record = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert record["weights_sha256"] == hashlib.sha256(data).hexdigest()
+    assert record["tensors_sha256"] == {
+        name: hashlib.sha256(data[begin:end]).hexdigest()
+        for name, (begin, end) in _extents(weights).items()
+    }
+    assert set(record["tensors_sha256"]) == set(tensors)
+    _, loaded = ckpt.load_pretrained(tmp_path / "ck")
+    for name, value in tensors.items():
+        assert torch.equal(loaded[name], value)
 
 
 def test_a_misfit_names_the_weights_file(tmp_path):
