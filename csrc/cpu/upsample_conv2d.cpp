@@ -870,7 +870,7 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
     std::vector<const in_t*> table;   // [group][tap][pixel] input rows
     std::vector<uint8_t> active;      // [group][tap]: inside the image for some pixel
     std::vector<scalar_t*> dst;       // [group * NR + pixel] output address of channel 0
-    std::vector<acc_t*> staged_dst;   // [group * NR + pixel] staged row (when staged)
+    std::vector<acc_t*> staged_dst;   // [group * NR + pixel] staged row (instead of dst)
     std::vector<acc_t> cbuf;          // [group * NR + pixel][ldc] accumulators
   };
   std::vector<Workspace> workspaces(at::get_num_threads());
@@ -884,7 +884,7 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
 
     table.resize(ng * ntaps * NR);
     active.assign(ng * ntaps, 0);
-    dst.resize(ng * NR);
+    dst.resize(staged ? 0 : ng * NR);
     staged_dst.resize(staged ? ng * NR : 0);
     cbuf.assign((ng * NR + 8) * ldc, acc_t(0));  // + 8 rows: the 8x8 transposes may overrun
     for (int64_t gi = 0; gi < ng; ++gi) {
@@ -895,11 +895,11 @@ void run_cout_lanes(const Geometry& g, const std::vector<Phase>& phases, const a
         locate(ph, m, n, t, u);
         const bool stored = (g0 + gi) * NR + i < pixels;
         const int64_t oy = t * g.sh + ph.ry - g.ph, ox = u * g.sw + ph.rx - g.pw;
-        dst[gi * NR + i] = stored ? out_ptr + n * os.n + oy * os.h + ox * os.w : nullptr;
         if (staged)
           staged_dst[gi * NR + i] =
-              stored ? staged_out + ((n * g.Ho + oy) * g.Wo + ox) * ld_staged
-                     : nullptr;
+              stored ? staged_out + ((n * g.Ho + oy) * g.Wo + ox) * ld_staged : nullptr;
+        else
+          dst[gi * NR + i] = stored ? out_ptr + n * os.n + oy * os.h + ox * os.w : nullptr;
         for (int64_t tap = 0; tap < ntaps; ++tap) {
           const int64_t iy = t - ph.taps[tap][0], ix = u - ph.taps[tap][1];
           const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
