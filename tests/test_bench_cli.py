@@ -74,3 +74,47 @@ def test_a_fast_contender_makes_one_untimed_call_per_round():
     time_interleaved(contenders, repeats=2, round_seconds=1.0)  # capped at 1000 calls a round
     # warm-up + calibration, then per round 1 untimed and 1000 timed calls
     assert calls == {"a": 2 + 2 * (1 + 1000), "b": 2 + 2 * (1 + 1000)}
+
+
+def test_every_case_compiles_its_own_peer(monkeypatch):
+    """Dynamo gives up on a function after recompile_limit (8) shapes and runs
+    it eagerly; a bench of more shapes than that would then report eager
+    times in the torch.compile column. Each case must get its own graph."""
+    import sys
+    import types
+
+    import torch
+    from rich.progress import Progress
+
+    from aigc_sdk import bench
+
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    def double_sum(x):
+        return (x * 2).sum(-1)
+
+    compiled = torch.compile(double_sum, backend=counting_backend, dynamic=False)
+
+    class Case:
+        def __init__(self, n):
+            self.name, self.n, self.bytes_read = f"n={n}", n, 4 * n
+
+        def inputs(self):
+            return torch.randn(self.n, 3)
+
+        def contenders(self, x, compile=True):
+            return {"aigc": lambda: double_sum(x), "torch+compile": lambda: compiled(x)}
+
+    family = types.ModuleType("aigc_sdk.bench.twelve_shapes")
+    family.cases = lambda quick, dtype: [Case(n) for n in range(1, 13)]
+    monkeypatch.setitem(sys.modules, family.__name__, family)
+    monkeypatch.setitem(bench.FAMILIES, "twelve_shapes", ".twelve_shapes")
+    probes = {"read": bench.Probe("read probe", lambda: None, 1.0)}
+    with Progress(disable=True) as progress:
+        rows = bench.run_family("twelve_shapes", True, "float32", 1, True, {}, probes, progress)
+    assert len(rows) == 12
+    assert len(graphs) == 12  # 8 without the reset: the last 4 cases ran eagerly
