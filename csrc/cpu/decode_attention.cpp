@@ -37,8 +37,8 @@ using aigc::kVectorRegisters;
 constexpr int kTile = 32;         // KV positions per tile
 // How far ahead K rows are requested (GQA), in tiles. 4 beat 8 by ~5% from
 // memory (paired runs, 4:1 GQA, B=1 T=8192 and B=8 T=2048; 2 did as well
-// as 4). Requesting V rows the same way, or K into L1 (prefetcht0,
-// prefetchnta), made it 5-30% slower.
+// as 4). Requesting V rows the same way made it 5-9% slower; K into L1
+// (prefetcht0, prefetchnta), 20-40%.
 constexpr int kPrefetchTiles = 4;
 constexpr int64_t kMinChunk = 256;  // smallest KV chunk worth a work item
 constexpr int64_t kSerialElements = int64_t(1) << 16;  // K elements below which one thread runs
