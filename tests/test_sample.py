@@ -110,6 +110,32 @@ def test_mixed_rows_and_wide_vocabulary():
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_single_wide_row_split_over_threads_stays_exact(dtype):
+    # A batch smaller than the thread count splits each long row's passes over
+    # the threads; integer masses must keep every token the reference's,
+    # whatever the number of threads.
+    g = torch.Generator().manual_seed(5)
+    logits = (torch.randn(1, 128_256, generator=g) * 4).to(dtype)
+    settings = [
+        dict(temperature=0.8, top_p=0.9),
+        dict(top_k=50),
+        dict(temperature=1.3, min_p=0.05),
+        dict(temperature=1.0),
+        dict(temperature=0.7, top_p=0.95, prev=torch.tensor([[5, 17, 5]]), penalty=1.3),
+    ]
+    threads = torch.get_num_threads()
+    try:
+        for n in sorted({1, max(2, threads)}):
+            torch.set_num_threads(n)
+            for params in settings:
+                for seed in range(6):
+                    got, want = both(logits, seed=seed, **params)
+                    assert torch.equal(got, want), (n, params, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_reruns_reproduce_and_offsets_and_rows_differ():
     logits = torch.zeros(64, 1000)
     a = ops.sample(logits, seed=5, offset=0)

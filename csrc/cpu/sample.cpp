@@ -48,6 +48,7 @@ using aigc::mass_of;
 
 constexpr int64_t kChunk = 1024;   // running-mass granularity of the draw
 constexpr int kBins = 1024;        // radix-select bins: 10 of the 30 bits of e
+constexpr int64_t kSlicesPerTask = 16;  // ~16K logits, ~30 us of exp, per task of a split row
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 struct RowParams {
@@ -173,35 +174,50 @@ MaxResult max_row(const T* x, int64_t V, float* copy) {
   return {m, nan};
 }
 
+// Calls f(first, last) over ranges of a row's kChunk slices: split over the
+// threads when the row is long and no loop over rows holds them (a batch
+// smaller than the thread count). Each slice keeps its own integer mass, so
+// no split can change a sum, a threshold or a token.
+template <typename F>
+void for_slices(int64_t V, const F& f) {
+  at::parallel_for(0, (V + kChunk - 1) / kChunk, kSlicesPerTask, f);
+}
+
+uint64_t total_mass(const uint64_t* chunk_mass, int64_t V) {
+  uint64_t total = 0;
+  for (int64_t c = 0; c < (V + kChunk - 1) / kChunk; ++c) total += chunk_mass[c];
+  return total;
+}
+
 // e = exp_nonpos((x - m) * inv_t) into `e` (which may alias x); fills the
 // mass of every kChunk slice and returns the row's total mass.
 template <typename T>
 uint64_t exp_row(const T* x, int64_t V, float m, float inv_t, float* e, uint64_t* chunk_mass) {
-  uint64_t total = 0;
-  for (int64_t c0 = 0, c = 0; c0 < V; c0 += kChunk, ++c) {
-    const int64_t c1 = std::min(V, c0 + kChunk);
-    uint64_t s = 0;
-    int64_t i = c0;
+  for_slices(V, [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c) {
+      const int64_t c0 = c * kChunk, c1 = std::min(V, c0 + kChunk);
+      uint64_t s = 0;
+      int64_t i = c0;
 #ifdef AIGC_SAMPLE_AVX2
-    const __m256 vm = _mm256_set1_ps(m), vinv = _mm256_set1_ps(inv_t);
-    const __m256i all = _mm256_set1_epi32(-1);
-    __m256i hi = _mm256_setzero_si256(), lo = _mm256_setzero_si256();
-    for (; i + 8 <= c1; i += 8) {
-      const __m256 d = _mm256_mul_ps(_mm256_sub_ps(load8(x + i), vm), vinv);
-      const __m256 v = exp_nonpos8(d);
-      _mm256_storeu_ps(e + i, v);
-      add_mass8(v, all, hi, lo);
-    }
-    s = (hsum_u32(hi) << 20) + hsum_u32(lo);
+      const __m256 vm = _mm256_set1_ps(m), vinv = _mm256_set1_ps(inv_t);
+      const __m256i all = _mm256_set1_epi32(-1);
+      __m256i hi = _mm256_setzero_si256(), lo = _mm256_setzero_si256();
+      for (; i + 8 <= c1; i += 8) {
+        const __m256 d = _mm256_mul_ps(_mm256_sub_ps(load8(x + i), vm), vinv);
+        const __m256 v = exp_nonpos8(d);
+        _mm256_storeu_ps(e + i, v);
+        add_mass8(v, all, hi, lo);
+      }
+      s = (hsum_u32(hi) << 20) + hsum_u32(lo);
 #endif
-    for (; i < c1; ++i) {
-      e[i] = aigc::exp_nonpos((static_cast<float>(x[i]) - m) * inv_t);
-      s += mass_of(e[i]);
+      for (; i < c1; ++i) {
+        e[i] = aigc::exp_nonpos((static_cast<float>(x[i]) - m) * inv_t);
+        s += mass_of(e[i]);
+      }
+      chunk_mass[c] = s;
     }
-    chunk_mass[c] = s;
-    total += s;
-  }
-  return total;
+  });
+  return total_mass(chunk_mass, V);
 }
 
 // When the max is +inf, the +inf entries share the probability equally.
@@ -222,27 +238,27 @@ uint64_t inf_row(const T* x, int64_t V, float* e, uint64_t* chunk_mass) {
 
 // The mass of the entries with e >= tau (tau > 0), per kChunk slice and total.
 uint64_t kept_mass(const float* e, int64_t V, uint32_t tau, uint64_t* chunk_mass) {
-  uint64_t total = 0;
-  for (int64_t c0 = 0, c = 0; c0 < V; c0 += kChunk, ++c) {
-    const int64_t c1 = std::min(V, c0 + kChunk);
-    uint64_t s = 0;
-    int64_t i = c0;
+  for_slices(V, [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c) {
+      const int64_t c0 = c * kChunk, c1 = std::min(V, c0 + kChunk);
+      uint64_t s = 0;
+      int64_t i = c0;
 #ifdef AIGC_SAMPLE_AVX2
-    const __m256i below = _mm256_set1_epi32(static_cast<int32_t>(tau - 1));
-    __m256i hi = _mm256_setzero_si256(), lo = _mm256_setzero_si256();
-    for (; i + 8 <= c1; i += 8) {
-      const __m256 v = _mm256_loadu_ps(e + i);
-      const __m256i keep = _mm256_cmpgt_epi32(_mm256_castps_si256(v), below);
-      add_mass8(v, keep, hi, lo);
-    }
-    s = (hsum_u32(hi) << 20) + hsum_u32(lo);
+      const __m256i below = _mm256_set1_epi32(static_cast<int32_t>(tau - 1));
+      __m256i hi = _mm256_setzero_si256(), lo = _mm256_setzero_si256();
+      for (; i + 8 <= c1; i += 8) {
+        const __m256 v = _mm256_loadu_ps(e + i);
+        const __m256i keep = _mm256_cmpgt_epi32(_mm256_castps_si256(v), below);
+        add_mass8(v, keep, hi, lo);
+      }
+      s = (hsum_u32(hi) << 20) + hsum_u32(lo);
 #endif
-    for (; i < c1; ++i)
-      if (key_at(e, i) >= tau) s += mass_of(e[i]);
-    chunk_mass[c] = s;
-    total += s;
-  }
-  return total;
+      for (; i < c1; ++i)
+        if (key_at(e, i) >= tau) s += mass_of(e[i]);
+      chunk_mass[c] = s;
+    }
+  });
+  return total_mass(chunk_mass, V);
 }
 
 // The first index whose running kept mass exceeds r (r < total kept mass).
@@ -577,14 +593,20 @@ at::Tensor sample_cpu(const at::Tensor& logits, const at::Tensor& temperature,
     // Rows per task: ~2^18 logits (a few hundred microseconds), so that small
     // batches do not pay for waking (and, on a busy machine, waiting for) threads.
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / V);
-    at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
+    auto rows = [&](int64_t begin, int64_t end) {
       // Kept per thread across calls: a fresh row buffer would cost page faults.
       static thread_local Scratch s;
       if (static_cast<int64_t>(s.e.size()) < V) s.e.resize(V);
       s.chunk_mass.resize((V + kChunk - 1) / kChunk);  // within capacity after the first call
       for (int64_t b = begin; b < end; ++b)
         out[b] = sample_row(x + b * row_stride, V, b, row_params(b), s);
-    });
+    };
+    // Fewer rows than threads: row after row on the caller, so that each long
+    // row's slice passes can split over the threads (for_slices) instead.
+    if (B < at::get_num_threads())
+      rows(0, B);
+    else
+      at::parallel_for(0, B, grain, rows);
   };
   switch (logits.scalar_type()) {
     case at::kFloat: run(logits.data_ptr<float>()); break;
