@@ -12,7 +12,8 @@
 // is to stream K/V at the machine's read bandwidth: rows read in address
 // order wherever the register budget allows (the hardware prefetcher follows
 // that stream and no other), AVX2/FMA register-blocked dot products and axpys
-// on tiles that stay in L1 for the other heads of a KV head.
+// on tiles that stay in L1 for the other heads of a KV head, and with GQA the
+// rows of a tile ahead requested by hand, spread over all of a tile's passes.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -35,11 +36,9 @@ namespace {
 using aigc::kVectorRegisters;
 
 constexpr int kTile = 32;         // KV positions per tile
-// How far ahead K rows are requested (GQA), in tiles. 4 beat 8 by ~5% from
-// memory (paired runs, 4:1 GQA, B=1 T=8192 and B=8 T=2048; 2 did as well
-// as 4). Requesting V rows the same way made it 5-9% slower; K into L1
-// (prefetcht0, prefetchnta), 20-40%.
-constexpr int kPrefetchTiles = 4;
+// How far ahead K and V rows are requested (GQA), in tiles. 1, 2, 3 and 4
+// did alike from memory; into L1 (prefetcht0, prefetchnta) was 12-40% slower.
+constexpr int kPrefetchTiles = 2;
 constexpr int64_t kMinChunk = 256;  // smallest KV chunk worth a work item
 constexpr int64_t kSerialElements = int64_t(1) << 16;  // K elements below which one thread runs
 constexpr float kLog2e = 1.4426950408889634f;
@@ -174,29 +173,51 @@ struct State {
   }
 };
 
-// The K rows of a tile ahead, requested while this tile's scores are
-// computed, one row per position. Only GQA scores use them: with several
-// heads' FMAs per row the hardware prefetcher alone falls behind (and the
-// loop without AVX-512 interleaves rows, which it does not follow at all),
-// while V, and K with one head, stream without help.
-struct Prefetch {
-  const void* k;
-  int64_t k_st;
-  int n;
-  int64_t row_bytes;
+// The K and V rows of the tile kPrefetchTiles ahead, requested into L2 while
+// this tile is computed. Each pass over the tile (each head pair's scores,
+// each head's PV) calls step() once per row, and the requests are spread
+// evenly over all the steps. With GQA most of a tile's time goes to passes
+// from L1, which make no demand loads for the hardware prefetcher to follow:
+// requesting only K, and only during the scores pass, left those passes with
+// no traffic in flight (1.05-1.23x the time, 4:1 GQA from memory; V in the
+// same burst as K, 1.04-1.09x). The cost: 5-9% in cache (B=1 T=512, 4 MB),
+// requests for lines already there. With one head per KV head the hardware
+// prefetcher streams K and V alone, and requests only slowed it.
+class TilePrefetch {
+ public:
+  struct Rows {
+    const char* first;
+    int64_t stride;  // bytes
+    int n;
+  };
+  TilePrefetch(Rows k, Rows v, int64_t row_bytes, int64_t steps)
+      : k_(k), v_(v), row_bytes_(row_bytes), steps_(std::max<int64_t>(steps, 1)) {}
+
+  void step() {
+    const int rows = k_.n + v_.n;
+    if (done_ == rows) return;
+    const int64_t due = (rows * ++step_ + steps_ - 1) / steps_;
+    for (; done_ < due; ++done_) {
+      const char* row =
+          done_ < k_.n ? k_.first + done_ * k_.stride : v_.first + (done_ - k_.n) * v_.stride;
+#ifdef AIGC_ATTN_AVX2
+      // asm, not _mm_prefetch: GCC 12 silently dropped every one of these
+      // builtins from this file (none reached the object code).
+      for (int64_t b = 0; b < row_bytes_; b += 64) asm volatile("prefetcht1 %0" : : "m"(row[b]));
+#else
+      (void)row;
+#endif
+    }
+  }
+
+ private:
+  Rows k_, v_;
+  int64_t row_bytes_, steps_, step_ = 0;
+  int done_ = 0;
 };
 
-template <typename T>
-inline void prefetch_rows(const Prefetch* ahead, int t) {
-#ifdef AIGC_ATTN_AVX2
-  if (ahead == nullptr) return;
-  for (int r = t; r < std::min(t + 2, ahead->n); ++r) {
-    const char* kr = reinterpret_cast<const char*>(static_cast<const T*>(ahead->k) + r * ahead->k_st);
-    // asm, not _mm_prefetch: GCC 12 silently dropped every one of these
-    // builtins from this file (none reached the object code).
-    for (int64_t b = 0; b < ahead->row_bytes; b += 64) asm volatile("prefetcht1 %0" : : "m"(kr[b]));
-  }
-#endif
+inline void step(TilePrefetch* ahead) {
+  if (ahead != nullptr) ahead->step();
 }
 
 // Scores of NG heads (rows g0.. of q) against positions [0, n) of the tile,
@@ -219,17 +240,12 @@ inline void hsum8(const V8* a, float* out) {
 // side, one K load feeding NG FMAs, and one transposed sum for all eight.
 template <int NG, typename T>
 void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s,
-                 const Prefetch* ahead) {
+                 TilePrefetch* ahead) {
   constexpr int TT = 8 / NG;
   int t = 0;
   if constexpr (8 % NG == 0) {
     for (; t + TT <= n; t += TT) {
-      prefetch_rows<T>(ahead, t);
-      if constexpr (TT > 2) prefetch_rows<T>(ahead, t + 2);
-      if constexpr (TT > 4) {
-        prefetch_rows<T>(ahead, t + 4);
-        prefetch_rows<T>(ahead, t + 6);
-      }
+      for (int u = 0; u < TT; ++u) step(ahead);
       V8 a[8];
       for (int i = 0; i < 8; ++i) a[i] = v_zero();
       if constexpr (NG == 1) {
@@ -260,7 +276,7 @@ void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, flo
     }
   }
   for (; t < n; ++t) {
-    prefetch_rows<T>(ahead, t);
+    step(ahead);
     const T* k0 = k + t * k_st;
     V8 a0[NG];
     for (int j = 0; j < NG; ++j) a0[j] = v_zero();
@@ -299,7 +315,7 @@ inline float z_sum(__m512 v) {
 // flight.
 template <int DZ, typename T>
 void tile_scores_pair(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s,
-                      const Prefetch* ahead) {
+                      TilePrefetch* ahead) {
   __m512 qz[2][DZ];
   for (int j = 0; j < 2; ++j)
     for (int c = 0; c < DZ; ++c) qz[j][c] = _mm512_loadu_ps(q + j * D + 16 * c);
@@ -307,11 +323,10 @@ void tile_scores_pair(const float* q, int64_t D, const T* k, int64_t k_st, int n
   int t = 0;
   for (; t < n; t += TT) {
     const int m = std::min(TT, n - t);
-    prefetch_rows<T>(ahead, t);
-    prefetch_rows<T>(ahead, t + 2);
     __m512 a[TT][2];
     for (int u = 0; u < TT; ++u) a[u][0] = a[u][1] = _mm512_setzero_ps();
     for (int u = 0; u < m; ++u) {
+      step(ahead);
       const T* row = k + (t + u) * k_st;
       for (int c = 0; c < DZ; ++c) {
         const __m512 x = z_load(row + 16 * c);
@@ -326,35 +341,43 @@ void tile_scores_pair(const float* q, int64_t D, const T* k, int64_t k_st, int n
   }
 }
 
-// tile_scores_pair for head pairs (g, g + 1) of an even G, when D is one it
-// handles; false otherwise.
+// tile_scores_pair for head pairs (g, g + 1), where scores_by_pairs(G, D).
 template <typename T>
-bool tile_scores_pairs(const float* q, int64_t G, int64_t D, const T* k, int64_t k_st, int n,
-                       float* s, const Prefetch* ahead) {
+void tile_scores_pairs(const float* q, int64_t G, int64_t D, const T* k, int64_t k_st, int n,
+                       float* s, TilePrefetch* ahead) {
   auto run = [&]<int DZ>() {
     for (int64_t g = 0; g < G; g += 2)
-      tile_scores_pair<DZ>(q + g * D, D, k, k_st, n, s + g * kTile, g == 0 ? ahead : nullptr);
-    return true;
+      tile_scores_pair<DZ>(q + g * D, D, k, k_st, n, s + g * kTile, ahead);
   };
-  if (G % 2 != 0) return false;
   switch (D) {
-    case 64: return run.template operator()<4>();
-    case 80: return run.template operator()<5>();
-    case 96: return run.template operator()<6>();
-    case 128: return run.template operator()<8>();
-    default: return false;
+    case 64: run.template operator()<4>(); break;
+    case 80: run.template operator()<5>(); break;
+    case 96: run.template operator()<6>(); break;
+    default: run.template operator()<8>(); break;  // 128
   }
 }
 #endif
 
+// Whether GQA scores run by head pairs (tile_scores_pairs): AVX-512, an even
+// G, and a D it has registers for.
+inline bool scores_by_pairs(int64_t G, int64_t D) {
+#ifdef AIGC_ATTN_PAIR_SCORES
+  return G > 1 && G % 2 == 0 && (D == 64 || D == 80 || D == 96 || D == 128);
+#else
+  (void)G, (void)D;
+  return false;
+#endif
+}
+
 // acc[j] += sum_t p[j][t] * v_t over columns [d0, d0 + 8*DB) for NG heads.
 template <int NG, int DB, typename T>
 void tile_pv_block(float* acc, int64_t D, const T* v, int64_t v_st, int n, const float* p,
-                   int64_t d0) {
+                   int64_t d0, TilePrefetch* ahead) {
   V8 a[NG][DB];
   for (int j = 0; j < NG; ++j)
     for (int c = 0; c < DB; ++c) a[j][c] = v_load(acc + j * D + d0 + 8 * c);
   for (int t = 0; t < n; ++t) {
+    step(ahead);
     const T* row = v + t * v_st + d0;
     V8 x[DB];
     for (int c = 0; c < DB; ++c) {
@@ -371,14 +394,17 @@ void tile_pv_block(float* acc, int64_t D, const T* v, int64_t v_st, int n, const
 }
 
 template <int NG, typename T>
-void tile_pv(float* acc, int64_t D, const T* v, int64_t v_st, int n, const float* p) {
+void tile_pv(float* acc, int64_t D, const T* v, int64_t v_st, int n, const float* p,
+             TilePrefetch* ahead) {
   // One head: a block as wide as the registers allow (a whole 128-wide row
   // with 32 of them), so V is read row after row in address order, a stream
   // the hardware prefetcher follows. Several heads: 4 to 8 FMA chains.
   constexpr int DB = NG > 1 ? 2 : kVectorRegisters >= 32 ? 16 : 4;
   int64_t d = 0;
-  for (; d + 8 * DB <= D; d += 8 * DB) tile_pv_block<NG, DB>(acc, D, v, v_st, n, p, d);
-  for (; d < D; d += 8) tile_pv_block<NG, 1>(acc, D, v, v_st, n, p, d);
+  // The first block of columns steps the prefetches: one step per row a pass.
+  for (; d + 8 * DB <= D; d += 8 * DB)
+    tile_pv_block<NG, DB>(acc, D, v, v_st, n, p, d, d == 0 ? ahead : nullptr);
+  for (; d < D; d += 8) tile_pv_block<NG, 1>(acc, D, v, v_st, n, p, d, d == 0 ? ahead : nullptr);
 }
 
 // Calls f.template operator()<NG>(g0) for head groups of at most 4.
@@ -417,21 +443,21 @@ void tile_softmax(State& st, int64_t G, int64_t D, int n) {
   }
 }
 
-// The K rows of the tile at position t_ahead of `it`, continuing into
-// `next` (the next item handed out) past the end of `it`: the stream of
-// prefetches does not stop at an item boundary, so the next item, on this
-// thread or the other, starts with its first rows in L2 or L3.
+// The rows of the tile at position t of `it` in one cache (base pointer and
+// strides in elements), continuing into `next` (the next item handed out)
+// past the end of `it`: the requests do not stop at an item boundary, so the
+// next item, on this thread or the other, starts with its rows in L2 or L3.
 template <typename T>
-Prefetch rows_ahead(const Problem& P, const Item& it, const Item* next, int64_t t_ahead,
-                    const T* k) {
+TilePrefetch::Rows rows_ahead(const Item& it, const Item* next, int64_t t, const T* cache,
+                              int64_t sb, int64_t sh, int64_t st) {
   const Item* src = &it;
-  if (t_ahead >= it.t1 && next != nullptr) {
-    t_ahead = next->t0 + (t_ahead - it.t1);
+  if (t >= it.t1 && next != nullptr) {
+    t = next->t0 + (t - it.t1);
     src = next;
   }
-  const T* kb = k + src->b * P.k_sb + src->kvh * P.k_sh;
-  const int n = static_cast<int>(std::clamp<int64_t>(src->t1 - t_ahead, 0, kTile));
-  return {kb + t_ahead * P.k_st, P.k_st, n, P.D * static_cast<int64_t>(sizeof(T))};
+  const int n = static_cast<int>(std::clamp<int64_t>(src->t1 - t, 0, kTile));
+  const T* first = cache + src->b * sb + src->kvh * sh + t * st;
+  return {reinterpret_cast<const char*>(first), st * static_cast<int64_t>(sizeof(T)), n};
 }
 
 template <typename T>
@@ -446,26 +472,27 @@ void run_item(const Problem& P, const Item& it, const Item* next, const T* q, co
   }
   const T* kb = k + it.b * P.k_sb + it.kvh * P.k_sh;
   const T* vb = v + it.b * P.v_sb + it.kvh * P.v_sh;
+  // GQA scores run by head pairs with q in registers where AVX-512 allows
+  // (rows in address order; in-cache B=1 T=512 4:1 GQA 0.19-0.21 -> 0.11 ms),
+  // else by interleaved rows in head groups.
+  const bool by_pairs = scores_by_pairs(G, D);
+  const int64_t score_passes = by_pairs ? G / 2 : (G + 3) / 4;
+  const int64_t pv_passes = kVectorRegisters >= 32 ? G : (G + 3) / 4;
   for (int64_t t0 = it.t0; t0 < it.t1; t0 += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
-    // Prefetch instructions where the hardware prefetcher would stream the
-    // rows anyway halved the rate (each holds a miss buffer the demand loads
-    // then wait for): one head per KV head gets none. GQA scores run by head
-    // pairs with q in registers where AVX-512 allows (rows in address order;
-    // in-cache B=1 T=512 4:1 GQA 0.19-0.21 -> 0.11 ms), else by interleaved
-    // rows.
-    const Prefetch ahead =
-        G > 1 ? rows_ahead(P, it, next, t0 + kPrefetchTiles * kTile, k) : Prefetch{};
-    bool scored = false;
+    const int64_t t_ahead = t0 + kPrefetchTiles * kTile;
+    TilePrefetch requests(rows_ahead(it, next, t_ahead, k, P.k_sb, P.k_sh, P.k_st),
+                          rows_ahead(it, next, t_ahead, v, P.v_sb, P.v_sh, P.v_st),
+                          D * static_cast<int64_t>(sizeof(T)), (score_passes + pv_passes) * n);
+    TilePrefetch* ahead = G > 1 ? &requests : nullptr;
 #ifdef AIGC_ATTN_PAIR_SCORES
-    if (G > 1)
-      scored = tile_scores_pairs(st.q.data(), G, D, kb + t0 * P.k_st, P.k_st, n, st.s.data(),
-                                 &ahead);
+    if (by_pairs)
+      tile_scores_pairs(st.q.data(), G, D, kb + t0 * P.k_st, P.k_st, n, st.s.data(), ahead);
 #endif
-    if (!scored) {
+    if (!by_pairs) {
       for_head_groups(G, [&]<int NG>(int64_t g) {
         tile_scores<NG>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
-                        st.s.data() + g * kTile, G > 1 && g == 0 ? &ahead : nullptr);
+                        st.s.data() + g * kTile, ahead);
       });
     }
     tile_softmax(st, G, D, n);
@@ -476,7 +503,7 @@ void run_item(const Problem& P, const Item& it, const Item* next, const T* q, co
     // 16-22 GB/s).
     auto pv = [&]<int NG>(int64_t g) {
       tile_pv<NG>(st.acc.data() + g * D, D, vb + t0 * P.v_st, P.v_st, n,
-                  st.s.data() + g * kTile);
+                  st.s.data() + g * kTile, ahead);
     };
     if constexpr (kVectorRegisters >= 32) {
       for (int64_t g = 0; g < G; ++g) pv.template operator()<1>(g);
