@@ -180,7 +180,7 @@ struct State {
 // from L1, which make no demand loads for the hardware prefetcher to follow:
 // requesting only K, and only during the scores pass, left those passes with
 // no traffic in flight (1.05-1.23x the time, 4:1 GQA from memory; V in the
-// same burst as K, 1.04-1.09x). The cost is 4-11% in cache (B=1 T=512,
+// same burst as K, 1.04-1.09x). The cost is 4-12% in cache (B=1 T=512,
 // 4 MB): there the requests only take load slots from the PV passes, which
 // are load-bound (requests in the scores passes alone cost less in cache but
 // gained nothing from memory). With one head per KV head the hardware
