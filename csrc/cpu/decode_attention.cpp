@@ -198,7 +198,7 @@ class TilePrefetch {
   void step() {
     const int rows = k_.n + v_.n;
     if (done_ == rows) return;
-    const int64_t due = (rows * ++step_ + steps_ - 1) / steps_;
+    const int64_t due = std::min<int64_t>(rows, (rows * ++step_ + steps_ - 1) / steps_);
     for (; done_ < due; ++done_) {
       const char* row =
           done_ < k_.n ? k_.first + done_ * k_.stride : v_.first + (done_ - k_.n) * v_.stride;
