@@ -1,0 +1,142 @@
+"""The CPU kernels as AIGC_PORTABLE=1 builds them (-march=x86-64-v3: AVX2, no
+AVX-512) against the references.
+
+This machine's own build (-march=native) compiles the AVX2 paths out:
+decode_attention's head-group scores and 8-lane PV, upsample_conv2d's 8-lane
+tiles. Here they are built into build/portable/<hash>/ and run in a
+subprocess, since one process can hold only one `aigc` library; sample, whose
+tokens must not depend on the instruction set, is checked token for token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from emulation import source_closure
+from torch.utils import cpp_extension
+
+REPO = Path(__file__).resolve().parents[1]
+CSRC = REPO / "csrc"
+REFERENCE = REPO / "aigc_sdk" / "ops" / "reference.py"
+SOURCES = [CSRC / "registration.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
+# setup.py's flags with AIGC_PORTABLE=1.
+CFLAGS = ["-O3", "-std=c++20", "-fopenmp", "-DNDEBUG", "-march=x86-64-v3", "-Wno-unused-function"]
+
+
+@pytest.fixture(scope="module")
+def portable_library() -> Path:
+    digest = hashlib.sha256(" ".join(CFLAGS).encode())
+    for path in source_closure(SOURCES, [CSRC]):
+        digest.update(path.read_bytes())
+    build = REPO / "build" / "portable" / digest.hexdigest()[:16]
+    build.mkdir(parents=True, exist_ok=True)
+    name = "aigc_portable"
+    cpp_extension.load(
+        name=name,
+        sources=[str(s) for s in SOURCES],
+        extra_cflags=CFLAGS,
+        extra_ldflags=["-fopenmp"],
+        extra_include_paths=[str(CSRC)],
+        build_directory=str(build),
+        is_python_module=False,
+        verbose=False,
+    )
+    return build / f"{name}.so"
+
+
+def run_with(library: Path, body: str) -> None:
+    """Runs `body` in a fresh interpreter where torch.ops.aigc is `library`."""
+    script = textwrap.dedent(
+        f"""
+        import importlib.util, sys, torch
+        torch.ops.load_library({str(library)!r})
+        # reference.py alone: the aigc_sdk.ops package would load aigc_sdk._C.
+        spec = importlib.util.spec_from_file_location("reference", {str(REFERENCE)!r})
+        reference = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(reference)
+        assert "aigc_sdk._C" not in sys.modules
+        torch.manual_seed(0)
+        """
+    ) + textwrap.dedent(body)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def test_decode_attention_avx2(portable_library):
+    run_with(
+        portable_library,
+        """
+        import itertools
+        cases = itertools.product([1, 2, 3, 4, 8], [40, 64, 128], [torch.float32, torch.bfloat16])
+        for G, D, dtype in cases:
+            B, Hkv, T = 3, 2, 300
+            q = torch.randn(B, Hkv * G, D, dtype=dtype)
+            k, v = (torch.randn(B, Hkv, T, D, dtype=dtype) for _ in range(2))
+            lens = torch.tensor([T, 37, 0])
+            out, lse = torch.ops.aigc.decode_attention_lse(q, k, v, lens, D**-0.5)
+            want, want_lse = reference.decode_attention(q, k, v, lens, D**-0.5)
+            tol = 1e-5 if dtype == torch.float32 else 2e-2
+            torch.testing.assert_close(out.float(), want.float(), atol=tol, rtol=tol)
+            torch.testing.assert_close(lse, want_lse, atol=1e-4, rtol=1e-5)
+        """,
+    )
+
+
+def test_sample_avx2_gives_the_reference_tokens(portable_library):
+    run_with(
+        portable_library,
+        """
+        for V, dtype in [(1000, torch.float32), (128256, torch.float32), (5000, torch.bfloat16)]:
+            logits = (torch.randn(4, V) * 3).to(dtype)
+            rows = lambda *xs, dtype=torch.float32: torch.tensor(xs, dtype=dtype)
+            args = (
+                logits,
+                rows(1.0, 0.7, 0.0, 1.3),
+                rows(0, 50, 0, 7, dtype=torch.int64),
+                rows(1.0, 0.9, 0.5, 0.8),
+                rows(0.0, 0.0, 0.1, 0.05),
+                rows(1, 2, 3, 4, dtype=torch.int64),
+                rows(0, 5, 9, 1, dtype=torch.int64),
+                torch.randint(0, V, (4, 8)),
+                rows(1.0, 1.3, 1.1, 2.0),
+            )
+            got, want = torch.ops.aigc.sample(*args), reference.sample(*args)
+            assert torch.equal(got, want), (V, dtype, got, want)
+        """,
+    )
+
+
+def test_upsample_conv2d_avx2(portable_library):
+    run_with(
+        portable_library,
+        """
+        layers = [  # Cin, Cout, size, kernel, stride, padding, activation, dtype
+            (64, 32, 4, 4, 2, 1, "relu", torch.float32),
+            (16, 3, 16, 4, 2, 1, "tanh", torch.float32),
+            (32, 16, 8, 4, 2, 1, "leaky_relu", torch.bfloat16),
+        ]
+        for cin, cout, size, kernel, stride, padding, act, dtype in layers:
+            x = torch.randn(2, cin, size, size).to(dtype)
+            w = (torch.randn(cin, cout, kernel, kernel) * 0.1).to(dtype)
+            b, scale, shift = (torch.randn(cout).to(dtype) for _ in range(3))
+            args = (x, w, b, scale, shift, [stride] * 2, [padding] * 2, [0, 0], act, 0.01)
+            got = torch.ops.aigc.upsample_conv2d(*args)
+            want = reference.upsample_conv2d(
+                *(t.float() for t in args[:5]), *args[5:]
+            )
+            tol = 1e-4 if dtype == torch.float32 else 5e-2
+            torch.testing.assert_close(got.float(), want, atol=tol, rtol=tol)
+        x = torch.randn(4, 64, 100)
+        w = torch.randn(64, 32, 8) * 0.1
+        args = (x, w, None, None, None, [4], [2], [0], "leaky_relu", 0.2)
+        got, want = torch.ops.aigc.upsample_conv2d(*args), reference.upsample_conv2d(*args)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+        """,
+    )
