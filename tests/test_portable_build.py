@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 from emulation import source_closure
-from torch.utils import cpp_extension
 
 REPO = Path(__file__).resolve().parents[1]
 CSRC = REPO / "csrc"
 REFERENCE = REPO / "aigc_sdk" / "ops" / "reference.py"
 SOURCES = [CSRC / "registration.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
 # setup.py's flags with AIGC_PORTABLE=1.
-CFLAGS = ["-O3", "-std=c++20", "-fopenmp", "-DNDEBUG", "-march=x86-64-v3", "-Wno-unused-function"]
+CFLAGS = ["-O3", "-std=c++20", "-fopenmp", "-Wall", "-Wno-unused-function", "-DNDEBUG", "-fwrapv"]
+CFLAGS += ["-march=x86-64-v3"]
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +36,24 @@ def portable_library() -> Path:
     build = REPO / "build" / "portable" / digest.hexdigest()[:16]
     build.mkdir(parents=True, exist_ok=True)
     name = "aigc_portable"
-    cpp_extension.load(
-        name=name,
-        sources=[str(s) for s in SOURCES],
-        extra_cflags=CFLAGS,
-        extra_ldflags=["-fopenmp"],
-        extra_include_paths=[str(CSRC)],
-        build_directory=str(build),
-        is_python_module=False,
-        verbose=False,
+    # In a subprocess: load() also loads the library, and a second `aigc`
+    # library in this process (beside aigc_sdk._C) would abort it.
+    build_script = f"""
+from torch.utils import cpp_extension
+cpp_extension.load(
+    name={name!r},
+    sources={[str(s) for s in SOURCES]!r},
+    extra_cflags={CFLAGS!r},
+    extra_ldflags=["-fopenmp"],
+    extra_include_paths=[{str(CSRC)!r}],
+    build_directory={str(build)!r},
+    is_python_module=False,
+)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", build_script], capture_output=True, text=True, timeout=1800
     )
+    assert done.returncode == 0, done.stderr[-4000:]
     return build / f"{name}.so"
 
 
