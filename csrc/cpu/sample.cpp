@@ -174,18 +174,21 @@ MaxResult max_row(const T* x, int64_t V, float* copy) {
   return {m, nan};
 }
 
+// The number of kChunk slices of a row of V logits.
+int64_t slice_count(int64_t V) { return (V + kChunk - 1) / kChunk; }
+
 // Calls f(first, last) over ranges of a row's kChunk slices: split over the
 // threads when the row is long and no loop over rows holds them (a batch
 // smaller than the thread count). Each slice keeps its own integer mass, so
 // no split can change a sum, a threshold or a token.
 template <typename F>
 void for_slices(int64_t V, const F& f) {
-  at::parallel_for(0, (V + kChunk - 1) / kChunk, kSlicesPerTask, f);
+  at::parallel_for(0, slice_count(V), kSlicesPerTask, f);
 }
 
 uint64_t total_mass(const uint64_t* chunk_mass, int64_t V) {
   uint64_t total = 0;
-  for (int64_t c = 0; c < (V + kChunk - 1) / kChunk; ++c) total += chunk_mass[c];
+  for (int64_t c = 0; c < slice_count(V); ++c) total += chunk_mass[c];
   return total;
 }
 
@@ -597,7 +600,7 @@ at::Tensor sample_cpu(const at::Tensor& logits, const at::Tensor& temperature,
       // Kept per thread across calls: a fresh row buffer would cost page faults.
       static thread_local Scratch s;
       if (static_cast<int64_t>(s.e.size()) < V) s.e.resize(V);
-      s.chunk_mass.resize((V + kChunk - 1) / kChunk);  // within capacity after the first call
+      s.chunk_mass.resize(slice_count(V));  // within capacity after the first call
       for (int64_t b = begin; b < end; ++b)
         out[b] = sample_row(x + b * row_stride, V, b, row_params(b), s);
     };
