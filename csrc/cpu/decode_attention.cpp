@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -482,11 +483,14 @@ void run_item(const Problem& P, const Item& it, const Item* next, const T* q, co
   const int64_t pv_passes = kVectorRegisters >= 32 ? G : (G + 3) / 4;
   for (int64_t t0 = it.t0; t0 < it.t1; t0 += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
-    const int64_t t_ahead = t0 + kPrefetchTiles * kTile;
-    TilePrefetch requests(rows_ahead(it, next, t_ahead, k, P.k_sb, P.k_sh, P.k_st),
-                          rows_ahead(it, next, t_ahead, v, P.v_sb, P.v_sh, P.v_st),
-                          D * static_cast<int64_t>(sizeof(T)), (score_passes + pv_passes) * n);
-    TilePrefetch* ahead = G > 1 ? &requests : nullptr;
+    std::optional<TilePrefetch> requests;  // GQA only
+    if (G > 1) {
+      const int64_t t_ahead = t0 + kPrefetchTiles * kTile;
+      requests.emplace(rows_ahead(it, next, t_ahead, k, P.k_sb, P.k_sh, P.k_st),
+                       rows_ahead(it, next, t_ahead, v, P.v_sb, P.v_sh, P.v_st),
+                       D * static_cast<int64_t>(sizeof(T)), (score_passes + pv_passes) * n);
+    }
+    TilePrefetch* ahead = requests ? &*requests : nullptr;
 #ifdef AIGC_ATTN_PAIR_SCORES
     if (by_pairs)
       tile_scores_pairs(st.q.data(), G, D, kb + t0 * P.k_st, P.k_st, n, st.s.data(), ahead);
