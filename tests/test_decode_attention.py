@@ -70,6 +70,32 @@ def test_long_sequences_split_into_chunks_and_merge(dtype):
     assert_matches_reference(q, k, v, torch.tensor([5000, 1, 2600]), scale=0.3)
 
 
+@pytest.mark.parametrize("dtype", list(TOL))
+@pytest.mark.parametrize("G", [4, 8])
+@pytest.mark.parametrize("D", [64, 80, 96, 128])
+def test_head_quads(G, D, dtype):
+    # G a multiple of 4 runs four heads a pass over K and V (AVX-512): every
+    # head of each quad, tiles of odd and even length, a cache whose rows are
+    # strided ([B, Tmax, Hkv, D] viewed as [B, Hkv, Tmax, D]).
+    q, k, v = make(3, 2 * G, 2, D, 70, dtype, seed=G + D)
+    assert_matches_reference(q, k, v, torch.tensor([70, 33, 1]))
+    k_strided = k.transpose(1, 2).contiguous().transpose(1, 2)
+    v_strided = v.transpose(1, 2).contiguous().transpose(1, 2)
+    assert_matches_reference(q, k_strided, v_strided, torch.tensor([65, 2, 31]))
+
+
+def test_head_quads_inf_in_a_lone_last_row():
+    # A tile's last row when its length is odd: an inf in V there is inf in
+    # the output, as in the reference, not NaN.
+    q, k, v = make(1, 8, 2, 128, 40, torch.float32, seed=9)
+    v[0, 0, 32, 5] = math.inf
+    out = ops.decode_attention(q, k, v, torch.tensor([33]))
+    want, _ = reference.decode_attention(q, k, v, torch.tensor([33]))
+    assert out[0, :4, 5].tolist() == [math.inf] * 4
+    assert not out.isnan().any()
+    torch.testing.assert_close(out, want, atol=2e-5, rtol=2e-5)
+
+
 def test_agrees_with_sdpa_and_gqa():
     q, k, v = make(2, 32, 8, 128, 700, torch.float32, seed=5)
     lens = torch.tensor([700, 700])
