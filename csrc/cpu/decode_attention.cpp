@@ -11,9 +11,10 @@
 // every cache byte once and does ~1 FMA per byte per query head, so the goal
 // is to stream K/V at the machine's read bandwidth: rows read in address
 // order wherever the register budget allows (the hardware prefetcher follows
-// that stream and no other), AVX2/FMA register-blocked dot products and axpys
-// on tiles that stay in L1 for the other heads of a KV head, and with GQA the
-// rows of a tile ahead requested by hand, spread over all of a tile's passes.
+// that stream and no other), register-blocked dot products and axpys on
+// tiles that stay in L1 for the other heads of a KV head (with AVX-512, four
+// heads a pass), and with GQA the rows of a tile ahead requested by hand,
+// spread over all of a tile's passes.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -175,17 +176,18 @@ struct State {
 };
 
 // The K and V rows of the tile kPrefetchTiles ahead, requested into L2 while
-// this tile is computed. Each pass over the tile (each head pair's scores,
-// each head's PV) calls step() once per row, and the requests are spread
-// evenly over all the steps. With GQA most of a tile's time goes to passes
-// from L1, which make no demand loads for the hardware prefetcher to follow:
-// requesting only K, and only during the scores pass, left those passes with
-// no traffic in flight (1.05-1.23x the time, 4:1 GQA from memory; V in the
-// same burst as K, 1.04-1.09x). The cost is 4-12% in cache (B=1 T=512,
-// 4 MB): there the requests only take load slots from the PV passes, which
-// are load-bound (requests in the scores passes alone cost less in cache but
-// gained nothing from memory). With one head per KV head the hardware
-// prefetcher streams K and V alone, and requests only slowed it.
+// this tile is computed. Each pass over the tile (a head quad's scores or
+// PV; else a head pair's scores, a head's PV) calls step() once per row, and
+// the requests are spread
+// evenly over all the steps. With GQA most of a tile's time goes to
+// arithmetic, during which the core makes few new demand loads and the
+// hardware prefetcher idles. For the head-pair passes, requesting only K and
+// only during the scores pass took 1.05-1.23x the time (4:1 GQA from memory);
+// the head-quad passes without requests ran at 0.52-0.63 of the rate of
+// benchmarks/gqa_bound.py's ideal loop, with them at 0.87-1.04. In cache
+// they cost 4-12%: there they only take load slots. With one head per KV
+// head the hardware prefetcher streams K and V alone, and requests only
+// slowed it.
 class TilePrefetch {
  public:
   struct Rows {
