@@ -313,6 +313,13 @@ inline float z_sum(__m512 v) {
   return v_hsum(_mm256_add_ps(lo, hi));
 }
 
+// Rows 0 and 1 (D floats apart) of p, DZ zmm registers each.
+template <int DZ>
+inline void load_two_rows(const float* p, int64_t D, __m512 (&z)[2][DZ]) {
+  for (int j = 0; j < 2; ++j)
+    for (int c = 0; c < DZ; ++c) z[j][c] = _mm512_loadu_ps(p + j * D + 16 * c);
+}
+
 // Scores of two heads (rows 0, 1 of q) against positions [0, n) of the
 // tile, for D = 16 * DZ: both heads' q held in 2 * DZ zmm registers, so the
 // K rows can be read one after another in address order, a stream the
@@ -322,8 +329,7 @@ template <int DZ, typename T>
 void tile_scores_pair(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s,
                       TilePrefetch* ahead) {
   __m512 qz[2][DZ];
-  for (int j = 0; j < 2; ++j)
-    for (int c = 0; c < DZ; ++c) qz[j][c] = _mm512_loadu_ps(q + j * D + 16 * c);
+  load_two_rows(q, D, qz);
   constexpr int TT = 4;
   int t = 0;
   for (; t < n; t += TT) {
@@ -388,8 +394,7 @@ template <int DZ, typename T>
 void tile_scores_quad(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s,
                       TilePrefetch* ahead) {
   __m512 qz[2][DZ];
-  for (int j = 0; j < 2; ++j)
-    for (int c = 0; c < DZ; ++c) qz[j][c] = _mm512_loadu_ps(q + j * D + 16 * c);
+  load_two_rows(q, D, qz);
   const float* q2 = q + 2 * D;
   const float* q3 = q + 3 * D;
   for (int t = 0; t < n; t += 2) {
@@ -425,8 +430,7 @@ template <int DZ, typename T>
 void tile_pv_quad(float* acc, int64_t D, const T* v, int64_t v_st, int n, const float* p,
                   TilePrefetch* ahead) {
   __m512 az[2][DZ];
-  for (int j = 0; j < 2; ++j)
-    for (int c = 0; c < DZ; ++c) az[j][c] = _mm512_loadu_ps(acc + j * D + 16 * c);
+  load_two_rows(acc, D, az);
   float* acc2 = acc + 2 * D;
   float* acc3 = acc + 3 * D;
   for (int t = 0; t < n; t += 2) {
