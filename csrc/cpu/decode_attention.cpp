@@ -178,10 +178,9 @@ struct State {
 // The K and V rows of the tile kPrefetchTiles ahead, requested into L2 while
 // this tile is computed. Each pass over the tile (a head quad's scores or
 // PV; else a head pair's scores, a head's PV) calls step() once per row, and
-// the requests are spread
-// evenly over all the steps. With GQA most of a tile's time goes to
-// arithmetic, during which the core makes few new demand loads and the
-// hardware prefetcher idles. For the head-pair passes, requesting only K and
+// the requests are spread evenly over all the steps. With GQA most of a
+// tile's time goes to arithmetic, during which the core makes few new demand
+// loads and the hardware prefetcher idles. For the head-pair passes, requesting only K and
 // only during the scores pass took 1.05-1.23x the time (4:1 GQA from memory);
 // the head-quad passes without requests ran at 0.52-0.63 of the rate of
 // benchmarks/gqa_bound.py's ideal loop, with them at 0.87-1.04. In cache
@@ -352,9 +351,10 @@ void tile_scores_pair(const float* q, int64_t D, const T* k, int64_t k_st, int n
   }
 }
 
-// Calls f.template operator()<DZ>() with DZ = D / 16 zmm registers a row,
-// for the head sizes the register-blocked paths are built for.
+// The head sizes the register-blocked AVX-512 paths are built for.
 inline bool zmm_rows(int64_t D) { return D == 64 || D == 80 || D == 96 || D == 128; }
+
+// Calls f.template operator()<DZ>() with DZ = D / 16, the zmm registers a row.
 template <typename F>
 void with_zmm_row(int64_t D, F&& f) {
   switch (D) {
@@ -388,8 +388,8 @@ inline void z_sums8(const __m512* a, float* out) {
 
 // Scores of four heads (rows 0-3 of q) against positions [0, n) of the
 // tile, all four in one pass over K, two rows at a time: heads 0 and 1 keep
-// q in registers, heads 2 and 3 read theirs from L1 (2 + 2 * DZ registers
-// short of holding all four).
+// q in registers, heads 2 and 3 read theirs from L1 (all four q and the
+// eight accumulators would need 4 * DZ + 8 of the 32 registers).
 template <int DZ, typename T>
 void tile_scores_quad(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s,
                       TilePrefetch* ahead) {
@@ -433,13 +433,13 @@ void tile_pv_quad(float* acc, int64_t D, const T* v, int64_t v_st, int n, const 
   load_two_rows(acc, D, az);
   float* acc2 = acc + 2 * D;
   float* acc3 = acc + 3 * D;
+  // A lone last row pairs with a row of zeros (weight 0 on a copy of itself
+  // would turn an inf in it into NaN).
+  static const T zero_row[16 * DZ] = {};
   for (int t = 0; t < n; t += 2) {
     const bool two = t + 1 < n;
     step(ahead);
     if (two) step(ahead);
-    // A lone last row pairs with a row of zeros (weight 0 on a copy of
-    // itself would turn an inf in it into NaN).
-    static const T zero_row[16 * DZ] = {};
     const T* r0 = v + t * v_st;
     const T* r1 = two ? r0 + v_st : zero_row;
     __m512 p0[4], p1[4];
