@@ -180,13 +180,13 @@ struct State {
 // PV; else a head pair's scores, a head's PV) calls step() once per row, and
 // the requests are spread evenly over all the steps. With GQA most of a
 // tile's time goes to arithmetic, during which the core makes few new demand
-// loads and the hardware prefetcher idles. For the head-pair passes, requesting only K and
-// only during the scores pass took 1.05-1.23x the time (4:1 GQA from memory);
-// the head-quad passes without requests ran at 0.52-0.63 of the rate of
-// benchmarks/gqa_bound.py's ideal loop, with them at 0.87-1.04. In cache
-// they cost 4-12%: there they only take load slots. With one head per KV
-// head the hardware prefetcher streams K and V alone, and requests only
-// slowed it.
+// loads and the hardware prefetcher idles. For the head-pair passes,
+// requesting only K and only during the scores pass took 1.05-1.23x the time
+// (4:1 GQA from memory); the head-quad passes without requests ran at
+// 0.52-0.63 of the rate of benchmarks/gqa_bound.py's ideal loop, with them
+// at 0.87-1.04. In cache they cost 4-12%: there they only take load slots.
+// With one head per KV head the hardware prefetcher streams K and V alone,
+// and requests only slowed it.
 class TilePrefetch {
  public:
   struct Rows {
@@ -305,12 +305,15 @@ inline __m512 z_load(const c10::Half* p) {
   return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// (Not _mm512_reduce_add_ps: GCC 12 warns on its undefined upper halves.)
-inline float z_sum(__m512 v) {
+// The two 8-lane halves of v added. (Not _mm512_reduce_add_ps for the sums
+// below: GCC 12 warns on its undefined upper halves.)
+inline __m256 z_fold(__m512 v) {
   const __m256 lo = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
   const __m256 hi = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-  return v_hsum(_mm256_add_ps(lo, hi));
+  return _mm256_add_ps(lo, hi);
 }
+
+inline float z_sum(__m512 v) { return v_hsum(z_fold(v)); }
 
 // Rows 0 and 1 (D floats apart) of p, DZ zmm registers each.
 template <int DZ>
@@ -378,11 +381,7 @@ void tile_scores_pairs(const float* q, int64_t G, int64_t D, const T* k, int64_t
 // The 8 horizontal sums of a[0..7], in order.
 inline void z_sums8(const __m512* a, float* out) {
   V8 halves[8];
-  for (int i = 0; i < 8; ++i) {
-    const __m256 lo = __builtin_shufflevector(a[i], a[i], 0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256 hi = __builtin_shufflevector(a[i], a[i], 8, 9, 10, 11, 12, 13, 14, 15);
-    halves[i] = _mm256_add_ps(lo, hi);
-  }
+  for (int i = 0; i < 8; ++i) halves[i] = z_fold(a[i]);
   hsum8(halves, out);
 }
 
@@ -458,6 +457,24 @@ void tile_pv_quad(float* acc, int64_t D, const T* v, int64_t v_st, int n, const 
   }
   for (int j = 0; j < 2; ++j)
     for (int c = 0; c < DZ; ++c) _mm512_storeu_ps(acc + j * D + 16 * c, az[j][c]);
+}
+
+// tile_scores_quad and tile_pv_quad for head quads (g..g + 3), where by_quads(G, D).
+template <typename T>
+void tile_scores_quads(const float* q, int64_t G, int64_t D, const T* k, int64_t k_st, int n,
+                       float* s, TilePrefetch* ahead) {
+  with_zmm_row(D, [&]<int DZ>() {
+    for (int64_t g = 0; g < G; g += 4)
+      tile_scores_quad<DZ>(q + g * D, D, k, k_st, n, s + g * kTile, ahead);
+  });
+}
+template <typename T>
+void tile_pv_quads(float* acc, int64_t G, int64_t D, const T* v, int64_t v_st, int n,
+                   const float* p, TilePrefetch* ahead) {
+  with_zmm_row(D, [&]<int DZ>() {
+    for (int64_t g = 0; g < G; g += 4)
+      tile_pv_quad<DZ>(acc + g * D, D, v, v_st, n, p + g * kTile, ahead);
+  });
 }
 #endif
 
@@ -609,39 +626,31 @@ void run_item(const Problem& P, const Item& it, const NextItem& next_item, const
                        D * static_cast<int64_t>(sizeof(T)), (score_passes + pv_passes) * n);
     }
     TilePrefetch* ahead = requests ? &*requests : nullptr;
+    const T* kt = kb + t0 * P.k_st;
+    const T* vt = vb + t0 * P.v_st;
 #ifdef AIGC_ATTN_PAIR_SCORES
-    if (quads) {
-      with_zmm_row(D, [&]<int DZ>() {
-        for (int64_t g = 0; g < G; g += 4)
-          tile_scores_quad<DZ>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
-                               st.s.data() + g * kTile, ahead);
-      });
-      tile_softmax(st, G, D, n);
-      with_zmm_row(D, [&]<int DZ>() {
-        for (int64_t g = 0; g < G; g += 4)
-          tile_pv_quad<DZ>(st.acc.data() + g * D, D, vb + t0 * P.v_st, P.v_st, n,
-                           st.s.data() + g * kTile, ahead);
-      });
-      continue;
-    }
-    if (by_pairs)
-      tile_scores_pairs(st.q.data(), G, D, kb + t0 * P.k_st, P.k_st, n, st.s.data(), ahead);
+    if (quads) tile_scores_quads(st.q.data(), G, D, kt, P.k_st, n, st.s.data(), ahead);
+    if (by_pairs) tile_scores_pairs(st.q.data(), G, D, kt, P.k_st, n, st.s.data(), ahead);
 #endif
-    if (!by_pairs) {
+    if (!quads && !by_pairs) {
       for_head_groups(G, [&]<int NG>(int64_t g) {
-        tile_scores<NG>(st.q.data() + g * D, D, kb + t0 * P.k_st, P.k_st, n,
-                        st.s.data() + g * kTile, ahead);
+        tile_scores<NG>(st.q.data() + g * D, D, kt, P.k_st, n, st.s.data() + g * kTile, ahead);
       });
     }
     tile_softmax(st, G, D, n);
+#ifdef AIGC_ATTN_PAIR_SCORES
+    if (quads) {
+      tile_pv_quads(st.acc.data(), G, D, vt, P.v_st, n, st.s.data(), ahead);
+      continue;
+    }
+#endif
     // One head at a time where a whole row fits in the registers: each pass
     // then reads the V tile in address order (the first from memory, the
     // others from L1), which beat heads in groups sharing each load but
     // walking the tile column block by column block (4:1 GQA: 13-17 ->
     // 16-22 GB/s).
     auto pv = [&]<int NG>(int64_t g) {
-      tile_pv<NG>(st.acc.data() + g * D, D, vb + t0 * P.v_st, P.v_st, n,
-                  st.s.data() + g * kTile, ahead);
+      tile_pv<NG>(st.acc.data() + g * D, D, vt, P.v_st, n, st.s.data() + g * kTile, ahead);
     };
     if constexpr (kVectorRegisters >= 32) {
       for (int64_t g = 0; g < G; ++g) pv.template operator()<1>(g);
