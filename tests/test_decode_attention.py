@@ -84,6 +84,20 @@ def test_head_quads(G, D, dtype):
     assert_matches_reference(q, k_strided, v_strided, torch.tensor([65, 2, 31]))
 
 
+@pytest.mark.parametrize("dtype", list(TOL))
+@pytest.mark.parametrize("G", [2, 6])
+@pytest.mark.parametrize("D", [64, 80, 96, 128])
+def test_head_pairs(G, D, dtype):
+    # An even G that is not a multiple of 4 runs two heads a pass over K and V
+    # (AVX-512): every head of each pair, a tile's rows in groups of 4 and a
+    # remainder, strided caches.
+    q, k, v = make(3, 2 * G, 2, D, 70, dtype, seed=G + D)
+    assert_matches_reference(q, k, v, torch.tensor([70, 35, 1]))
+    k_strided = k.transpose(1, 2).contiguous().transpose(1, 2)
+    v_strided = v.transpose(1, 2).contiguous().transpose(1, 2)
+    assert_matches_reference(q, k_strided, v_strided, torch.tensor([66, 3, 30]))
+
+
 def test_head_quads_inf_in_a_lone_last_row():
     # A tile's last row when its length is odd: an inf in V there is inf in
     # the output, as in the reference, not NaN.

@@ -324,43 +324,70 @@ inline float z_sum(__m512 v) { return v_hsum(z_fold(v)); }
 // in_register for a zmm vector ("v": any of the 32 registers).
 inline void z_in_register(__m512& v) { asm("" : "+v"(v)); }
 
-// Rows 0 and 1 (D floats apart) of p, DZ zmm registers each.
-template <int DZ>
-inline void load_two_rows(const float* p, int64_t D, __m512 (&z)[2][DZ]) {
-  for (int j = 0; j < 2; ++j)
-    for (int c = 0; c < DZ; ++c) z[j][c] = _mm512_loadu_ps(p + j * D + 16 * c);
-}
-
 // Scores of two heads (rows 0, 1 of q) against positions [0, n) of the
 // tile, for D = 16 * DZ: both heads' q held in 2 * DZ zmm registers, so the
 // K rows can be read one after another in address order, a stream the
 // hardware prefetcher follows, with 4 positions x 2 heads of FMA chains in
-// flight.
+// flight. Written for GCC as tile_scores_quad is.
 template <int DZ, typename T>
-void tile_scores_pair(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s,
+void tile_scores_pair(const float* q, const T* k, int64_t k_st, int n, float* s,
                       TilePrefetch* ahead) {
+  using aigc::static_for;
+  constexpr int64_t kD = 16 * DZ;
   __m512 qz[2][DZ];
-  load_two_rows(q, D, qz);
-  constexpr int TT = 4;
-  int t = 0;
-  for (; t < n; t += TT) {
-    const int m = std::min(TT, n - t);
+  static_for<2>([&](auto j) {
+    static_for<DZ>([&](auto c) { qz[j][c] = _mm512_loadu_ps(q + j * kD + 16 * c); });
+  });
+  // Positions [t, t + TT), each row whole before the next.
+  auto rows = [&]<int TT>(int t) {
     __m512 a[TT][2];
-    for (int u = 0; u < TT; ++u) a[u][0] = a[u][1] = _mm512_setzero_ps();
-    for (int u = 0; u < m; ++u) {
+    static_for<TT>([&](auto u) {
       step(ahead);
       const T* row = k + (t + u) * k_st;
-      for (int c = 0; c < DZ; ++c) {
-        const __m512 x = z_load(row + 16 * c);
+      a[u][0] = a[u][1] = _mm512_setzero_ps();
+      static_for<DZ>([&](auto c) {
+        __m512 x = z_load(row + 16 * c);
+        z_in_register(x);
         a[u][0] = _mm512_fmadd_ps(qz[0][c], x, a[u][0]);
         a[u][1] = _mm512_fmadd_ps(qz[1][c], x, a[u][1]);
-      }
-    }
-    for (int u = 0; u < m; ++u) {
+      });
+    });
+    static_for<TT>([&](auto u) {
       s[t + u] = z_sum(a[u][0]);
       s[kTile + t + u] = z_sum(a[u][1]);
-    }
+    });
+  };
+  int t = 0;
+  for (; t + 4 <= n; t += 4) rows.template operator()<4>(t);
+  for (; t < n; ++t) rows.template operator()<1>(t);
+}
+
+// acc[j] += sum_t p[j][t] * v_t for two heads (rows 0 and 1 of acc and p),
+// D = 16 * DZ: the 2 * DZ accumulators stay in registers for the whole
+// tile, and the rows are read whole in address order.
+template <int DZ, typename T>
+void tile_pv_pair(float* acc, const T* v, int64_t v_st, int n, const float* p,
+                  TilePrefetch* ahead) {
+  using aigc::static_for;
+  constexpr int64_t kD = 16 * DZ;
+  __m512 a[2][DZ];
+  static_for<2>([&](auto j) {
+    static_for<DZ>([&](auto c) { a[j][c] = _mm512_loadu_ps(acc + j * kD + 16 * c); });
+  });
+  for (int t = 0; t < n; ++t) {
+    step(ahead);
+    const T* row = v + t * v_st;
+    const __m512 p0 = _mm512_set1_ps(p[t]), p1 = _mm512_set1_ps(p[kTile + t]);
+    static_for<DZ>([&](auto c) {
+      __m512 x = z_load(row + 16 * c);
+      z_in_register(x);
+      a[0][c] = _mm512_fmadd_ps(p0, x, a[0][c]);
+      a[1][c] = _mm512_fmadd_ps(p1, x, a[1][c]);
+    });
   }
+  static_for<2>([&](auto j) {
+    static_for<DZ>([&](auto c) { _mm512_storeu_ps(acc + j * kD + 16 * c, a[j][c]); });
+  });
 }
 
 // The head sizes the register-blocked AVX-512 paths are built for.
@@ -377,13 +404,22 @@ void with_zmm_row(int64_t D, F&& f) {
   }
 }
 
-// tile_scores_pair for head pairs (g, g + 1), where scores_by_pairs(G, D).
+// tile_scores_pair and tile_pv_pair for head pairs (g, g + 1), where
+// by_head_pairs(G, D).
 template <typename T>
 void tile_scores_pairs(const float* q, int64_t G, int64_t D, const T* k, int64_t k_st, int n,
                        float* s, TilePrefetch* ahead) {
   with_zmm_row(D, [&]<int DZ>() {
     for (int64_t g = 0; g < G; g += 2)
-      tile_scores_pair<DZ>(q + g * D, D, k, k_st, n, s + g * kTile, ahead);
+      tile_scores_pair<DZ>(q + g * D, k, k_st, n, s + g * kTile, ahead);
+  });
+}
+template <typename T>
+void tile_pv_pairs(float* acc, int64_t G, int64_t D, const T* v, int64_t v_st, int n,
+                   const float* p, TilePrefetch* ahead) {
+  with_zmm_row(D, [&]<int DZ>() {
+    for (int64_t g = 0; g < G; g += 2)
+      tile_pv_pair<DZ>(acc + g * D, v, v_st, n, p + g * kTile, ahead);
   });
 }
 
@@ -523,9 +559,9 @@ inline bool by_quads(int64_t G, int64_t D) {
 #endif
 }
 
-// Whether GQA scores run by head pairs (tile_scores_pairs): AVX-512, an even
-// G, and a D it has registers for.
-inline bool scores_by_pairs(int64_t G, int64_t D) {
+// Whether GQA runs by head pairs (tile_scores_pairs, tile_pv_pairs) where it
+// does not by quads: AVX-512, an even G, and a D it has registers for.
+inline bool by_head_pairs(int64_t G, int64_t D) {
 #ifdef AIGC_ATTN_PAIR_SCORES
   return G > 1 && G % 2 == 0 && zmm_rows(D);
 #else
@@ -639,14 +675,17 @@ void run_item(const Problem& P, const Item& it, const NextItem& next_item, const
   }
   const T* kb = k + it.b * P.k_sb + it.kvh * P.k_sh;
   const T* vb = v + it.b * P.v_sb + it.kvh * P.v_sh;
-  // GQA runs by head quads where AVX-512 allows (G a multiple of 4); else
-  // scores by head pairs with q in registers (rows in address order;
-  // in-cache B=1 T=512 4:1 GQA 0.19-0.21 -> 0.11 ms), or by interleaved rows
-  // in head groups, and PV a head at a time.
+  // GQA runs by head quads where AVX-512 allows (G a multiple of 4), else by
+  // head pairs (G even), q and the accumulators in registers, rows in
+  // address order; else scores by interleaved rows in head groups and PV a
+  // head at a time.
   const bool quads = by_quads(G, D);
-  const bool by_pairs = !quads && scores_by_pairs(G, D);
+  const bool by_pairs = !quads && by_head_pairs(G, D);
   const int64_t score_passes = quads ? G / 4 : by_pairs ? G / 2 : (G + 3) / 4;
-  const int64_t pv_passes = quads ? G / 4 : kVectorRegisters >= 32 ? G : (G + 3) / 4;
+  const int64_t pv_passes = quads     ? G / 4
+                            : by_pairs ? G / 2
+                            : kVectorRegisters >= 32 ? G
+                                                     : (G + 3) / 4;
   for (int64_t t0 = it.t0; t0 < it.t1; t0 += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
     std::optional<TilePrefetch> requests;  // GQA only
@@ -671,8 +710,9 @@ void run_item(const Problem& P, const Item& it, const NextItem& next_item, const
     }
     tile_softmax(st, G, D, n);
 #ifdef AIGC_ATTN_PAIR_SCORES
-    if (quads) {
-      tile_pv_quads(st.acc.data(), G, D, vt, P.v_st, n, st.s.data(), ahead);
+    if (quads || by_pairs) {
+      if (quads) tile_pv_quads(st.acc.data(), G, D, vt, P.v_st, n, st.s.data(), ahead);
+      if (by_pairs) tile_pv_pairs(st.acc.data(), G, D, vt, P.v_st, n, st.s.data(), ahead);
       continue;
     }
 #endif
