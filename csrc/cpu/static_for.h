@@ -6,7 +6,7 @@
 // scalarization, which runs before loops are unrolled. Indexed by a loop
 // counter, the array kept a home on the stack; in a loop with branches in its
 // body (the L2 requests) every FMA's result was then stored there on every
-// iteration, 16 zmm stores a row in the head-quad PV pass.
+// iteration (the head-quad PV pass: 16 zmm stores every two rows).
 
 #include <utility>
 
