@@ -256,27 +256,29 @@ void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, flo
   if constexpr (8 % NG == 0) {
     for (; t + TT <= n; t += TT) {
       for (int u = 0; u < TT; ++u) step(ahead);
-      V8 a[8];
-      for (int i = 0; i < 8; ++i) a[i] = v_zero();
+      V8 a[8];  // indexed through static_for: see static_for.h
+      aigc::static_for<8>([&](auto i) { a[i] = v_zero(); });
       if constexpr (NG == 1) {
         // One row after another, in address order: the hardware prefetcher
         // follows that stream (interleaving the 8 rows defeats it), and the
         // 8 independent chains still overlap out of order.
-        for (int u = 0; u < TT; ++u)
+        aigc::static_for<TT>([&](auto u) {
           for (int64_t d = 0; d < D; d += 8)
             a[u] = v_fma(v_load(q + d), v_load(k + (t + u) * k_st + d), a[u]);
+        });
       } else {
         for (int64_t d = 0; d < D; d += 8) {
           V8 qd[NG];  // NG + TT loads feed NG * TT FMAs
-          for (int j = 0; j < NG; ++j) {
-            qd[j] = v_load(q + j * D + d);
-            if constexpr (TT > 1) in_register(qd[j]);
-          }
-          for (int u = 0; u < TT; ++u) {
+          aigc::static_for<NG>([&](auto j) {
+            V8 y = v_load(q + j * D + d);
+            if constexpr (TT > 1) in_register(y);
+            qd[j] = y;
+          });
+          aigc::static_for<TT>([&](auto u) {
             V8 x = v_load(k + (t + u) * k_st + d);
             in_register(x);
-            for (int j = 0; j < NG; ++j) a[u * NG + j] = v_fma(qd[j], x, a[u * NG + j]);
-          }
+            aigc::static_for<NG>([&](auto j) { a[u * NG + j] = v_fma(qd[j], x, a[u * NG + j]); });
+          });
         }
       }
       float sums[8];
@@ -574,24 +576,28 @@ inline bool by_head_pairs(int64_t G, int64_t D) {
 template <int NG, int DB, typename T>
 void tile_pv_block(float* acc, int64_t D, const T* v, int64_t v_st, int n, const float* p,
                    int64_t d0, TilePrefetch* ahead) {
+  using aigc::static_for;  // see static_for.h: the accumulators stay in registers
   V8 a[NG][DB];
-  for (int j = 0; j < NG; ++j)
-    for (int c = 0; c < DB; ++c) a[j][c] = v_load(acc + j * D + d0 + 8 * c);
+  static_for<NG>([&](auto j) {
+    static_for<DB>([&](auto c) { a[j][c] = v_load(acc + j * D + d0 + 8 * c); });
+  });
   for (int t = 0; t < n; ++t) {
     step(ahead);
     const T* row = v + t * v_st + d0;
     V8 x[DB];
-    for (int c = 0; c < DB; ++c) {
-      x[c] = v_load(row + 8 * c);
-      if constexpr (NG > 1) in_register(x[c]);
-    }
-    for (int j = 0; j < NG; ++j) {
+    static_for<DB>([&](auto c) {
+      V8 xc = v_load(row + 8 * c);
+      if constexpr (NG > 1) in_register(xc);
+      x[c] = xc;
+    });
+    static_for<NG>([&](auto j) {
       const V8 pj = v_set1(p[j * kTile + t]);
-      for (int c = 0; c < DB; ++c) a[j][c] = v_fma(pj, x[c], a[j][c]);
-    }
+      static_for<DB>([&](auto c) { a[j][c] = v_fma(pj, x[c], a[j][c]); });
+    });
   }
-  for (int j = 0; j < NG; ++j)
-    for (int c = 0; c < DB; ++c) v_store(acc + j * D + d0 + 8 * c, a[j][c]);
+  static_for<NG>([&](auto j) {
+    static_for<DB>([&](auto c) { v_store(acc + j * D + d0 + 8 * c, a[j][c]); });
+  });
 }
 
 template <int NG, typename T>
