@@ -46,6 +46,7 @@ def _want_cuda() -> bool:
 
 
 def _cxx_flags() -> list[str]:
+    # A literal list: tests/test_portable_build.py reads it from this source.
     flags = ["-O3", "-std=c++20", "-fopenmp", "-Wall", "-Wno-unused-function"]
     # Built from source for the machine it runs on (as llama.cpp does);
     # AIGC_PORTABLE=1 gives a binary for any x86-64-v3 machine instead.

@@ -10,6 +10,7 @@ tokens must not depend on the instruction set, is checked token for token.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import subprocess
 import sys
@@ -23,9 +24,28 @@ REPO = Path(__file__).resolve().parents[1]
 CSRC = REPO / "csrc"
 REFERENCE = REPO / "aigc_sdk" / "ops" / "reference.py"
 SOURCES = [CSRC / "registration.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
-# setup.py's flags with AIGC_PORTABLE=1.
-CFLAGS = ["-O3", "-std=c++20", "-fopenmp", "-Wall", "-Wno-unused-function", "-DNDEBUG", "-fwrapv"]
-CFLAGS += ["-march=x86-64-v3"]
+
+
+def setup_cxx_flags() -> list[str]:
+    """The flag list setup.py's _cxx_flags() starts from, read from its source:
+    importing setup.py would run setup()."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    function = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name == "_cxx_flags"
+    )
+    first = next(
+        node
+        for node in function.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "flags"
+    )
+    return ast.literal_eval(first.value)
+
+
+# setup.py's flags with AIGC_PORTABLE=1, and the two that setuptools adds from
+# Python's own build flags.
+CFLAGS = [*setup_cxx_flags(), "-march=x86-64-v3", "-DNDEBUG", "-fwrapv"]
 
 
 @pytest.fixture(scope="module")
