@@ -177,8 +177,8 @@ struct State {
 };
 
 // The K and V rows of the tile kPrefetchTiles ahead, requested into L2 while
-// this tile is computed. Each pass over the tile (a head quad's scores or
-// PV; else a head pair's scores, a head's PV) calls step() once per row, and
+// this tile is computed. Each pass over the tile (a head block's scores or
+// PV; else a head group's scores, a head's PV) calls step() once per row, and
 // the requests are spread evenly over all the steps. With GQA most of a
 // tile's time goes to arithmetic, during which the core makes few new demand
 // loads and the hardware prefetcher idles. For the head-pair passes,
@@ -301,7 +301,7 @@ void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, flo
 }
 
 #ifdef __AVX512F__
-#define AIGC_ATTN_PAIR_SCORES 1
+#define AIGC_ATTN_AVX512 1
 inline __m512 z_load(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 z_load(const c10::BFloat16* p) {
   const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
@@ -404,25 +404,6 @@ void with_zmm_row(int64_t D, F&& f) {
     case 96: f.template operator()<6>(); break;
     default: f.template operator()<8>(); break;  // 128
   }
-}
-
-// tile_scores_pair and tile_pv_pair for head pairs (g, g + 1), where
-// by_head_pairs(G, D).
-template <typename T>
-void tile_scores_pairs(const float* q, int64_t G, int64_t D, const T* k, int64_t k_st, int n,
-                       float* s, TilePrefetch* ahead) {
-  with_zmm_row(D, [&]<int DZ>() {
-    for (int64_t g = 0; g < G; g += 2)
-      tile_scores_pair<DZ>(q + g * D, k, k_st, n, s + g * kTile, ahead);
-  });
-}
-template <typename T>
-void tile_pv_pairs(float* acc, int64_t G, int64_t D, const T* v, int64_t v_st, int n,
-                   const float* p, TilePrefetch* ahead) {
-  with_zmm_row(D, [&]<int DZ>() {
-    for (int64_t g = 0; g < G; g += 2)
-      tile_pv_pair<DZ>(acc + g * D, v, v_st, n, p + g * kTile, ahead);
-  });
 }
 
 // The 8 horizontal sums of a[0..7], in order.
@@ -529,46 +510,43 @@ void tile_pv_quad(float* acc, const T* v, int64_t v_st, int n, const float* p,
   });
 }
 
-// tile_scores_quad and tile_pv_quad for head quads (g..g + 3), where by_quads(G, D).
+// A tile's scores and PV by head blocks (g..g + block - 1) of block =
+// head_block(G, D) heads: quads (tile_scores_quad, tile_pv_quad) or pairs
+// (tile_scores_pair, tile_pv_pair).
 template <typename T>
-void tile_scores_quads(const float* q, int64_t G, int64_t D, const T* k, int64_t k_st, int n,
-                       float* s, TilePrefetch* ahead) {
+void tile_scores_blocks(int block, const float* q, int64_t G, int64_t D, const T* k,
+                        int64_t k_st, int n, float* s, TilePrefetch* ahead) {
   with_zmm_row(D, [&]<int DZ>() {
-    for (int64_t g = 0; g < G; g += 4)
-      tile_scores_quad<DZ>(q + g * D, k, k_st, n, s + g * kTile, ahead);
+    for (int64_t g = 0; g < G; g += block) {
+      if (block == 4) tile_scores_quad<DZ>(q + g * D, k, k_st, n, s + g * kTile, ahead);
+      if (block == 2) tile_scores_pair<DZ>(q + g * D, k, k_st, n, s + g * kTile, ahead);
+    }
   });
 }
 template <typename T>
-void tile_pv_quads(float* acc, int64_t G, int64_t D, const T* v, int64_t v_st, int n,
-                   const float* p, TilePrefetch* ahead) {
+void tile_pv_blocks(int block, float* acc, int64_t G, int64_t D, const T* v, int64_t v_st, int n,
+                    const float* p, TilePrefetch* ahead) {
   with_zmm_row(D, [&]<int DZ>() {
-    for (int64_t g = 0; g < G; g += 4)
-      tile_pv_quad<DZ>(acc + g * D, v, v_st, n, p + g * kTile, ahead);
+    for (int64_t g = 0; g < G; g += block) {
+      if (block == 4) tile_pv_quad<DZ>(acc + g * D, v, v_st, n, p + g * kTile, ahead);
+      if (block == 2) tile_pv_pair<DZ>(acc + g * D, v, v_st, n, p + g * kTile, ahead);
+    }
   });
 }
 #endif
 
-// Whether GQA runs by head quads (tile_scores_quad, tile_pv_quad): one pass
-// over K and one over V a tile for every four query heads, where the pairs
-// path made two over K and four over V (4:1 GQA: 10-25% faster in cache,
-// 5-15% from memory; 8:1 9-16%).
-inline bool by_quads(int64_t G, int64_t D) {
-#ifdef AIGC_ATTN_PAIR_SCORES
-  return G % 4 == 0 && zmm_rows(D);
+// How many query heads the AVX-512 passes take at once (0: none apply, D
+// has no register blocking or G is odd): 4 where G is a multiple of 4, one
+// pass over K and one over V a tile for every four heads (against pairs with
+// a PV pass a head, two over K and four over V: 4:1 GQA 10-25% faster in
+// cache, 5-15% from memory; 8:1 9-16%), else 2 for an even G.
+inline int head_block(int64_t G, int64_t D) {
+#ifdef AIGC_ATTN_AVX512
+  if (!zmm_rows(D)) return 0;
+  return G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 0;
 #else
   (void)G, (void)D;
-  return false;
-#endif
-}
-
-// Whether GQA runs by head pairs (tile_scores_pairs, tile_pv_pairs) where it
-// does not by quads: AVX-512, an even G, and a D it has registers for.
-inline bool by_head_pairs(int64_t G, int64_t D) {
-#ifdef AIGC_ATTN_PAIR_SCORES
-  return G > 1 && G % 2 == 0 && zmm_rows(D);
-#else
-  (void)G, (void)D;
-  return false;
+  return 0;
 #endif
 }
 
@@ -685,11 +663,9 @@ void run_item(const Problem& P, const Item& it, const NextItem& next_item, const
   // head pairs (G even), q and the accumulators in registers, rows in
   // address order; else scores by interleaved rows in head groups and PV a
   // head at a time.
-  const bool quads = by_quads(G, D);
-  const bool by_pairs = !quads && by_head_pairs(G, D);
-  const int64_t score_passes = quads ? G / 4 : by_pairs ? G / 2 : (G + 3) / 4;
-  const int64_t pv_passes =
-      quads ? G / 4 : by_pairs ? G / 2 : kVectorRegisters >= 32 ? G : (G + 3) / 4;
+  const int block = head_block(G, D);
+  const int64_t score_passes = block > 0 ? G / block : (G + 3) / 4;
+  const int64_t pv_passes = block > 0 ? G / block : kVectorRegisters >= 32 ? G : (G + 3) / 4;
   for (int64_t t0 = it.t0; t0 < it.t1; t0 += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, it.t1 - t0));
     std::optional<TilePrefetch> requests;  // GQA only
@@ -703,20 +679,18 @@ void run_item(const Problem& P, const Item& it, const NextItem& next_item, const
     TilePrefetch* ahead = requests ? &*requests : nullptr;
     const T* kt = kb + t0 * P.k_st;
     const T* vt = vb + t0 * P.v_st;
-#ifdef AIGC_ATTN_PAIR_SCORES
-    if (quads) tile_scores_quads(st.q.data(), G, D, kt, P.k_st, n, st.s.data(), ahead);
-    if (by_pairs) tile_scores_pairs(st.q.data(), G, D, kt, P.k_st, n, st.s.data(), ahead);
+#ifdef AIGC_ATTN_AVX512
+    if (block > 0) tile_scores_blocks(block, st.q.data(), G, D, kt, P.k_st, n, st.s.data(), ahead);
 #endif
-    if (!quads && !by_pairs) {
+    if (block == 0) {
       for_head_groups(G, [&]<int NG>(int64_t g) {
         tile_scores<NG>(st.q.data() + g * D, D, kt, P.k_st, n, st.s.data() + g * kTile, ahead);
       });
     }
     tile_softmax(st, G, D, n);
-#ifdef AIGC_ATTN_PAIR_SCORES
-    if (quads || by_pairs) {
-      if (quads) tile_pv_quads(st.acc.data(), G, D, vt, P.v_st, n, st.s.data(), ahead);
-      if (by_pairs) tile_pv_pairs(st.acc.data(), G, D, vt, P.v_st, n, st.s.data(), ahead);
+#ifdef AIGC_ATTN_AVX512
+    if (block > 0) {
+      tile_pv_blocks(block, st.acc.data(), G, D, vt, P.v_st, n, st.s.data(), ahead);
       continue;
     }
 #endif
