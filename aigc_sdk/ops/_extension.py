@@ -14,7 +14,7 @@ import warnings
 import torch
 
 # Every op of the `aigc` library; `aigc doctor` reports each of them.
-OPS = ("upsample_conv2d", "decode_attention", "sample")
+OPS = ("upsample_conv2d", "decode_attention", "sample", "quant_linear")
 
 _warned: set[tuple[str, str]] = set()
 _warn_lock = threading.Lock()

@@ -254,3 +254,66 @@ def sample(
         r = (bits * int(running[-1])) >> 64
         tokens.append(int(torch.searchsorted(running, torch.tensor([r]), right=True)[0]))
     return torch.tensor(tokens, dtype=torch.int64, device=logits.device)
+
+
+# ---------------------------------------------------------------- quant_linear
+# GGUF block formats (csrc/kernels/quant_formats.h): GGML type id -> (name,
+# weights per block, bytes per block).
+QUANT_FORMATS = {
+    2: ("Q4_0", 32, 18),
+    3: ("Q4_1", 32, 20),
+    6: ("Q5_0", 32, 22),
+    7: ("Q5_1", 32, 24),
+    8: ("Q8_0", 32, 34),
+    12: ("Q4_K", 256, 144),
+    13: ("Q5_K", 256, 176),
+    14: ("Q6_K", 256, 210),
+}
+
+
+def dequantize_gguf(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
+    """Raw GGUF blocks [N, bytes_per_row] uint8 -> float32 [N, K], by the ``gguf``
+    package's own dequantization (the oracle the kernels are tested against)."""
+    import gguf
+
+    raw = data.detach().cpu().contiguous().numpy()
+    w = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(qtype))
+    return torch.from_numpy(w.reshape(data.shape[0], K).copy()).to(data.device)
+
+
+def quantize_activations(x: torch.Tensor, block: int) -> torch.Tensor:
+    """x [M, K] as the int8 path of quant_linear sees it: per ``block``
+    activations, d = amax / 127 and q = round-half-even(x * (1 / d)); returns
+    d * q (float32). The same float32 operations as the kernels."""
+    M, K = x.shape
+    xb = x.float().reshape(M, K // block, block)
+    d = xb.abs().amax(dim=-1, keepdim=True) / 127.0
+    inv = torch.where(d != 0, 1.0 / d, torch.zeros_like(d))
+    q = torch.round(xb * inv).clamp(-127, 127)
+    return (q * d).reshape(M, K)
+
+
+def activation_block(qtype: int) -> int:
+    """The activation block of quant_linear's int8 path: 256 for the K-quants, else 32."""
+    return 256 if QUANT_FORMATS[qtype][1] == 256 else 32
+
+
+def quant_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    qtype: int,
+    K: int,
+    bias: torch.Tensor | None = None,
+    exact: bool = True,
+) -> torch.Tensor:
+    """x [M, K] @ dequantize(weight).T (+ bias) in float32, out in x's dtype.
+
+    ``exact=False`` rounds the activations first as the kernels' int8 path
+    does (quantize_activations), which is what that path must match tightly.
+    """
+    w = dequantize_gguf(weight, qtype, K).to(x.device)
+    xf = x.float() if exact else quantize_activations(x, activation_block(qtype))
+    y = xf @ w.T
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype)

@@ -1,0 +1,312 @@
+"""Linear layers over GGUF-quantized weights (``torch.ops.aigc.quant_linear``).
+
+A weight matrix [N, K] stays in its GGUF block format: a uint8 tensor
+[N, bytes_per_row] holding the file's bytes (``gguf.GGUFReader(path).tensors[i]
+.data`` is already that shape), its GGML type id and K. Supported types:
+Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (blocks of 32 weights) and Q4_K, Q5_K, Q6_K
+(super-blocks of 256).
+
+    from aigc_sdk.ops import QuantWeight, quant_linear
+    w = QuantWeight.from_gguf(reader.tensors[i])       # or quantized_weight(raw, qtype, (N, K))
+    y = quant_linear(x, w, bias)                         # x [..., K] -> y [..., N]
+
+Numerics. With ``exact=False`` (the default) the CPU kernel computes small
+batches (M < 32 rows of x, the decode step) as llama.cpp does: each row of x
+is rounded to int8 per block of 32 activations (256 for the K-quants) with a
+float scale d = amax / 127, and the dot products are integer. The result then
+differs from the float32 product by the activation rounding, at most
+``sum_k |w_k| * d_k / 2`` for an output. Larger batches, ``exact=True`` and
+the CUDA kernels use the float32 activations: they match
+``dequantize(W) @ x`` up to the order of the additions.
+
+Inference only (no autograd).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from . import reference
+from ._extension import has_kernel, op_defined, warn_fallback
+
+QUANT_TYPES = {name: qtype for qtype, (name, _, _) in reference.QUANT_FORMATS.items()}
+# Rows of x from which the CPU kernel uses float32 activations even when exact=False.
+INT8_MAX_ROWS = 31
+
+
+def _format(qtype: int) -> tuple[str, int, int]:
+    try:
+        return reference.QUANT_FORMATS[int(qtype)]
+    except (KeyError, TypeError, ValueError):
+        supported = ", ".join(f"{n} ({t})" for n, t in QUANT_TYPES.items())
+        raise ValueError(
+            f"quant_linear: unsupported GGML type {qtype!r}; supported: {supported}"
+        ) from None
+
+
+def _qtype_id(qtype) -> int:
+    """A GGML type given as an int, a name ("Q4_K") or a gguf.GGMLQuantizationType."""
+    if isinstance(qtype, str):
+        if qtype.upper() not in QUANT_TYPES:
+            _format(-1)
+        return QUANT_TYPES[qtype.upper()]
+    qtype = int(qtype)
+    _format(qtype)
+    return qtype
+
+
+@dataclass(frozen=True)
+class QuantWeight:
+    """A [N, K] weight matrix in a GGUF block format.
+
+    ``data`` is uint8 [N, K / block * bytes_per_block] (one row of blocks per
+    output feature), ``qtype`` the GGML type id, ``shape`` = (N, K) as for
+    ``nn.Linear.weight`` (GGUF lists the dimensions the other way round).
+    """
+
+    data: torch.Tensor
+    qtype: int
+    shape: tuple[int, int]
+
+    def __post_init__(self):
+        name, block, nbytes = _format(self.qtype)
+        N, K = self.shape
+        if not isinstance(self.data, torch.Tensor) or self.data.dtype != torch.uint8:
+            raise TypeError(f"QuantWeight: data must be a uint8 tensor, got {type(self.data)}")
+        if K <= 0 or K % block:
+            raise ValueError(f"QuantWeight: K = {K} must be a positive multiple of {block}")
+        want = (N, K // block * nbytes)
+        if tuple(self.data.shape) != want:
+            raise ValueError(
+                f"QuantWeight: {name} data of a [{N}, {K}] matrix must have shape {list(want)}, "
+                f"got {list(self.data.shape)}"
+            )
+
+    @classmethod
+    def from_gguf(cls, tensor, *, copy: bool = True) -> QuantWeight:
+        """From a ``gguf.GGUFReader`` tensor (a ReaderTensor) of a 2-D quantized matrix.
+
+        ``copy=False`` keeps the reader's memory map (read-only: never write
+        to ``data``); the default copies it into process memory.
+        """
+        dims = [int(d) for d in tensor.shape]
+        if len(dims) != 2:
+            raise ValueError(f"QuantWeight.from_gguf: {tensor.name!r} is not a matrix: {dims}")
+        K, N = dims  # GGUF lists the row length first
+        return quantized_weight(tensor.data, int(tensor.tensor_type), (N, K), copy=copy)
+
+    @property
+    def type_name(self) -> str:
+        return _format(self.qtype)[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    def to(self, device) -> QuantWeight:
+        return QuantWeight(self.data.to(device), self.qtype, self.shape)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The float matrix [N, K] (on data's device), as gguf's dequantization gives it."""
+        return dequantize(self.data, self.qtype, self.shape[1]).to(dtype)
+
+    def __repr__(self) -> str:
+        N, K = self.shape
+        return f"QuantWeight({self.type_name}, shape=({N}, {K}), device={self.device})"
+
+
+def quantized_weight(raw, ggml_type, shape, *, copy: bool = True) -> QuantWeight:
+    """A QuantWeight from raw GGUF bytes.
+
+    raw: a numpy array or tensor of the matrix's bytes (uint8, any shape with
+    the right number of bytes, e.g. ``GGUFReader(...).tensors[i].data``);
+    ggml_type: an int, a name ("Q4_K") or a ``gguf.GGMLQuantizationType``;
+    shape: (N, K) = (out_features, in_features).
+    """
+    import numpy as np
+
+    qtype = _qtype_id(ggml_type)
+    name, block, nbytes = _format(qtype)
+    N, K = (int(s) for s in shape)
+    if isinstance(raw, torch.Tensor):
+        data = raw.detach()
+        if copy:
+            data = data.clone()
+    else:
+        arr = np.asarray(raw)
+        if arr.dtype != np.uint8:
+            raise TypeError(f"quantized_weight: raw must hold uint8 bytes, got {arr.dtype}")
+        if copy:
+            data = torch.from_numpy(np.array(arr, copy=True))
+        else:
+            with warnings.catch_warnings():  # a read-only memory map: never written here
+                warnings.simplefilter("ignore", UserWarning)
+                data = torch.from_numpy(arr)
+    if data.dtype != torch.uint8:
+        raise TypeError(f"quantized_weight: raw must hold uint8 bytes, got {data.dtype}")
+    if K <= 0 or K % block:
+        raise ValueError(f"quantized_weight: K = {K} is not a positive multiple of {block}")
+    row = K // block * nbytes
+    if data.numel() != N * row:
+        raise ValueError(
+            f"quantized_weight: a [{N}, {K}] {name} matrix has {N * row} bytes, got {data.numel()}"
+        )
+    return QuantWeight(data.reshape(N, row).contiguous(), qtype, (N, K))
+
+
+def quant_linear(
+    x: torch.Tensor,
+    weight: QuantWeight,
+    bias: torch.Tensor | None = None,
+    *,
+    exact: bool = False,
+) -> torch.Tensor:
+    """y = x @ W^T (+ bias) with W quantized: x [..., K] float32 or bfloat16
+    (any strides), bias [N] (float32 or x's dtype); y [..., N] in x's dtype.
+
+    ``exact=True`` keeps the activations in float32 on every path (see the
+    module's doc for what the default int8 path rounds).
+    """
+    if not isinstance(weight, QuantWeight):
+        raise TypeError(f"quant_linear: weight must be a QuantWeight, got {type(weight)}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"quant_linear: x must be a torch.Tensor, got {type(x)}")
+    N, K = weight.shape
+    if x.dtype not in (torch.float32, torch.bfloat16):
+        raise TypeError(f"quant_linear: x must be float32 or bfloat16, got {x.dtype}")
+    if x.dim() == 0 or x.shape[-1] != K:
+        raise ValueError(
+            f"quant_linear: x must have shape [..., K = {K}] for a {weight.type_name} weight of "
+            f"shape ({N}, {K}), got {tuple(x.shape)}"
+        )
+    if weight.device != x.device:
+        raise ValueError(f"quant_linear: weight is on {weight.device} but x is on {x.device}")
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (N,):
+            shape = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias)
+            raise ValueError(f"quant_linear: bias must be a tensor of shape ({N},), got {shape}")
+        if bias.dtype not in (torch.float32, x.dtype):
+            raise TypeError(f"quant_linear: bias must be float32 or {x.dtype}, got {bias.dtype}")
+        if bias.device != x.device:
+            raise ValueError(f"quant_linear: bias is on {bias.device} but x is on {x.device}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, K)
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    if has_kernel("quant_linear", x.device.type):
+        y = torch.ops.aigc.quant_linear(x2, weight.data, weight.qtype, K, bias, exact)
+    else:
+        warn_fallback("quant_linear", x.device.type)
+        y = reference.quant_linear(x2, weight.data, weight.qtype, K, bias)
+    return y.reshape(*lead, N)
+
+
+class QuantLinear(torch.nn.Module):
+    """An nn.Linear whose weight stays quantized: the raw blocks are a buffer
+    (saved in state_dict as uint8), the type and shape are attributes."""
+
+    def __init__(self, weight: QuantWeight, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.qtype = weight.qtype
+        self.out_features, self.in_features = weight.shape
+        self.register_buffer("weight_data", weight.data)
+        self.register_buffer("bias", bias)
+
+    @property
+    def weight(self) -> QuantWeight:
+        return QuantWeight(self.weight_data, self.qtype, (self.out_features, self.in_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return quant_linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        name = _format(self.qtype)[0]
+        return f"{name}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+# ------------------------------------------------- dequantization in torch --
+# The same float32 operations as gguf.quants (d * q + m, d * sc * q - dmin * m),
+# as tensor ops so that it runs on any device and at tensor speed.
+
+
+def _half(b: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., 2] (little-endian IEEE half) -> float32 [...]."""
+    return b.contiguous().view(torch.float16).squeeze(-1).float()
+
+
+def _bits(b: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., n] -> the 8n bits [..., 8n] (bit i of byte i // 8), as uint8."""
+    shifts = torch.arange(8, dtype=torch.uint8, device=b.device)
+    return ((b.unsqueeze(-1) >> shifts) & 1).flatten(-2)
+
+
+def _nibbles32(qs: torch.Tensor) -> torch.Tensor:
+    """16 packed bytes -> 32 values: the low nibbles, then the high ones."""
+    return torch.cat([qs & 15, qs >> 4], dim=-1)
+
+
+def _k_scales(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q4_K / Q5_K's 12 scale bytes [..., 12] -> 6-bit scales and mins [..., 8]."""
+    d, m, md = s[..., 0:4], s[..., 4:8], s[..., 8:12]
+    sc = torch.cat([d & 63, (md & 15) | ((d >> 2) & 48)], dim=-1)
+    mn = torch.cat([m & 63, (md >> 4) | ((m >> 2) & 48)], dim=-1)
+    return sc.float(), mn.float()
+
+
+def dequantize(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
+    """Raw GGUF blocks [N, bytes_per_row] uint8 -> float32 [N, K], in torch ops."""
+    name, block, nbytes = _format(qtype)
+    N = data.shape[0]
+    b = data.reshape(N, K // block, nbytes)
+    if name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"):
+        d = _half(b[..., 0:2]).unsqueeze(-1)
+        if name == "Q8_0":
+            w = d * b[..., 2:].contiguous().view(torch.int8).float()
+        elif name == "Q4_0":
+            w = d * (_nibbles32(b[..., 2:]).float() - 8)
+        elif name == "Q4_1":
+            w = d * _nibbles32(b[..., 4:]).float() + _half(b[..., 2:4]).unsqueeze(-1)
+        elif name == "Q5_0":
+            q = _nibbles32(b[..., 6:]) | (_bits(b[..., 2:6]) << 4)
+            w = d * (q.float() - 16)
+        else:
+            q = _nibbles32(b[..., 8:]) | (_bits(b[..., 4:8]) << 4)
+            w = d * q.float() + _half(b[..., 2:4]).unsqueeze(-1)
+    elif name in ("Q4_K", "Q5_K"):
+        d, dmin = _half(b[..., 0:2]), _half(b[..., 2:4])
+        sc, mn = _k_scales(b[..., 4:16])
+        qs = b[..., 48:] if name == "Q5_K" else b[..., 16:]
+        qs = qs.reshape(N, -1, 4, 1, 32)
+        q = torch.cat([qs & 15, qs >> 4], dim=-2).reshape(N, -1, 8, 32)
+        if name == "Q5_K":
+            qh = b[..., 16:48].unsqueeze(-2)  # [N, nb, 1, 32]
+            shifts = torch.arange(8, dtype=torch.uint8, device=b.device).view(8, 1)
+            q = q | (((qh >> shifts) & 1) << 4)
+        ds = (d.unsqueeze(-1) * sc).unsqueeze(-1)
+        dm = (dmin.unsqueeze(-1) * mn).unsqueeze(-1)
+        w = ds * q.float() - dm
+    else:  # Q6_K
+        ql, qh = b[..., 0:128], b[..., 128:192]
+        sc = b[..., 192:208].contiguous().view(torch.int8).float()
+        d = _half(b[..., 208:210])
+        ql = ql.reshape(N, -1, 2, 1, 64)
+        ql = torch.cat([ql & 15, ql >> 4], dim=-2).reshape(N, -1, 2, 4, 32)
+        shifts = torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=b.device).view(4, 1)
+        qh = (qh.reshape(N, -1, 2, 1, 32) >> shifts) & 3
+        q = (ql | (qh << 4)).reshape(N, -1, 16, 16).float() - 32
+        w = (d.unsqueeze(-1) * sc).unsqueeze(-1) * q
+    return w.reshape(N, K)
+
+
+if op_defined("quant_linear"):
+
+    @torch.library.register_fake("aigc::quant_linear")
+    def _quant_linear_fake(x, weight, qtype, K, bias=None, exact=False):
+        return x.new_empty((x.shape[0], weight.shape[0]))

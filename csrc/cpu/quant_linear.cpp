@@ -1,0 +1,727 @@
+// aigc::quant_linear on the CPU: y = x W^T (+ bias) with W [N, K] kept in a
+// GGUF block format (csrc/kernels/quant_formats.h).
+//
+// Two paths:
+//  * int8 (small M, the decode step): each row of x is quantized to int8 per
+//    block with a float scale (per 32 for the 32-wide types, per 256 for the
+//    K-quants, as llama.cpp's Q8_0 / Q8_K), with the sums of each 16
+//    activations for the min and offset terms. Each weight block is then
+//    unpacked to bytes in registers and multiplied with integer dot products
+//    (AVX2: vpmaddubsw + vpmaddwd; AVX-512 VNNI / AVX-VNNI: vpdpbusd), scaled
+//    once a block (once a super-block for the K-quants, whose sub-block scales
+//    are integers and go into vpmaddwd). The weight stream is the only memory
+//    traffic that grows with the matrix, so the goal is the read bandwidth.
+//    A weight row is used for up to kRowGroup rows of x at a time while its
+//    blocks are in registers, and from L1 for the next groups.
+//  * fp32 (large M, and `exact`): a tile of W rows is dequantized into float32
+//    (the same float operations as gguf's dequantization) and multiplied with
+//    x by the BLAS GEMM (at::mm), one tile per work item on each thread: the
+//    dequantization is read once per tile and reused for all M rows.
+// The int8 path differs from the float reference by the activation rounding
+// (at most half a step, amax / 254, per activation); the fp32 path only by
+// the order of the additions.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include "cpu/parallel_items.h"
+#include "kernels/quant_formats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define AIGC_QL_AVX2 1
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define AIGC_QL_VNNI 1  // vpdpbusd on ymm registers (AVX-512 VNNI + VL)
+#elif defined(__AVXVNNI__)
+#define AIGC_QL_AVXVNNI 1  // the VEX encoding of the same (Alder Lake, Zen 5)
+#endif
+#endif
+
+namespace {
+
+using namespace aigc::quant;
+
+// Below this many rows of x the int8 path runs; from it on, the fp32 tiles.
+// Measured on an AVX2 Zen 3 (docs/performance.md).
+constexpr int64_t kFp32MinRows = 32;
+constexpr int kRowGroup = 4;              // rows of x per pass over a weight row
+constexpr int64_t kItemsPerThread = 8;    // work items a thread gets, for balance
+constexpr int64_t kSerialWeights = 1 << 15;  // N * K below which one thread runs
+constexpr int64_t kTileRows = 64;         // W rows a thread dequantizes per GEMM (fp32 path)
+
+inline uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline uint32_t load_u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline float half_to_float(uint16_t h) {
+#ifdef __F16C__
+  return _cvtsh_ss(h);
+#else
+  return c10::detail::fp16_ieee_to_fp32_value(h);
+#endif
+}
+inline float load_half(const uint8_t* p) { return half_to_float(load_u16(p)); }
+
+// ------------------------------------------------------- dequantization --
+// Exactly gguf.quants' float32 operations (d * q + m as two roundings, d * sc
+// before * q), so the fp32 path differs from the reference by summation order.
+
+void dequantize_row(int qtype, const uint8_t* row, int64_t K, float* out) {
+  const Format f = format_of(qtype);
+  const int64_t nb = K / f.block;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * f.bytes;
+    float* y = out + b * f.block;
+    switch (qtype) {
+      case kQ4_0: {
+        const float d = load_half(blk);
+        for (int j = 0; j < 16; ++j) {
+          y[j] = d * static_cast<float>((blk[2 + j] & 15) - 8);
+          y[j + 16] = d * static_cast<float>((blk[2 + j] >> 4) - 8);
+        }
+        break;
+      }
+      case kQ4_1: {
+        const float d = load_half(blk), m = load_half(blk + 2);
+        for (int j = 0; j < 16; ++j) {
+          y[j] = d * static_cast<float>(blk[4 + j] & 15) + m;
+          y[j + 16] = d * static_cast<float>(blk[4 + j] >> 4) + m;
+        }
+        break;
+      }
+      case kQ5_0: {
+        const float d = load_half(blk);
+        const uint32_t qh = load_u32(blk + 2);
+        for (int j = 0; j < 16; ++j) {
+          const int lo = (blk[6 + j] & 15) | ((qh >> j) & 1) << 4;
+          const int hi = (blk[6 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4;
+          y[j] = d * static_cast<float>(lo - 16);
+          y[j + 16] = d * static_cast<float>(hi - 16);
+        }
+        break;
+      }
+      case kQ5_1: {
+        const float d = load_half(blk), m = load_half(blk + 2);
+        const uint32_t qh = load_u32(blk + 4);
+        for (int j = 0; j < 16; ++j) {
+          const int lo = (blk[8 + j] & 15) | ((qh >> j) & 1) << 4;
+          const int hi = (blk[8 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4;
+          y[j] = d * static_cast<float>(lo) + m;
+          y[j + 16] = d * static_cast<float>(hi) + m;
+        }
+        break;
+      }
+      case kQ8_0: {
+        const float d = load_half(blk);
+        const auto* q = reinterpret_cast<const int8_t*>(blk + 2);
+        for (int j = 0; j < 32; ++j) y[j] = d * static_cast<float>(q[j]);
+        break;
+      }
+      case kQ4_K:
+      case kQ5_K: {
+        const bool q5 = qtype == kQ5_K;
+        const float d = load_half(blk), dmin = load_half(blk + 2);
+        const KScales s = unpack_k_scales(load_u32(blk + 4), load_u32(blk + 8), load_u32(blk + 12));
+        const uint8_t sc[8] = {uint8_t(s.sc_lo), uint8_t(s.sc_lo >> 8), uint8_t(s.sc_lo >> 16),
+                               uint8_t(s.sc_lo >> 24), uint8_t(s.sc_hi), uint8_t(s.sc_hi >> 8),
+                               uint8_t(s.sc_hi >> 16), uint8_t(s.sc_hi >> 24)};
+        const uint8_t mn[8] = {uint8_t(s.mn_lo), uint8_t(s.mn_lo >> 8), uint8_t(s.mn_lo >> 16),
+                               uint8_t(s.mn_lo >> 24), uint8_t(s.mn_hi), uint8_t(s.mn_hi >> 8),
+                               uint8_t(s.mn_hi >> 16), uint8_t(s.mn_hi >> 24)};
+        const uint8_t* qh = blk + 16;
+        const uint8_t* qs = blk + (q5 ? 48 : 16);
+        for (int c = 0; c < 4; ++c) {
+          for (int half = 0; half < 2; ++half) {
+            const int s_idx = 2 * c + half;
+            const float ds = d * static_cast<float>(sc[s_idx]);
+            const float dm = dmin * static_cast<float>(mn[s_idx]);
+            for (int l = 0; l < 32; ++l) {
+              int q = half ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 15;
+              if (q5) q |= ((qh[l] >> s_idx) & 1) << 4;
+              y[64 * c + 32 * half + l] = ds * static_cast<float>(q) - dm;
+            }
+          }
+        }
+        break;
+      }
+      case kQ6_K: {
+        const uint8_t* ql = blk;
+        const uint8_t* qh = blk + 128;
+        const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
+        const float d = load_half(blk + 208);
+        for (int h = 0; h < 2; ++h) {
+          for (int l = 0; l < 32; ++l) {
+            const uint8_t a = ql[64 * h + l], b = ql[64 * h + l + 32], hb = qh[32 * h + l];
+            const int q[4] = {(a & 15) | (hb & 3) << 4, (b & 15) | (hb >> 2 & 3) << 4,
+                              (a >> 4) | (hb >> 4 & 3) << 4, (b >> 4) | (hb >> 6 & 3) << 4};
+            for (int i = 0; i < 4; ++i) {
+              const int e = 128 * h + 32 * i + l;
+              y[e] = (d * static_cast<float>(sc[e / 16])) * static_cast<float>(q[i] - 32);
+            }
+          }
+        }
+        break;
+      }
+      default: TORCH_CHECK(false, "aigc.quant_linear: unreachable type ", qtype);
+    }
+  }
+}
+
+// ------------------------------------------------ activation quantization --
+// Row m of x as int8 q (K bytes), a float scale d per `block` activations
+// (d = amax / 127, q = round-half-even(x * (1 / d))), and bs, the sum of
+// each 16 consecutive q (int16). reference.quantize_activations is the same.
+struct QuantRows {
+  int64_t K, block;
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int16_t> bs;
+  const int8_t* q_row(int64_t m) const { return q.data() + m * K; }
+  const float* d_row(int64_t m) const { return d.data() + m * (K / block); }
+  const int16_t* bs_row(int64_t m) const { return bs.data() + m * (K / 16); }
+};
+
+void quantize_row(const float* x, int64_t K, int64_t block, int8_t* q, float* d, int16_t* bs) {
+  for (int64_t b0 = 0; b0 < K; b0 += block) {
+    float amax = 0.0f;
+#ifdef AIGC_QL_AVX2
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 vmax = _mm256_setzero_ps();
+    for (int64_t j = 0; j < block; j += 8)
+      vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + b0 + j)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    amax = _mm_cvtss_f32(m4);
+#else
+    for (int64_t j = 0; j < block; ++j) amax = std::max(amax, std::fabs(x[b0 + j]));
+#endif
+    const float dd = amax / 127.0f;
+    const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    d[b0 / block] = dd;
+#ifdef AIGC_QL_AVX2
+    const __m256 vid = _mm256_set1_ps(id);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t j = 0; j < block; j += 32) {
+      const float* p = x + b0 + j;
+      // cvtps rounds half to even (MXCSR's default), as torch.round does.
+      const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p), vid));
+      const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p + 8), vid));
+      const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p + 16), vid));
+      const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p + 24), vid));
+      // The packs interleave 128-bit lanes; the permute restores the order.
+      const __m256i packed =
+          _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b0 + j),
+                          _mm256_permutevar8x32_epi32(packed, order));
+    }
+#else
+    for (int64_t j = 0; j < block; ++j) {
+      const float v = std::nearbyint(x[b0 + j] * id);
+      q[b0 + j] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
+    }
+#endif
+  }
+  for (int64_t g = 0; g < K / 16; ++g) {
+    int s = 0;
+    for (int j = 0; j < 16; ++j) s += q[16 * g + j];
+    bs[g] = static_cast<int16_t>(s);
+  }
+}
+
+// x: [M, K] float rows with row stride ldx.
+void quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t block,
+                   QuantRows& out) {
+  out.K = K;
+  out.block = block;
+  out.q.resize(M * K);
+  out.d.resize(M * (K / block));
+  out.bs.resize(M * (K / 16));
+  for (int64_t m = 0; m < M; ++m)
+    quantize_row(x + m * ldx, K, block, out.q.data() + m * K, out.d.data() + m * (K / block),
+                 out.bs.data() + m * (K / 16));
+}
+
+// ------------------------------------------------------------ int8 dots --
+// dot_row<QT, R>(w, xs, out): out[r] = sum_k W[k] * xhat_r[k] for one weight
+// row w and R quantized activation rows (xhat = d * q).
+
+struct XRow {
+  const int8_t* q;
+  const float* d;
+  const int16_t* bs;
+};
+
+#ifdef AIGC_QL_AVX2
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 8 int32 lanes, each the sum of 4 adjacent u8 * s8 products.
+inline __m256i dot_u8s8(__m256i u, __m256i s) {
+#if defined(AIGC_QL_VNNI)
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#elif defined(AIGC_QL_AVXVNNI)
+  return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+#else
+  // No saturation: |u| <= 128 (Q8_0's |w|), |s| <= 127, 2 * 128 * 127 < 2^15.
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+
+// 16 packed bytes -> 32 bytes: low nibbles (elements 0-15), then high ones.
+inline __m256i nibbles_32(const uint8_t* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+  return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+// The 32 bits of a little-endian word as bytes: 0x10 where the bit is set.
+inline __m256i bits_x16(const uint8_t* p) {
+  const __m256i rep = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(load_u32(p))),
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
+                       3, 3, 3, 3, 3, 3, 3));
+  const __m256i sel = _mm256_set1_epi64x(0x8040201008040201LL);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(rep, sel), sel),
+                          _mm256_set1_epi8(0x10));
+}
+
+inline __m256i load_256(const void* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// The 32-wide types: w = d * (q - offset) + m per block, q unsigned (Q8_0:
+// signed, through the sign trick). The offset and min terms use the
+// activation sums: sum_j w_j x_j = d dx (q . xq) + (m - offset d) dx sum(xq).
+template <int QT, int R>
+void dot_row_32(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
+  constexpr Format f = format_of(QT);
+  const int64_t nb = K / 32;
+  __m256 acc[R];
+  float corr[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm256_setzero_ps();
+    corr[r] = 0.0f;
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = w + b * f.bytes;
+    const float d = load_half(blk);
+    __m256i q;
+    float cm = 0.0f;  // coefficient of dx * sum(xq)
+    if constexpr (QT == kQ4_0) {
+      q = nibbles_32(blk + 2);
+      cm = -8.0f * d;
+    } else if constexpr (QT == kQ4_1) {
+      q = nibbles_32(blk + 4);
+      cm = load_half(blk + 2);
+    } else if constexpr (QT == kQ5_0) {
+      q = _mm256_or_si256(nibbles_32(blk + 6), bits_x16(blk + 2));
+      cm = -16.0f * d;
+    } else if constexpr (QT == kQ5_1) {
+      q = _mm256_or_si256(nibbles_32(blk + 8), bits_x16(blk + 4));
+      cm = load_half(blk + 2);
+    } else {
+      q = load_256(blk + 2);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256i xq = load_256(xs[r].q + 32 * b);
+      const float dx = xs[r].d[b];
+      __m256i p;
+      if constexpr (QT == kQ8_0)
+        p = dot_u8s8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(xq, q));
+      else
+        p = dot_u8s8(q, xq);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * dx), acc[r]);
+      if constexpr (QT != kQ8_0)
+        corr[r] += cm * (dx * static_cast<float>(xs[r].bs[2 * b] + xs[r].bs[2 * b + 1]));
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + corr[r];
+}
+
+// vpshufb masks broadcasting int16 lane j of each 128-bit half to all of it.
+inline __m256i broadcast_mask(int j) {
+  return _mm256_set1_epi16(static_cast<int16_t>((2 * j) | (2 * j + 1) << 8));
+}
+
+// Q4_K / Q5_K against Q8_K-style activations (one scale per 256): per
+// super-block, sum_s sc[s] (q_s . xq_s) in int32 (the scales ride in
+// vpmaddwd), minus the mins against the activation sums.
+template <int QT, int R>
+void dot_row_q45k(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
+  constexpr bool q5 = QT == kQ5_K;
+  constexpr Format f = format_of(QT);
+  const int64_t nb = K / 256;
+  const __m256i low4 = _mm256_set1_epi8(15);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = w + b * f.bytes;
+    const float d = load_half(blk), dmin = load_half(blk + 2);
+    const KScales s = unpack_k_scales(load_u32(blk + 4), load_u32(blk + 8), load_u32(blk + 12));
+    // sc[0..7] as int16 in both 128-bit halves; mins as int16 pairs (m0 m0 m1 m1 ...).
+    const __m256i sc16 = _mm256_broadcastsi128_si256(
+        _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int>(s.sc_hi), static_cast<int>(s.sc_lo))));
+    const __m128i mn8 = _mm_set_epi32(0, 0, static_cast<int>(s.mn_hi), static_cast<int>(s.mn_lo));
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
+    const uint8_t* qs = blk + (q5 ? 48 : 16);
+    __m256i hb;
+    if constexpr (q5) hb = load_256(blk + 16);
+    __m256i sumi[R];
+    for (int r = 0; r < R; ++r) sumi[r] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = load_256(qs + 32 * c);
+      __m256i lo = _mm256_and_si256(v, low4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+      if constexpr (q5) {
+        // Bit 2c of qh[l] is the fifth bit of the low nibbles, 2c + 1 of the high ones.
+        const __m256i h0 = _mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * c));
+        const __m256i bit = _mm256_set1_epi8(1);
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(h0, bit), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h0, 1), bit), 4));
+      }
+      const __m256i s_lo = _mm256_shuffle_epi8(sc16, broadcast_mask(2 * c));
+      const __m256i s_hi = _mm256_shuffle_epi8(sc16, broadcast_mask(2 * c + 1));
+      for (int r = 0; r < R; ++r) {
+        const int8_t* xq = xs[r].q + 256 * b + 64 * c;
+        const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_256(xq)), s_lo);
+        const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_256(xq + 32)), s_hi);
+        sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p_lo, p_hi));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const float dx = xs[r].d[b];
+      const __m256i mins = _mm256_madd_epi16(load_256(xs[r].bs + 16 * b), mn16);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[r]), _mm256_set1_ps(d * dx), acc[r]);
+      acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(dmin * dx), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+}
+
+template <int R>
+void dot_row_q6k(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
+  const int64_t nb = K / 256;
+  const __m256i low4 = _mm256_set1_epi8(15);
+  // For chunk i of a half: scale 2i in the low 128-bit half (elements 0-15),
+  // 2i + 1 in the high one (16-31).
+  const __m256i pick[4] = {
+      _mm256_set_m128i(_mm_set1_epi16(0x0302), _mm_set1_epi16(0x0100)),
+      _mm256_set_m128i(_mm_set1_epi16(0x0706), _mm_set1_epi16(0x0504)),
+      _mm256_set_m128i(_mm_set1_epi16(0x0b0a), _mm_set1_epi16(0x0908)),
+      _mm256_set_m128i(_mm_set1_epi16(0x0f0e), _mm_set1_epi16(0x0d0c))};
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = w + b * 210;
+    const float d = load_half(blk + 208);
+    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192));
+    const __m256i sc_all = _mm256_cvtepi8_epi16(sc8);  // 16 scales, one per 16 weights
+    __m256i sumi[R];
+    for (int r = 0; r < R; ++r) sumi[r] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = load_256(blk + 64 * h), ql1 = load_256(blk + 64 * h + 32);
+      const __m256i qh = load_256(blk + 128 + 32 * h);
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(ql0, low4),
+                          _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4)),
+          _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                          _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0c)), 2)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                          _mm256_and_si256(qh, _mm256_set1_epi8(0x30))),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                          _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(char(0xc0))), 2))};
+      const __m256i sc_half = _mm256_broadcastsi128_si256(
+          _mm_cvtepi8_epi16(h == 0 ? sc8 : _mm_srli_si128(sc8, 8)));
+      for (int i = 0; i < 4; ++i) {
+        const __m256i s = _mm256_shuffle_epi8(sc_half, pick[i]);
+        for (int r = 0; r < R; ++r) {
+          const __m256i xq = load_256(xs[r].q + 256 * b + 128 * h + 32 * i);
+          sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q[i], xq), s));
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      // q - 32: subtract 32 * sum_g sc[g] * (sum of the 16 activations of g).
+      const __m256i off = _mm256_madd_epi16(sc_all, load_256(xs[r].bs + 16 * b));
+      const __m256i total = _mm256_sub_epi32(sumi[r], _mm256_slli_epi32(off, 5));
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d * xs[r].d[b]), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+}
+
+template <int QT, int R>
+void dot_row(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
+  if constexpr (QT == kQ6_K)
+    dot_row_q6k<R>(w, K, xs, out);
+  else if constexpr (QT == kQ4_K || QT == kQ5_K)
+    dot_row_q45k<QT, R>(w, K, xs, out);
+  else
+    dot_row_32<QT, R>(w, K, xs, out);
+}
+
+#else  // portable scalar version of the same integer arithmetic
+
+template <int QT, int R>
+void dot_row(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
+  constexpr Format f = format_of(QT);
+  const int64_t nb = K / f.block;
+  for (int r = 0; r < R; ++r) out[r] = 0.0f;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = w + b * f.bytes;
+    if constexpr (!is_k_quant(QT)) {
+      int q[32];
+      float d = load_half(blk), m = 0.0f;
+      const uint8_t* qs = blk + 2;
+      uint32_t qh = 0;
+      int offset = 0;
+      if constexpr (QT == kQ4_0) offset = 8;
+      if constexpr (QT == kQ4_1) { m = load_half(blk + 2); qs = blk + 4; }
+      if constexpr (QT == kQ5_0) { qh = load_u32(blk + 2); qs = blk + 6; offset = 16; }
+      if constexpr (QT == kQ5_1) { m = load_half(blk + 2); qh = load_u32(blk + 4); qs = blk + 8; }
+      for (int j = 0; j < 16; ++j) {
+        if constexpr (QT == kQ8_0) {
+          q[j] = static_cast<int8_t>(qs[j]);
+          q[j + 16] = static_cast<int8_t>(qs[j + 16]);
+        } else {
+          q[j] = int(qs[j] & 15) | int((qh >> j) & 1) << 4;
+          q[j + 16] = int(qs[j] >> 4) | int((qh >> (j + 16)) & 1) << 4;
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        int dot = 0, sum = 0;
+        for (int j = 0; j < 32; ++j) {
+          dot += q[j] * xs[r].q[32 * b + j];
+          sum += xs[r].q[32 * b + j];
+        }
+        const float dx = xs[r].d[b];
+        out[r] += d * dx * static_cast<float>(dot) +
+                  (m - static_cast<float>(offset) * d) * (dx * static_cast<float>(sum));
+      }
+    } else if constexpr (QT == kQ6_K) {
+      const uint8_t* ql = blk;
+      const uint8_t* qhp = blk + 128;
+      const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
+      const float d = load_half(blk + 208);
+      int q[256];
+      for (int h = 0; h < 2; ++h)
+        for (int l = 0; l < 32; ++l) {
+          const uint8_t a = ql[64 * h + l], c = ql[64 * h + l + 32], hb = qhp[32 * h + l];
+          q[128 * h + l] = ((a & 15) | (hb & 3) << 4) - 32;
+          q[128 * h + l + 32] = ((c & 15) | (hb >> 2 & 3) << 4) - 32;
+          q[128 * h + l + 64] = ((a >> 4) | (hb >> 4 & 3) << 4) - 32;
+          q[128 * h + l + 96] = ((c >> 4) | (hb >> 6 & 3) << 4) - 32;
+        }
+      for (int r = 0; r < R; ++r) {
+        int total = 0;
+        for (int g = 0; g < 16; ++g) {
+          int dot = 0;
+          for (int j = 0; j < 16; ++j) dot += q[16 * g + j] * xs[r].q[256 * b + 16 * g + j];
+          total += sc[g] * dot;
+        }
+        out[r] += d * xs[r].d[b] * static_cast<float>(total);
+      }
+    } else {
+      constexpr bool q5 = QT == kQ5_K;
+      const float d = load_half(blk), dmin = load_half(blk + 2);
+      const KScales s = unpack_k_scales(load_u32(blk + 4), load_u32(blk + 8), load_u32(blk + 12));
+      const uint64_t sc = uint64_t(s.sc_lo) | uint64_t(s.sc_hi) << 32;
+      const uint64_t mn = uint64_t(s.mn_lo) | uint64_t(s.mn_hi) << 32;
+      const uint8_t* qh = blk + 16;
+      const uint8_t* qs = blk + (q5 ? 48 : 16);
+      for (int r = 0; r < R; ++r) {
+        int total = 0, mins = 0;
+        for (int sb = 0; sb < 8; ++sb) {
+          const int c = sb / 2, half = sb % 2;
+          int dot = 0;
+          for (int l = 0; l < 32; ++l) {
+            int q = half ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 15;
+            if (q5) q |= ((qh[l] >> sb) & 1) << 4;
+            dot += q * xs[r].q[256 * b + 32 * sb + l];
+          }
+          total += int((sc >> (8 * sb)) & 0xff) * dot;
+          mins += int((mn >> (8 * sb)) & 0xff) * (xs[r].bs[16 * b + 2 * sb] + xs[r].bs[16 * b + 2 * sb + 1]);
+        }
+        out[r] += d * xs[r].d[b] * static_cast<float>(total) -
+                  dmin * xs[r].d[b] * static_cast<float>(mins);
+      }
+    }
+  }
+}
+
+#endif
+
+// Rows [n0, n1) of W against all M quantized rows: out[m * ldo + n].
+template <int QT>
+void int8_rows(const uint8_t* w, int64_t row_bytes, int64_t K, const QuantRows& xq, int64_t M,
+               int64_t n0, int64_t n1, float* out, int64_t ldo) {
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* wr = w + n * row_bytes;
+    for (int64_t m0 = 0; m0 < M; m0 += kRowGroup) {
+      const int R = static_cast<int>(std::min<int64_t>(kRowGroup, M - m0));
+      XRow xs[kRowGroup];
+      for (int r = 0; r < R; ++r) xs[r] = {xq.q_row(m0 + r), xq.d_row(m0 + r), xq.bs_row(m0 + r)};
+      float res[kRowGroup];
+      switch (R) {
+        case 1: dot_row<QT, 1>(wr, K, xs, res); break;
+        case 2: dot_row<QT, 2>(wr, K, xs, res); break;
+        case 3: dot_row<QT, 3>(wr, K, xs, res); break;
+        default: dot_row<QT, 4>(wr, K, xs, res); break;
+      }
+      for (int r = 0; r < R; ++r) out[(m0 + r) * ldo + n] = res[r];
+    }
+  }
+}
+
+template <typename F>
+void dispatch_type(int qtype, const F& f) {
+  switch (qtype) {
+    case kQ4_0: f(std::integral_constant<int, kQ4_0>{}); break;
+    case kQ4_1: f(std::integral_constant<int, kQ4_1>{}); break;
+    case kQ5_0: f(std::integral_constant<int, kQ5_0>{}); break;
+    case kQ5_1: f(std::integral_constant<int, kQ5_1>{}); break;
+    case kQ8_0: f(std::integral_constant<int, kQ8_0>{}); break;
+    case kQ4_K: f(std::integral_constant<int, kQ4_K>{}); break;
+    case kQ5_K: f(std::integral_constant<int, kQ5_K>{}); break;
+    case kQ6_K: f(std::integral_constant<int, kQ6_K>{}); break;
+    default: TORCH_CHECK(false, "aigc.quant_linear: unreachable type ", qtype);
+  }
+}
+
+// Work items of whole rows: about kItemsPerThread a thread, each at least
+// `min_rows` (and a multiple of it).
+int64_t rows_per_item(int64_t N, int64_t min_rows) {
+  const int64_t items = std::max<int64_t>(1, at::get_num_threads() * kItemsPerThread);
+  const int64_t rows = std::max<int64_t>(min_rows, (N + items - 1) / items);
+  return (rows + min_rows - 1) / min_rows * min_rows;
+}
+
+void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qtype, int64_t N,
+              int64_t K, float* out) {
+  const int64_t M = xf.size(0);
+  QuantRows xq;
+  quantize_rows(xf.data_ptr<float>(), xf.stride(0), M, K, is_k_quant(qtype) ? 256 : 32, xq);
+  const int64_t step = rows_per_item(N, 4);
+  const int64_t items = (N + step - 1) / step;
+  dispatch_type(qtype, [&](auto qt) {
+    aigc::parallel_items(items, N * K * M, kSerialWeights, [&](int64_t item, int) {
+      const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
+      int8_rows<decltype(qt)::value>(w, row_bytes, K, xq, M, n0, n1, out, N);
+    });
+  });
+}
+
+void run_fp32(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qtype, int64_t N,
+              int64_t K, const at::Tensor& out) {
+  const int64_t step = std::min<int64_t>(kTileRows, rows_per_item(N, 8));
+  const int64_t items = (N + step - 1) / step;
+  const int threads = at::get_num_threads();
+  std::vector<at::Tensor> tiles(threads);
+  aigc::parallel_items(items, N * K * xf.size(0), kSerialWeights, [&](int64_t item, int thread) {
+    const int64_t n0 = item * step, rows = std::min(N, n0 + step) - n0;
+    at::Tensor& tile = tiles[thread];
+    if (!tile.defined()) tile = at::empty({step, K}, xf.options());
+    float* t = tile.data_ptr<float>();
+    for (int64_t r = 0; r < rows; ++r) dequantize_row(qtype, w + (n0 + r) * row_bytes, K, t + r * K);
+    // One thread's GEMM: inside the pool's parallel region the BLAS runs serially.
+    at::Tensor dst = out.narrow(1, n0, rows);
+    at::mm_out(dst, xf, tile.narrow(0, 0, rows).t());
+  });
+}
+
+}  // namespace
+
+namespace aigc {
+
+// Shared with csrc/cuda/quant_linear.cu.
+void check_quant_linear(const at::Tensor& x, const at::Tensor& weight, int64_t qtype, int64_t K,
+                        const std::optional<at::Tensor>& bias) {
+  const Format f = format_of(static_cast<int>(qtype));
+  TORCH_CHECK_VALUE(f.block != 0, "aigc.quant_linear: unsupported GGML type id ", qtype,
+                    "; supported: Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q4_K (12), "
+                    "Q5_K (13), Q6_K (14)");
+  const char* name = name_of(static_cast<int>(qtype));
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
+                   "aigc.quant_linear: x must be float32 or bfloat16, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(x.dim() == 2, "aigc.quant_linear: x must have shape [M, K], got ", x.sizes());
+  TORCH_CHECK_VALUE(K > 0 && K % f.block == 0, "aigc.quant_linear: K = ", K,
+                    " must be a positive multiple of the ", name, " block size ", f.block);
+  TORCH_CHECK_VALUE(x.size(1) == K, "aigc.quant_linear: x has ", x.size(1),
+                    " columns but the weight rows have K = ", K);
+  TORCH_CHECK_TYPE(weight.scalar_type() == at::kByte,
+                   "aigc.quant_linear: weight must be a uint8 tensor of raw GGUF blocks, got ",
+                   weight.scalar_type());
+  const int64_t row_bytes = K / f.block * f.bytes;
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(1) == row_bytes,
+                    "aigc.quant_linear: weight must have shape [N, ", row_bytes, "] (", K / f.block,
+                    " ", name, " blocks of ", f.bytes, " bytes for K = ", K, "), got ",
+                    weight.sizes());
+  TORCH_CHECK_VALUE(weight.is_contiguous(), "aigc.quant_linear: weight must be contiguous");
+  TORCH_CHECK_VALUE(x.stride(1) == 1 || x.size(1) <= 1,
+                    "aigc.quant_linear: the last dimension of x must be contiguous");
+  TORCH_CHECK_VALUE(weight.device() == x.device(), "aigc.quant_linear: weight is on ",
+                    weight.device(), " but x is on ", x.device());
+  if (bias.has_value()) {
+    const at::Tensor& b = *bias;
+    TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == weight.size(0),
+                      "aigc.quant_linear: bias must have shape [N] = [", weight.size(0), "], got ",
+                      b.sizes());
+    TORCH_CHECK_TYPE(b.scalar_type() == at::kFloat || b.scalar_type() == x.scalar_type(),
+                     "aigc.quant_linear: bias must be float32 or x's dtype, got ",
+                     b.scalar_type());
+    TORCH_CHECK_VALUE(b.device() == x.device(), "aigc.quant_linear: bias is on ", b.device(),
+                      " but x is on ", x.device());
+  }
+}
+
+}  // namespace aigc
+
+namespace {
+
+at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& weight, int64_t qtype,
+                            int64_t K, const std::optional<at::Tensor>& bias, bool exact) {
+  aigc::check_quant_linear(x, weight, qtype, K, bias);
+  const int64_t M = x.size(0), N = weight.size(0);
+  const int64_t row_bytes = weight.size(1);
+  const at::Tensor xf = x.scalar_type() == at::kFloat && x.stride(1) == 1
+                            ? x
+                            : x.to(at::kFloat).contiguous();
+  at::Tensor out = at::empty({M, N}, x.options().dtype(at::kFloat));
+  if (M > 0 && N > 0) {
+    const uint8_t* w = weight.data_ptr<uint8_t>();
+    if (exact || M >= kFp32MinRows)
+      run_fp32(xf, w, row_bytes, static_cast<int>(qtype), N, K, out);
+    else
+      run_int8(xf, w, row_bytes, static_cast<int>(qtype), N, K, out.data_ptr<float>());
+  }
+  if (bias.has_value()) out.add_(bias->to(at::kFloat));
+  return x.scalar_type() == at::kFloat ? out : out.to(x.scalar_type());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(aigc, m) {
+  m.def(
+      "quant_linear(Tensor x, Tensor weight, int qtype, int K, Tensor? bias=None, "
+      "bool exact=False) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(aigc, CPU, m) { m.impl("quant_linear", &quant_linear_cpu); }

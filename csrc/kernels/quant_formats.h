@@ -1,0 +1,103 @@
+// GGUF (ggml) block formats that aigc::quant_linear reads, as plain constants:
+// shared by the CPU kernel (csrc/cpu/quant_linear.cpp), the CUDA kernels
+// (csrc/kernels/quant_linear.cuh) and the emulation binding. No torch, no CUDA.
+//
+// A row of K weights is K / block_size blocks laid end to end; all fields
+// little-endian, d / dmin IEEE half. Within a block (ggml's layouts):
+//
+//   Q4_0  (32, 18 B): d, qs[16]            w[j] = d * (nib[j] - 8)
+//   Q4_1  (32, 20 B): d, m, qs[16]         w[j] = d * nib[j] + m
+//   Q5_0  (32, 22 B): d, qh[4], qs[16]     w[j] = d * ((nib[j] | hbit[j] << 4) - 16)
+//   Q5_1  (32, 24 B): d, m, qh[4], qs[16]  w[j] = d * (nib[j] | hbit[j] << 4) + m
+//   Q8_0  (32, 34 B): d, qs[32] (int8)     w[j] = d * qs[j]
+//     nib[j] = qs[j] & 15 and nib[j + 16] = qs[j] >> 4 (j < 16);
+//     hbit[j] = bit j of the 32-bit word qh.
+//   Q4_K (256, 144 B): d, dmin, scales[12], qs[128]
+//     eight sub-blocks of 32 with 6-bit scale sc[s] and min mn[s] packed in
+//     scales[12] (see unpack_q4k_scales); the 64 weights 64c .. 64c + 63 are
+//     the low nibbles (sub-block 2c) then the high nibbles (2c + 1) of
+//     qs[32c .. 32c + 31]:  w = d * sc[s] * q - dmin * mn[s].
+//   Q5_K (256, 176 B): d, dmin, scales[12], qh[32], qs[128]
+//     as Q4_K with a fifth bit: bit s of qh[l] is the high bit of element l
+//     of sub-block s.
+//   Q6_K (256, 210 B): ql[128], qh[64], scales[16] (int8), d
+//     halves h = 0, 1 of 128 weights; in half h, for l < 32:
+//       q(l)      = ql[64h + l]      & 15 | (qh[32h + l] >> 0 & 3) << 4
+//       q(l + 32) = ql[64h + l + 32] & 15 | (qh[32h + l] >> 2 & 3) << 4
+//       q(l + 64) = ql[64h + l]      >> 4 | (qh[32h + l] >> 4 & 3) << 4
+//       q(l + 96) = ql[64h + l + 32] >> 4 | (qh[32h + l] >> 6 & 3) << 4
+//     and w = d * scales[e / 16] * (q - 32) for element e of the super-block.
+#pragma once
+
+#include <cstdint>
+
+namespace aigc {
+namespace quant {
+
+// GGML type ids (ggml.h's enum ggml_type, gguf.GGMLQuantizationType).
+enum QType : int {
+  kQ4_0 = 2,
+  kQ4_1 = 3,
+  kQ5_0 = 6,
+  kQ5_1 = 7,
+  kQ8_0 = 8,
+  kQ4_K = 12,
+  kQ5_K = 13,
+  kQ6_K = 14,
+};
+
+struct Format {
+  int block;  // weights per block
+  int bytes;  // bytes per block
+};
+
+// {0, 0} for a type quant_linear does not read.
+constexpr Format format_of(int qtype) {
+  switch (qtype) {
+    case kQ4_0: return {32, 18};
+    case kQ4_1: return {32, 20};
+    case kQ5_0: return {32, 22};
+    case kQ5_1: return {32, 24};
+    case kQ8_0: return {32, 34};
+    case kQ4_K: return {256, 144};
+    case kQ5_K: return {256, 176};
+    case kQ6_K: return {256, 210};
+    default: return {0, 0};
+  }
+}
+
+constexpr const char* name_of(int qtype) {
+  switch (qtype) {
+    case kQ4_0: return "Q4_0";
+    case kQ4_1: return "Q4_1";
+    case kQ5_0: return "Q5_0";
+    case kQ5_1: return "Q5_1";
+    case kQ8_0: return "Q8_0";
+    case kQ4_K: return "Q4_K";
+    case kQ5_K: return "Q5_K";
+    case kQ6_K: return "Q6_K";
+    default: return "unsupported";
+  }
+}
+
+constexpr bool is_k_quant(int qtype) { return format_of(qtype).block == 256; }
+
+// The eight 6-bit scales and mins of a Q4_K / Q5_K super-block from its 12
+// bytes, read as three little-endian words b0, b1, b2:
+//   sc[0..3] = low 6 bits of bytes 0-3, mn[0..3] = low 6 bits of bytes 4-7,
+//   sc[4..7] = low nibbles of bytes 8-11 | (top 2 bits of bytes 0-3) << 4,
+//   mn[4..7] = high nibbles of bytes 8-11 | (top 2 bits of bytes 4-7) << 4.
+// Out: sc_lo/sc_hi/mn_lo/mn_hi hold the bytes of sc[0..3], sc[4..7], ...
+struct KScales {
+  uint32_t sc_lo, sc_hi, mn_lo, mn_hi;
+};
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+inline KScales unpack_k_scales(uint32_t b0, uint32_t b1, uint32_t b2) {
+  return {b0 & 0x3f3f3f3fu, (b2 & 0x0f0f0f0fu) | ((b0 >> 2) & 0x30303030u), b1 & 0x3f3f3f3fu,
+          ((b2 >> 4) & 0x0f0f0f0fu) | ((b1 >> 2) & 0x30303030u)};
+}
+
+}  // namespace quant
+}  // namespace aigc
