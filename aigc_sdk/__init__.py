@@ -10,7 +10,14 @@ Importing this package is cheap: torch and model code load on first use.
 
 import logging
 
-from .errors import AigcError, CheckpointError, PluginError, RequestError, UnknownNameError
+from .errors import (
+    AigcError,
+    CheckpointError,
+    PluginError,
+    RequestError,
+    UnknownNameError,
+    UserError,
+)
 from .generation import (
     AudioRequest,
     GenerationResult,
@@ -43,6 +50,7 @@ __all__ = [
     "TextRequest",
     "Trainer",
     "UnknownNameError",
+    "UserError",
     "hookimpl",
 ]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import AigcError, RequestError
+from .errors import RequestError, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -260,13 +260,13 @@ def check_device(requested: str, what: str = "device") -> torch.device:
     except (RuntimeError, TypeError):
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
-        raise AigcError(f"{what} {requested!r}: expected cpu, cuda or cuda:N")
+        raise UserError(f"{what} {requested!r}: expected cpu, cuda or cuda:N")
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise AigcError(f"{what} {requested!r}: CUDA is not available on this machine; use cpu")
+            raise UserError(f"{what} {requested!r}: CUDA is not available on this machine; use cpu")
         if device.index is not None and device.index >= count:
-            raise AigcError(f"{what} {requested!r}: this machine has {count} CUDA device(s)")
+            raise UserError(f"{what} {requested!r}: this machine has {count} CUDA device(s)")
     return device
 
 

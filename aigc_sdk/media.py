@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import AigcError
+from .errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 MEDIA_SUFFIX = {"image": ".png", "text": ".txt", "audio": ".wav"}
 
 
-class OutputPathError(AigcError, ValueError):
+class OutputPathError(UserError, ValueError):
     """An output path the result cannot be saved to as asked (a user error)."""
 
 
@@ -136,7 +136,7 @@ def read_wav(path: str | Path) -> tuple[torch.Tensor, int]:
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for bad files
-        raise AigcError(f"cannot read audio file {path}: {exc}") from exc
+        raise UserError(f"cannot read audio file {path}: {exc}") from exc
     return torch.from_numpy(data.T.copy()), rate
 
 

@@ -251,3 +251,18 @@ def test_a_plugin_exiting_on_import_is_reported_not_fatal(tmp_path, monkeypatch)
     )
     assert out.returncode == 0, out.stderr
     assert "aigc_exits  [failed]" in out.stdout and "example  [loaded]" in out.stdout
+
+
+def test_every_error_a_caller_can_fix_is_a_user_error():
+    from aigc_sdk import AigcError, CheckpointError, RequestError, UserError
+
+    sdk = SDK()
+    caught = []
+    for bad in (lambda: sdk.generate("cpnn"), lambda: sdk.generate("cppn", sed=3)):
+        try:
+            bad()
+        except UserError as exc:  # one except clause for a host's "bad request"
+            caught.append(type(exc))
+    assert caught == [UnknownNameError, RequestError]
+    assert issubclass(CheckpointError, UserError) and issubclass(UserError, AigcError)
+    assert not issubclass(PluginError, UserError) and issubclass(PluginError, AigcError)

@@ -337,9 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     unknown = [op for op in args.ops if op not in FAMILIES]
     if unknown:
-        from ..errors import AigcError
+        from ..errors import UserError
 
-        raise AigcError(f"unknown op {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+        raise UserError(f"unknown op {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
     from rich.console import Console
     from rich.progress import Progress
 

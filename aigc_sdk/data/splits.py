@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AigcError
+from ..errors import UserError
 
 
-class DataError(AigcError):
+class DataError(UserError):
     """A dataset path, file or built-in name that cannot be used."""
 
 

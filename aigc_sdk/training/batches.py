@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..errors import AigcError
+from ..errors import UserError
 
 _SCALARS = (str, bytes, int, float, bool)
 
@@ -59,7 +59,7 @@ def split_batch(batch: Any, parts: int) -> list[Any]:
         return [batch]
     size = batch_size(batch)
     if size < parts:
-        raise AigcError(f"a batch of {size} samples cannot be cut into {parts} micro-batches")
+        raise UserError(f"a batch of {size} samples cannot be cut into {parts} micro-batches")
     base, extra = divmod(size, parts)
     bounds, start = [], 0
     for i in range(parts):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..arguments import ArgumentParser
-from ..errors import AigcError, PluginError
+from ..errors import PluginError, UserError
 from ..generation import check_device
 from . import checkpointing
 from .config import ConfigError, TrainConfig, describe_type, is_bool, parse_text
@@ -128,7 +128,7 @@ def make_trainer(sdk: Any, name: str, config: TrainConfig) -> Trainer:
 def cli_main(sdk: Any, name: str, argv: list[str], prog: str | None = None) -> int:
     """Parses ``argv`` for trainer ``name``, trains, and returns the exit code.
 
-    User errors raise ``AigcError`` (the caller prints them as one line);
+    User errors raise ``UserError`` (the caller prints them as one line);
     ``--help`` and argument errors exit through argparse.
     """
     from .loop import fit
@@ -138,7 +138,7 @@ def cli_main(sdk: Any, name: str, argv: list[str], prog: str | None = None) -> i
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else Path("runs") / name
     if out.exists() and not out.is_dir():
-        raise AigcError(f"--out {out} is a file; expected a run directory")
+        raise UserError(f"--out {out} is a file; expected a run directory")
     config, _ = resolve_config(factory, args, out)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))

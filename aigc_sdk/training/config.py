@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AigcError
+from ..errors import UserError
 
 
-class ConfigError(AigcError):
+class ConfigError(UserError):
     """An unknown configuration key or an invalid value."""
 
 
