@@ -63,7 +63,9 @@ class Registry:
         self.kind = kind
         self.entries: dict[str, Entry] = {}
         self.clashes: dict[str, list[str]] = {}
+        self._claims: dict[str, list[Entry]] = {}  # every entry of a name, clashing or not
         self.on_clash = on_clash  # (owners, message): told to every plugin involved
+        self.empty_note = f"No {kind}s are installed"  # ends an unknown-name error when empty
 
     def register_callback(self, plugin: str, on_error: Callable[[str], None]):
         """The ``register`` function handed to one plugin's registration hook."""
@@ -89,6 +91,7 @@ class Registry:
         return None
 
     def add(self, entry: Entry) -> None:
+        self._claims.setdefault(entry.name, []).append(entry)
         if entry.name in self.clashes:
             self.clashes[entry.name].append(entry.plugin)
         elif entry.name in self.entries:
@@ -118,9 +121,7 @@ class Registry:
         message = f"unknown {self.kind} {name!r}"
         close = difflib.get_close_matches(name, known, n=1)
         message += f"; did you mean {close[0]!r}?" if close else "."
-        return message + (
-            f" Known: {', '.join(known)}" if known else f" No {self.kind}s are installed"
-        )
+        return message + (f" Known: {', '.join(known)}" if known else f" {self.empty_note}")
 
     def names(self) -> list[str]:
         return sorted(self.entries)
@@ -130,3 +131,26 @@ class Registry:
             [n for n, e in self.entries.items() if e.plugin == plugin]
             + [n for n, owners in self.clashes.items() if plugin in owners]
         )
+
+    def details(self, plugin: str) -> list[dict[str, Any]]:
+        """``Entry.describe()`` of everything ``plugin`` registered, by name."""
+        mine = [e for claims in self._claims.values() for e in claims if e.plugin == plugin]
+        return [e.describe() for e in sorted(mine, key=lambda e: e.name)]
+
+    def remove_plugin(self, plugin: str) -> None:
+        """Forgets everything ``plugin`` registered; a name it clashed on is usable again
+        when a single plugin is left claiming it."""
+        for name, claims in list(self._claims.items()):
+            kept = [e for e in claims if e.plugin != plugin]
+            if len(kept) == len(claims):
+                continue
+            self.entries.pop(name, None)
+            self.clashes.pop(name, None)
+            if not kept:
+                del self._claims[name]
+                continue
+            self._claims[name] = kept
+            if len(kept) == 1:
+                self.entries[name] = kept[0]
+            else:
+                self.clashes[name] = [e.plugin for e in kept]

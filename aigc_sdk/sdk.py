@@ -12,6 +12,7 @@ SDK objects in one process share nothing. Creating one imports plugin modules
 
 from __future__ import annotations
 
+import difflib
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -33,9 +34,11 @@ class SDK:
         plugins: extra plugins to register: objects or modules with hook
             implementations, or names (an installed entry point's name, or an
             importable module path). With autoload off these are the only ones.
-        disable: entry-point names (or distribution names) never to load;
-            ``AIGC_DISABLE_PLUGINS=a,b`` adds to it. A disabled plugin is
-            never imported.
+        disable: plugins never to load, by entry-point name, module or
+            distribution name; ``AIGC_DISABLE_PLUGINS=a,b`` adds to it (pass
+            ``autoload=False`` or clear the variable to ignore it). A disabled
+            plugin is never imported; a name matching no installed plugin is a
+            ``PluginWarning`` naming the closest one.
         autoload: discover installed plugins through the ``aigc_sdk.plugins``
             entry points; ``AIGC_DISABLE_PLUGIN_AUTOLOAD=1`` turns it off, and
             then ``AIGC_PLUGINS=a,b`` names the plugins to load.
@@ -53,23 +56,33 @@ class SDK:
     ) -> None:
         self._lock = threading.RLock()
         self._host = PluginHost(
-            trace=_plugins.env_flag("AIGC_TRACE_PLUGINS") if trace is None else trace
+            trace=_plugins.env_flag("AIGC_TRACE_PLUGINS") if trace is None else trace,
+            on_failed=self._forget,
         )
         self.generators = Registry("generator", self._clash)
         self.trainers = Registry("trainer", self._clash)
         self._instances: dict[tuple, tuple[Generator, InstanceLock]] = {}
-        self.disabled = set(disable) | set(_plugins.env_list("AIGC_DISABLE_PLUGINS"))
+        self._clash_owners: dict[str, list[str]] = {}  # a clash's message -> the plugins told
+        from_env = _plugins.env_list("AIGC_DISABLE_PLUGINS")
+        self.disabled = set(disable) | set(from_env)
         if autoload is None:
             autoload = not _plugins.env_flag("AIGC_DISABLE_PLUGIN_AUTOLOAD")
+        self.autoload = autoload
         explicit = list(plugins)
         if not autoload:
             explicit += _plugins.env_list("AIGC_PLUGINS")
-        self._load(autoload, explicit)
+            for registry in (self.generators, self.trainers):
+                registry.empty_note = (
+                    f"No {registry.kind}s are loaded: plugin autoload is off; name the plugins "
+                    f"to load with AIGC_PLUGINS=a,b or SDK(plugins=[...])"
+                )
+        entry_points = {ep.name: ep for ep in _plugins.entry_points()}
+        self._warn_unmatched_disable(entry_points, set(disable), from_env, explicit)
+        self._load(autoload, explicit, entry_points)
 
     # -- plugins -----------------------------------------------------------
 
-    def _load(self, autoload: bool, explicit: list[Any]) -> None:
-        entry_points = {ep.name: ep for ep in _plugins.entry_points()}
+    def _load(self, autoload: bool, explicit: list[Any], entry_points: dict) -> None:
         for ep in entry_points.values():
             if self._is_disabled(ep):
                 self._host.mark_disabled(ep)
@@ -81,18 +94,44 @@ class SDK:
             else:
                 self.register(plugin)
 
+    @staticmethod
+    def _names_of(ep) -> set[str]:
+        """What a person may call an installed plugin: its name, module or distribution."""
+        names = {ep.name, ep.module}
+        if ep.dist is not None:
+            names.add(ep.dist.name)
+        return names
+
     def _is_disabled(self, ep) -> bool:
-        dist = ep.dist.name if ep.dist is not None else None
-        return ep.name in self.disabled or (dist is not None and dist in self.disabled)
+        return not self._names_of(ep).isdisjoint(self.disabled)
+
+    def _warn_unmatched_disable(
+        self, entry_points: dict, given: set[str], from_env: list[str], explicit: list[Any]
+    ) -> None:
+        known = {name for ep in entry_points.values() for name in self._names_of(ep)}
+        known |= {p for p in explicit if isinstance(p, str)}
+        for source, names in (("", given), (" (from AIGC_DISABLE_PLUGINS)", from_env)):
+            for name in sorted(set(names) - known):
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"installed: {', '.join(sorted(entry_points)) or 'none'}"
+                )
+                self._host.warn(
+                    f"cannot disable {name!r}{source}: no installed plugin has that name, "
+                    f"module or distribution; {hint}"
+                )
 
     def _load_named(self, name: str, entry_points: dict) -> None:
-        if name in self.disabled:
+        if name in self.disabled or name in self._host.infos:  # loaded, disabled or failed
             return
-        if name in self._host.infos and self._host.infos[name].status == "loaded":
-            return
-        ep = entry_points.get(name)
+        # A module name an entry point loads means that plugin, under its own name.
+        ep = entry_points.get(name) or next(
+            (e for e in entry_points.values() if e.module == name and not e.attr), None
+        )
         if ep is not None:
-            if not self._is_disabled(ep) and not self._host.pm.has_plugin(name):
+            if not self._is_disabled(ep) and ep.name not in self._host.infos:
                 self._announce(self._host.load_entry_point(ep))
             return
         info = self._host.load_module(name)
@@ -114,21 +153,47 @@ class SDK:
         def on_error(message: str) -> None:
             self._host.problem(info, message)
 
+        def while_loaded(register: Any) -> Any:
+            # A plugin that failed (even later, keeping the callback) registers nothing.
+            def call(*args: Any, **kwargs: Any) -> None:
+                if info.status == "loaded":
+                    register(*args, **kwargs)
+
+            return call
+
         self._host.call_each(
             "aigc_register_generators",
             info.name,
-            register=self.generators.register_callback(info.name, on_error),
+            register=while_loaded(self.generators.register_callback(info.name, on_error)),
         )
         self._host.call_each(
             "aigc_register_trainers",
             info.name,
-            register=self.trainers.register_callback(info.name, on_error),
+            register=while_loaded(self.trainers.register_callback(info.name, on_error)),
         )
 
     def _clash(self, owners: list[str], message: str) -> None:
+        self._clash_owners[message] = list(owners)
         for owner in owners:
             if owner in self._host.infos:
                 self._host.problem(self._host.infos[owner], message)
+
+    def _forget(self, plugin_name: str) -> None:
+        """Drops everything a failed plugin provided: names, cached generators, clashes."""
+        with self._lock:
+            names = set(self.generators.by_plugin(plugin_name))
+            self.generators.remove_plugin(plugin_name)
+            self.trainers.remove_plugin(plugin_name)
+            for key in [k for k in self._instances if k[0] in names]:
+                del self._instances[key]
+            for message, owners in list(self._clash_owners.items()):
+                if plugin_name not in owners:
+                    continue
+                del self._clash_owners[message]
+                for owner in owners:
+                    info = self._host.infos.get(owner)
+                    if owner != plugin_name and info is not None and message in info.errors:
+                        info.errors.remove(message)
 
     def plugins(self) -> list[PluginInfo]:
         """Every plugin seen: loaded, disabled or failed, with what it provides."""
@@ -137,6 +202,8 @@ class SDK:
             for info in infos:
                 info.generators = self.generators.by_plugin(info.name)
                 info.trainers = self.trainers.by_plugin(info.name)
+                info.generator_details = self.generators.details(info.name)
+                info.trainer_details = self.trainers.details(info.name)
             return infos
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
@@ -204,6 +271,7 @@ class SDK:
         start = time.perf_counter()
         with lock:
             result = generator.generate(request)
+        self._check_result(generator, result)
         self.notify(
             "aigc_after_generate",
             generator=generator,
@@ -233,13 +301,25 @@ class SDK:
         # while the caller has the piece would deadlock a generate() made between
         # pieces and block every other thread until the stream ends.
         with lock:
-            inner = iter(generator.stream(request))
+            inner = generator.stream(request)
+        try:
+            inner = iter(inner)
+        except TypeError:
+            raise PluginError(
+                f"{self._owner(generator.name)}: stream() returned {type(inner).__name__}; "
+                f"expected an iterator of str pieces"
+            ) from None
         try:
             while True:
                 with lock:
                     piece = next(inner, _END)
                 if piece is _END:
                     break
+                if not isinstance(piece, str):
+                    raise PluginError(
+                        f"{self._owner(generator.name)}: stream() yielded "
+                        f"{type(piece).__name__}; expected str pieces"
+                    )
                 pieces.append(piece)
                 yield piece
         finally:
@@ -255,6 +335,27 @@ class SDK:
             request=request,
             result=result,
             seconds=time.perf_counter() - start,
+        )
+
+    def _owner(self, name: str) -> str:
+        entry = self.generators.entries.get(name)
+        return f"generator {name!r}" + (f" of plugin {entry.plugin!r}" if entry else "")
+
+    def _check_result(self, generator: Generator, result: Any) -> None:
+        """A plugin's answer as the contract says, else one line naming the generator
+        (rather than an AttributeError wherever the caller first touches it)."""
+        if isinstance(result, GenerationResult) and result.modality == generator.modality:
+            return
+        got = (
+            f"a {result.modality} result"
+            if isinstance(result, GenerationResult)
+            else "None"
+            if result is None
+            else f"a {type(result).__name__}"
+        )
+        raise PluginError(
+            f"{self._owner(generator.name)}: generate() returned {got}; expected a "
+            f"GenerationResult of modality {generator.modality!r}"
         )
 
     # -- trainers ----------------------------------------------------------

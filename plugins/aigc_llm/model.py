@@ -1,0 +1,201 @@
+"""The forward pass of a Llama-family or GPT-2 model, over a KV cache of sequence slots.
+
+A ``KVCache`` holds ``slots`` sequences of up to ``max_len`` positions each, with
+their own lengths. ``prefill`` runs whole prompts into chosen slots (causal SDPA)
+and ``step`` appends one token to every active slot (``aigc_sdk.ops.decode_attention``
+over each slot's own length), so sequences of any lengths decode together and a
+slot can be refilled while the others go on.
+
+The numerics follow Hugging Face transformers' implementations of the same
+architectures: the tests compare logits with them on the same weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from aigc_sdk import ops
+
+from .config import LMConfig
+
+
+class KVCache:
+    """Keys and values of every layer, [layers, slots, max_len, Hkv, D] storage.
+
+    One position of one slot (all KV heads) is a contiguous row, so a step writes
+    each slot's new keys with one ``index_copy_``; ``k``/``v`` are the
+    [layers, slots, Hkv, max_len, D] views attention reads.
+    """
+
+    def __init__(self, cfg: LMConfig, slots: int, max_len: int, dtype: torch.dtype) -> None:
+        shape = (cfg.n_layers, slots, max_len, cfg.n_kv_heads, cfg.head_dim)
+        self.k_rows = torch.zeros(shape, dtype=dtype)
+        self.v_rows = torch.zeros(shape, dtype=dtype)
+        self.k, self.v = self.k_rows.transpose(2, 3), self.v_rows.transpose(2, 3)
+        self.lengths = torch.zeros(slots, dtype=torch.int64)
+        self.slots, self.max_len = slots, max_len
+        width = cfg.n_kv_heads * cfg.head_dim
+        self.k_flat = self.k_rows.view(cfg.n_layers, slots * max_len, width)
+        self.v_flat = self.v_rows.view(cfg.n_layers, slots * max_len, width)
+
+
+class LanguageModel:
+    """Weights (read-only, shareable between threads) and the two passes over a cache."""
+
+    def __init__(self, cfg: LMConfig, tensors: dict[str, torch.Tensor]) -> None:
+        self.cfg = cfg
+        self.w = tensors
+        self.dtype = tensors["embed"].dtype
+        self.head = tensors.get("head", tensors["embed"])
+        self.layers = [
+            {
+                name[len(f"layers.{i}.") :]: t
+                for name, t in tensors.items()
+                if name.startswith(f"layers.{i}.")
+            }
+            for i in range(cfg.n_layers)
+        ]
+        self.scale = cfg.head_dim**-0.5
+        if not cfg.is_gpt2:
+            inv_freq = cfg.inv_freq()
+            if "rope_freqs" in tensors:
+                inv_freq = inv_freq / tensors["rope_freqs"].double()
+            self._inv_freq = inv_freq.float()
+            self._rope_len = 0
+            self._extend_rope(min(cfg.context_length, 4096))
+        self._attention_kernel = ops.has_kernel("decode_attention", "cpu")
+
+    # -- positions -----------------------------------------------------------------
+
+    def _extend_rope(self, length: int) -> None:
+        """cos/sin tables [length, D] in rotate-half layout, float32 angles as transformers."""
+        if length <= self._rope_len:
+            return
+        positions = torch.arange(length, dtype=torch.float32)
+        angles = torch.outer(positions, self._inv_freq)
+        angles = torch.cat([angles, angles], dim=-1)
+        self.cos, self.sin = angles.cos().to(self.dtype), angles.sin().to(self.dtype)
+        self._rope_len = length
+
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * cos + rotated * sin
+
+    # -- pieces ----------------------------------------------------------------------
+
+    def _norm(self, x: torch.Tensor, weights: dict, name: str) -> torch.Tensor:
+        """LayerNorm (gpt2) or RMSNorm with ``weights[name + ".weight"]`` (and ``.bias``)."""
+        weight = weights[f"{name}.weight"]
+        if self.cfg.is_gpt2:
+            bias = weights[f"{name}.bias"]
+            return F.layer_norm(x, (x.shape[-1],), weight, bias, self.cfg.norm_eps)
+        return F.rms_norm(x, (x.shape[-1],), weight, self.cfg.norm_eps)
+
+    def _mlp(self, x: torch.Tensor, layer: dict) -> torch.Tensor:
+        if self.cfg.is_gpt2:
+            h = F.gelu(F.linear(x, layer["up.weight"], layer["up.bias"]), approximate="tanh")
+            return F.linear(h, layer["down.weight"], layer["down.bias"])
+        gate, up = F.linear(x, layer["gate_up.weight"]).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, layer["down.weight"])
+
+    def _qkv(self, x: torch.Tensor, layer: dict):
+        """q [..., H, D] and k, v [..., Hkv, D] of ``x`` [..., dim]."""
+        cfg = self.cfg
+        proj = F.linear(x, layer["qkv.weight"], layer.get("qkv.bias"))
+        kv_width = cfg.n_kv_heads * cfg.head_dim
+        q, k, v = proj.split([cfg.n_heads * cfg.head_dim, kv_width, kv_width], dim=-1)
+        shape = x.shape[:-1]
+        return (
+            q.view(*shape, cfg.n_heads, cfg.head_dim),
+            k.view(*shape, cfg.n_kv_heads, cfg.head_dim),
+            v.view(*shape, cfg.n_kv_heads, cfg.head_dim),
+        )
+
+    def _embed(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        x = F.embedding(tokens, self.w["embed"])
+        if self.cfg.is_gpt2:
+            x = x + F.embedding(positions, self.w["pos_embed"])
+        return x
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self._norm(x, self.w, "norm"), self.head).float()
+
+    # -- passes --------------------------------------------------------------------------
+
+    def check_length(self, length: int) -> None:
+        if not self.cfg.is_gpt2:
+            self._extend_rope(length)
+
+    @torch.inference_mode()
+    def prefill(self, prompts: list[list[int]], cache: KVCache, slots: list[int]) -> torch.Tensor:
+        """Runs each prompt (>= 1 token) into its cache slot; returns last-token logits [n, V].
+
+        The prompts are right-padded into one block: the causal mask keeps real
+        tokens from seeing the padding after them, and each slot's length makes
+        later steps ignore it.
+        """
+        cfg = self.cfg
+        n, T = len(prompts), max(len(p) for p in prompts)
+        self.check_length(T)
+        tokens = torch.zeros((n, T), dtype=torch.int64)
+        for row, ids in enumerate(prompts):
+            tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+        lengths = torch.tensor([len(p) for p in prompts], dtype=torch.int64)
+        slot_index = torch.tensor(slots, dtype=torch.int64)
+        positions = torch.arange(T)
+        x = self._embed(tokens, positions)
+        if not cfg.is_gpt2:
+            cos, sin = self.cos[:T, None, :], self.sin[:T, None, :]  # [T, 1, D]
+        for i, layer in enumerate(self.layers):
+            q, k, v = self._qkv(self._norm(x, layer, "attn_norm"), layer)  # [n, T, heads, D]
+            if not cfg.is_gpt2:
+                q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+            cache.k_rows[i, slot_index, :T] = k
+            cache.v_rows[i, slot_index, :T] = v
+            y = F.scaled_dot_product_attention(
+                q.transpose(1, 2),
+                k.transpose(1, 2),
+                v.transpose(1, 2),
+                is_causal=True,
+                scale=self.scale,
+                enable_gqa=cfg.n_heads != cfg.n_kv_heads,
+            )
+            x = x + F.linear(
+                y.transpose(1, 2).reshape(n, T, -1), layer["o.weight"], layer.get("o.bias")
+            )
+            x = x + self._mlp(self._norm(x, layer, "mlp_norm"), layer)
+        cache.lengths[slot_index] = lengths
+        last = x[torch.arange(n), lengths - 1]
+        return self.logits(last)
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor, cache: KVCache, active: torch.Tensor | None = None):
+        """Appends ``tokens`` [slots] to every slot (or those where ``active`` [slots] is
+        true); returns next-token logits [slots, V] (rows of inactive slots are junk)."""
+        cfg = self.cfg
+        positions = cache.lengths.clone()
+        if int(positions.max()) >= cache.max_len:
+            raise RuntimeError(f"the KV cache is full ({cache.max_len} positions)")
+        rows = torch.arange(cache.slots) * cache.max_len + positions
+        cache.lengths.add_(1 if active is None else active.to(torch.int64))
+        B = tokens.shape[0]
+        x = self._embed(tokens, positions)  # [B, dim]
+        if not cfg.is_gpt2:
+            cos, sin = self.cos[positions, None, :], self.sin[positions, None, :]  # [B, 1, D]
+        for i, layer in enumerate(self.layers):
+            q, k, v = self._qkv(self._norm(x, layer, "attn_norm"), layer)  # [B, heads, D]
+            if not cfg.is_gpt2:
+                q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+            cache.k_flat[i].index_copy_(0, rows, k.reshape(B, -1))
+            cache.v_flat[i].index_copy_(0, rows, v.reshape(B, -1))
+            y = self._attention(q.contiguous(), cache.k[i], cache.v[i], cache.lengths)
+            x = x + F.linear(y.reshape(B, -1), layer["o.weight"], layer.get("o.bias"))
+            x = x + self._mlp(self._norm(x, layer, "mlp_norm"), layer)
+        return self.logits(x)
+
+    def _attention(self, q, k_cache, v_cache, lengths) -> torch.Tensor:
+        if self._attention_kernel:  # shapes are right by construction: skip the checks
+            return torch.ops.aigc.decode_attention.default(q, k_cache, v_cache, lengths, self.scale)
+        return ops.decode_attention(q, k_cache, v_cache, lengths, self.scale)
