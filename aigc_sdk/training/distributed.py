@@ -5,7 +5,9 @@ dtype), not during backward as DistributedDataParallel does. That keeps the
 trainer's code free of wrappers and makes several optimizers per step (a
 GAN's alternating updates) and gradient accumulation correct by
 construction; the price is no overlap of communication with backward, which
-is small for the models trained here.
+is small for the models trained here. Buffers (batch-norm statistics) are
+broadcast from rank 0 after each step, so like DDP's they are rank 0's, and
+every rank ends each step with the same state, which checkpoints verify.
 """
 
 from __future__ import annotations
@@ -81,11 +83,34 @@ class Distributed:
     # -- collectives ---------------------------------------------------------------
 
     def broadcast_(self, tensors: Iterable[torch.Tensor]) -> None:
-        """Copies rank 0's values into every rank's tensors (in place)."""
+        """Copies rank 0's values into every rank's tensors (in place).
+
+        One broadcast per device and dtype, as DDP coalesces its buffers.
+        """
         if not self.enabled:
             return
+        groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
         for tensor in tensors:
-            dist.broadcast(tensor.data, src=0)
+            groups.setdefault((tensor.device, tensor.dtype), []).append(tensor.data)
+        for (_, dtype), group in groups.items():
+            # gloo has no bool type; the bytes travel as uint8.
+            wire = [t.view(torch.uint8) if dtype == torch.bool else t for t in group]
+            flat = torch.cat([t.reshape(-1) for t in wire])
+            dist.broadcast(flat, src=0)
+            if self.is_main:
+                continue
+            offset = 0
+            for t in wire:
+                t.copy_(flat[offset : offset + t.numel()].view_as(t))
+                offset += t.numel()
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum over ranks of ``tensor`` (a new tensor; ``tensor`` itself in one process)."""
+        if not self.enabled:
+            return tensor
+        total = tensor.detach().clone()
+        dist.all_reduce(total)
+        return total
 
     def average_gradients_(self, params: list[torch.nn.Parameter]) -> None:
         """Replaces each gradient by its mean over ranks.

@@ -288,10 +288,12 @@ class Loop:
             self.position.offset += self.sampler.global_batch
             self.step += 1
             self.trainer.step = self.step
+            if self.dist.enabled:
+                # Buffers (batch-norm statistics) follow rank 0, as DDP's broadcast_buffers
+                # makes them, and before the EMA copies them: every rank then holds one state.
+                self.dist.broadcast_(b for m in self.models.values() for b in m.buffers())
             for name, ema in self.emas.items():
                 ema.update(self.models[name])
-            if self.dist.enabled:
-                self.dist.broadcast_(b for m in self.models.values() for b in m.buffers())
             step_metrics = {**dict(returned), **self.step_metrics}
             self._accumulate(step_metrics)
             logged = self._log() if self._due(cfg.log_every) else None
@@ -544,28 +546,15 @@ class Loop:
 
     # -- checkpoints -------------------------------------------------------------------------
 
-    def _model_tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {}
-        for name, model in self.models.items():
-            tensors.update({f"{name}.{k}": v for k, v in model.state_dict().items()})
-        for name, ema in self.emas.items():
-            tensors.update({f"ema.{name}.{k}": v for k, v in ema.model.state_dict().items()})
-        return tensors
+    def _model_parts(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Each model's and each EMA copy's state dict, by the prefix its keys get on disk."""
+        parts = {name: model.state_dict() for name, model in self.models.items()}
+        parts.update({f"ema.{name}": ema.model.state_dict() for name, ema in self.emas.items()})
+        return parts
 
     def _checkpoint(self) -> None:
-        model_tensors = self._model_tensors()
-        rng = self.dist.gather_json(rng_to_json(rng_state()))
-        digests = None
-        if self.dist.enabled:
-            digests = self.dist.gather_json(digest_tensors(model_tensors))
-            if len(set(digests)) > 1:
-                odd = [r for r, d in enumerate(digests) if d != digests[0]]
-                raise AigcError(
-                    f"weights diverged across processes at step {self.step} "
-                    f"(ranks {odd} differ from rank 0)"
-                )
-        if not self.dist.is_main:
-            return
+        parts = self._model_parts()
+        model_tensors = {f"{p}.{k}": v for p, tensors in parts.items() for k, v in tensors.items()}
         optimizer_tensors: dict[str, torch.Tensor] = {}
         optimizers = {}
         for name, (optimizer, scheduler, _) in self.optimizers.items():
@@ -577,6 +566,15 @@ class Loop:
                 if scheduler is None
                 else flatten(scheduler.state_dict(), f"{name}.scheduler", optimizer_tensors),
             }
+        rng = self.dist.gather_json(rng_to_json(rng_state()))
+        digests = None
+        if self.dist.enabled:
+            digests = self.dist.gather_json(
+                self._state_digests(parts, optimizers, optimizer_tensors)
+            )
+            self._check_in_sync(digests)
+        if not self.dist.is_main:
+            return
         state = {
             "format": CHECKPOINT_FORMAT,
             "trainer": self.trainer.name,
@@ -589,7 +587,7 @@ class Loop:
             "config": self.config.to_dict(),
             "data": self.splits.info,
             "rng": rng,
-            "rank_weights_sha256": digests,
+            "rank_state_sha256": digests,
             "optimizers": optimizers,
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "ema_updates": {name: ema.updates for name, ema in self.emas.items()},
@@ -606,6 +604,38 @@ class Loop:
         self._notify("aigc_checkpoint_saved", step=self.step, path=path)
         if time.perf_counter() - self.last_plot > PLOT_INTERVAL:
             self._plot()
+
+    def _state_digests(
+        self,
+        parts: dict[str, dict[str, torch.Tensor]],
+        optimizers: dict[str, Any],
+        optimizer_tensors: dict[str, torch.Tensor],
+    ) -> dict[str, str]:
+        """A fingerprint of each part of the state every rank must agree on.
+
+        Models and EMA copies (weights and buffers) and each optimizer with its
+        scheduler; the RNG streams are left out, since they differ by design.
+        """
+        digests = {name: digest_tensors(tensors) for name, tensors in parts.items()}
+        for name, structure in optimizers.items():
+            prefix = f"{name}."
+            tensors = {k: v for k, v in optimizer_tensors.items() if k.startswith(prefix)}
+            digests[f"optimizer.{name}"] = digest_tensors(tensors, extra=dumps(structure))
+        return digests
+
+    def _check_in_sync(self, digests: list[dict[str, str]]) -> None:
+        """Stops the run on every rank when a rank's state differs from rank 0's."""
+        differing = {
+            rank: [part for part, digest in theirs.items() if digests[0].get(part) != digest]
+            for rank, theirs in enumerate(digests)
+        }
+        differing = {rank: parts for rank, parts in differing.items() if parts}
+        if differing:
+            where = "; ".join(f"rank {r}: {', '.join(p)}" for r, p in differing.items())
+            raise AigcError(
+                f"training state diverged across processes at step {self.step} "
+                f"(differs from rank 0 in {where})"
+            )
 
     def _load(self, path: Path) -> None:
         state, model_tensors, optimizer_tensors = checkpointing.read_checkpoint(path)

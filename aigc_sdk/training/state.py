@@ -136,9 +136,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def digest_tensors(tensors: dict[str, torch.Tensor]) -> str:
-    """A fingerprint of exact tensor contents (used to check ranks stay in sync)."""
-    digest = hashlib.sha256()
+def digest_tensors(tensors: dict[str, torch.Tensor], extra: str = "") -> str:
+    """A fingerprint of exact tensor contents and of ``extra`` (ranks compare theirs)."""
+    digest = hashlib.sha256(extra.encode())
     for key in sorted(tensors):
         value = tensors[key].detach().cpu().contiguous()
         digest.update(key.encode())

@@ -244,3 +244,13 @@ class StepContext:
     def autocast(self):
         """The run's mixed-precision context, for forward passes outside ``optimize``."""
         return self._loop.autocast()
+
+    def sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over the processes of a data-parallel run (itself in one process).
+
+        For state a step adds up from its batch, such as counts: each process
+        sees its share of the global batch, and buffers follow rank 0 as under
+        DDP, so a count of the local share alone would cover rank 0's share.
+        Every process must call it at the same point of the step.
+        """
+        return self._loop.dist.sum(tensor)

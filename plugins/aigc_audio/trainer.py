@@ -112,7 +112,8 @@ class WaveNetTrainer(Trainer):
         metrics = ctx.optimize(self.crop_loss)
         _, labels = self._classes_and_labels(batch)
         if labels is not None:  # what the generator draws from when no label is asked for
-            self.net.label_counts += torch.bincount(labels, minlength=len(self.labels))
+            counts = torch.bincount(labels, minlength=len(self.labels))
+            self.net.label_counts += ctx.sum_over_processes(counts)
         return metrics
 
     def evaluation_step(self, batch):

@@ -10,6 +10,7 @@ batch-norm statistics re-estimated, in the format ``GANGenerator`` loads.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -140,15 +141,18 @@ class GANTrainer(Trainer):
 
     @torch.no_grad()
     def recalibrated_generator(self) -> GeneratorNet:
-        """The EMA generator with batch-norm statistics measured on its own activations.
+        """A copy of the EMA generator with batch-norm statistics measured on its own activations.
 
         The EMA copies the live model's running statistics, which belong to the
         live weights; re-estimating them for the averaged weights is cheap and
-        removes that mismatch.
+        removes that mismatch. The EMA itself is left as trained: it is part of
+        the run's state, which stays the same on every process and as
+        checkpointed, while only rank 0 exports.
         """
         model = self.inference_model("generator")
         if self.config.bn_batches == 0 or model is self.generator:
             return model
+        model = copy.deepcopy(model)
         bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         saved = [m.momentum for m in bns]
         for m in bns:

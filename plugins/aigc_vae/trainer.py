@@ -10,6 +10,7 @@ the true (beta = 1) negative ELBO of the held-out images in nats per image.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -147,5 +148,7 @@ class VAETrainer(Trainer):
     def export(self, directory):
         model = self.inference_model("vae")
         if self.config.refit_prior and model.prior is not None:
+            # A copy: the run's state stays as checkpointed, and the same on every process.
+            model = copy.deepcopy(model)
             self.refit_prior(model)
         save_vae(model, directory)
