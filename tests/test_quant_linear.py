@@ -334,3 +334,15 @@ def test_kernel_errors():
         op(x, w.data, 14, 256, torch.randn(5))
     with pytest.raises(ValueError, match=r"x must have shape \[M, K\]"):
         op(torch.randn(256), w.data, 14, 256)
+
+
+def test_cat_stacks_output_features():
+    q, k = random_weight("Q4_1", 12, 96, seed=1), random_weight("Q4_1", 4, 96, seed=2)
+    qk = QuantWeight.cat([q, k])
+    assert qk.shape == (16, 96)
+    x = torch.randn(2, 96)
+    assert torch.equal(
+        ops.quant_linear(x, qk), torch.cat([ops.quant_linear(x, w) for w in (q, k)], 1)
+    )
+    with pytest.raises(ValueError, match="one type and K"):
+        QuantWeight.cat([q, random_weight("Q4_0", 4, 96)])

@@ -98,6 +98,23 @@ class QuantWeight:
         K, N = dims  # GGUF lists the row length first
         return quantized_weight(tensor.data, int(tensor.tensor_type), (N, K), copy=copy)
 
+    @classmethod
+    def cat(cls, weights: list[QuantWeight]) -> QuantWeight:
+        """The matrices stacked along N (their output features), one weight for
+        one call: e.g. the q, k and v projections of a layer. Rows of blocks are
+        independent, so this is a concatenation of the bytes."""
+        weights = list(weights)
+        if not weights:
+            raise ValueError("QuantWeight.cat: no weights")
+        first = weights[0]
+        for w in weights[1:]:
+            if w.qtype != first.qtype or w.shape[1] != first.shape[1]:
+                raise ValueError(
+                    f"QuantWeight.cat: every weight must have one type and K; got {first} and {w}"
+                )
+        data = torch.cat([w.data for w in weights])
+        return cls(data, first.qtype, (data.shape[0], first.shape[1]))
+
     @property
     def type_name(self) -> str:
         return _format(self.qtype)[0]
@@ -161,6 +178,9 @@ def quantized_weight(raw, ggml_type, shape, *, copy: bool = True) -> QuantWeight
     return QuantWeight(data.reshape(N, row).contiguous(), qtype, (N, K))
 
 
+_X_DTYPES = (torch.float32, torch.bfloat16)
+
+
 def quant_linear(
     x: torch.Tensor,
     weight: QuantWeight,
@@ -174,38 +194,41 @@ def quant_linear(
     ``exact=True`` keeps the activations in float32 on every path (see the
     module's doc for what the default int8 path rounds).
     """
+    # Called once per projection per decoded token: the checks are the cheap
+    # ones (a reshape alone costs 2 us), the kernels check the rest.
     if not isinstance(weight, QuantWeight):
         raise TypeError(f"quant_linear: weight must be a QuantWeight, got {type(weight)}")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"quant_linear: x must be a torch.Tensor, got {type(x)}")
     N, K = weight.shape
-    if x.dtype not in (torch.float32, torch.bfloat16):
+    if x.dtype not in _X_DTYPES:
         raise TypeError(f"quant_linear: x must be float32 or bfloat16, got {x.dtype}")
-    if x.dim() == 0 or x.shape[-1] != K:
+    dims = x.dim()
+    if dims == 0 or x.shape[-1] != K:
         raise ValueError(
             f"quant_linear: x must have shape [..., K = {K}] for a {weight.type_name} weight of "
             f"shape ({N}, {K}), got {tuple(x.shape)}"
         )
-    if weight.device != x.device:
+    if weight.data.device != x.device:
         raise ValueError(f"quant_linear: weight is on {weight.device} but x is on {x.device}")
     if bias is not None:
         if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (N,):
             shape = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias)
             raise ValueError(f"quant_linear: bias must be a tensor of shape ({N},), got {shape}")
-        if bias.dtype not in (torch.float32, x.dtype):
+        if bias.dtype != torch.float32 and bias.dtype != x.dtype:
             raise TypeError(f"quant_linear: bias must be float32 or {x.dtype}, got {bias.dtype}")
         if bias.device != x.device:
             raise ValueError(f"quant_linear: bias is on {bias.device} but x is on {x.device}")
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, K)
+    x2 = x if dims == 2 else x.reshape(-1, K)
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
-    if has_kernel("quant_linear", x.device.type):
+    device = "cpu" if x.is_cpu else x.device.type
+    if has_kernel("quant_linear", device):
         y = torch.ops.aigc.quant_linear(x2, weight.data, weight.qtype, K, bias, exact)
     else:
-        warn_fallback("quant_linear", x.device.type)
+        warn_fallback("quant_linear", device)
         y = reference.quant_linear(x2, weight.data, weight.qtype, K, bias)
-    return y.reshape(*lead, N)
+    return y if dims == 2 else y.reshape(*x.shape[:-1], N)
 
 
 class QuantLinear(torch.nn.Module):

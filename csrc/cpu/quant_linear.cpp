@@ -53,7 +53,7 @@ constexpr int64_t kFp32MinRows = 32;
 constexpr int kRowGroup = 4;              // rows of x per pass over a weight row
 constexpr int64_t kItemsPerThread = 8;    // work items a thread gets, for balance
 constexpr int64_t kSerialWeights = 1 << 15;  // N * K below which one thread runs
-constexpr int64_t kTileRows = 64;         // W rows a thread dequantizes per GEMM (fp32 path)
+constexpr int64_t kTileRows = 256;        // W rows a thread dequantizes per GEMM (fp32 path)
 
 inline uint16_t load_u16(const uint8_t* p) {
   uint16_t v;
@@ -181,15 +181,25 @@ void dequantize_row(int qtype, const uint8_t* row, int64_t K, float* out) {
 
 // ------------------------------------------------ activation quantization --
 // Row m of x as int8 q (K bytes), a float scale d per `block` activations
-// (d = amax / 127, q = round-half-even(x * (1 / d))), and bs, the sum of
-// each 16 consecutive q (int16). reference.quantize_activations is the same.
+// (d = amax / 127, q = round-half-even(x * (1 / d))), bs, the sum of each 16
+// consecutive q (int16, for the K-quants), and s, d times the sum of each 32
+// q (float, for the 32-wide types' offsets and mins).
+// reference.quantize_activations rounds the same way.
+//
+// For the 4/5-bit 32-wide types the AVX2 kernel unpacks two blocks at a time
+// from one 256-bit load of their packed bytes, which gives the low nibbles of
+// both blocks (elements 0-15 of each) in one register and the high nibbles
+// (16-31) in another: those rows of q are stored in that order, each 64
+// activations as [x0[0:16], x1[0:16], x0[16:32], x1[16:32]] (an odd last
+// block stays as it is).
 struct QuantRows {
   int64_t K, block;
   std::vector<int8_t> q;
-  std::vector<float> d;
+  std::vector<float> d, s;
   std::vector<int16_t> bs;
   const int8_t* q_row(int64_t m) const { return q.data() + m * K; }
   const float* d_row(int64_t m) const { return d.data() + m * (K / block); }
+  const float* s_row(int64_t m) const { return s.data() + m * (K / 32); }
   const int16_t* bs_row(int64_t m) const { return bs.data() + m * (K / 16); }
 };
 
@@ -241,17 +251,47 @@ void quantize_row(const float* x, int64_t K, int64_t block, int8_t* q, float* d,
   }
 }
 
-// x: [M, K] float rows with row stride ldx.
-void quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t block,
+// Reorders a row of q for the paired-nibble kernels (see QuantRows).
+void pair_nibble_order(int8_t* q, int64_t K) {
+  int8_t tmp[64];
+  for (int64_t b = 0; b + 64 <= K; b += 64) {
+    std::memcpy(tmp, q + b, 64);
+    std::memcpy(q + b, tmp, 16);
+    std::memcpy(q + b + 16, tmp + 32, 16);
+    std::memcpy(q + b + 32, tmp + 16, 16);
+    std::memcpy(q + b + 48, tmp + 48, 16);
+  }
+}
+
+constexpr bool pairs_nibbles(int qtype) {
+#ifdef AIGC_QL_AVX2
+  return qtype == kQ4_0 || qtype == kQ4_1 || qtype == kQ5_0 || qtype == kQ5_1;
+#else
+  return false;
+#endif
+}
+
+// x: [M, K] float rows with row stride ldx, for weights of type qtype.
+void quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int qtype,
                    QuantRows& out) {
+  const int64_t block = is_k_quant(qtype) ? 256 : 32;
   out.K = K;
   out.block = block;
   out.q.resize(M * K);
   out.d.resize(M * (K / block));
   out.bs.resize(M * (K / 16));
-  for (int64_t m = 0; m < M; ++m)
-    quantize_row(x + m * ldx, K, block, out.q.data() + m * K, out.d.data() + m * (K / block),
+  out.s.resize(M * (K / 32));
+  for (int64_t m = 0; m < M; ++m) {
+    int8_t* q = out.q.data() + m * K;
+    const float* d = out.d.data() + m * (K / block);
+    const int16_t* bs = out.bs.data() + m * (K / 16);
+    quantize_row(x + m * ldx, K, block, q, out.d.data() + m * (K / block),
                  out.bs.data() + m * (K / 16));
+    float* s = out.s.data() + m * (K / 32);
+    for (int64_t b = 0; b < K / 32; ++b)
+      s[b] = d[b * 32 / block] * static_cast<float>(bs[2 * b] + bs[2 * b + 1]);
+    if (pairs_nibbles(qtype)) pair_nibble_order(q, K);
+  }
 }
 
 // ------------------------------------------------------------ int8 dots --
@@ -261,6 +301,7 @@ void quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t bl
 struct XRow {
   const int8_t* q;
   const float* d;
+  const float* s;
   const int16_t* bs;
 };
 
@@ -292,10 +333,10 @@ inline __m256i nibbles_32(const uint8_t* p) {
   return _mm256_and_si256(both, _mm256_set1_epi8(15));
 }
 
-// The 32 bits of a little-endian word as bytes: 0x10 where the bit is set.
-inline __m256i bits_x16(const uint8_t* p) {
+// The 32 bits of a word as bytes (byte j for bit j): 0x10 where the bit is set.
+inline __m256i bits_x16(uint32_t bits) {
   const __m256i rep = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(static_cast<int>(load_u32(p))),
+      _mm256_set1_epi32(static_cast<int>(bits)),
       _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
                        3, 3, 3, 3, 3, 3, 3));
   const __m256i sel = _mm256_set1_epi64x(0x8040201008040201LL);
@@ -307,53 +348,119 @@ inline __m256i load_256(const void* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
 
-// The 32-wide types: w = d * (q - offset) + m per block, q unsigned (Q8_0:
-// signed, through the sign trick). The offset and min terms use the
-// activation sums: sum_j w_j x_j = d dx (q . xq) + (m - offset d) dx sum(xq).
-template <int QT, int R>
-void dot_row_32(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
-  constexpr Format f = format_of(QT);
+// Q8_0: w = d * q, q signed, through the sign trick (|q| unsigned, the sign
+// moved onto the activation).
+template <int R>
+void dot_row_q8_0(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
   const int64_t nb = K / 32;
   __m256 acc[R];
-  float corr[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = w + b * 34;
+    const float d = load_half(blk);
+    const __m256i q = load_256(blk + 2);
+    const __m256i q_abs = _mm256_sign_epi8(q, q);
+    for (int r = 0; r < R; ++r) {
+      const __m256i p = dot_u8s8(q_abs, _mm256_sign_epi8(load_256(xs[r].q + 32 * b), q));
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xs[r].d[b]), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+}
+
+// The 4/5-bit 32-wide types, w = d * (q - offset) + m with q unsigned:
+//   sum_j w_j x_j = d dx (q . xq) + c s,   s = dx sum(xq),
+// c = m (Q4_1, Q5_1) or -offset d (Q4_0: 8, Q5_0: 16). Two blocks a step: one
+// 256-bit load of their packed bytes gives both blocks' low nibbles in one
+// register and their high nibbles in another (the activations are stored to
+// match, see QuantRows); one vpmaddwd sums both, its low four int32 lanes
+// block 0's, the high four block 1's, scaled by [d0 dx0 x4, d1 dx1 x4].
+template <int QT>
+struct Nibbles {
+  static constexpr bool has_min = QT == kQ4_1 || QT == kQ5_1;
+  static constexpr bool five_bit = QT == kQ5_0 || QT == kQ5_1;
+  static constexpr int qs_offset = 2 + (has_min ? 2 : 0) + (five_bit ? 4 : 0);
+  static constexpr float offset = QT == kQ4_0 ? 8.0f : QT == kQ5_0 ? 16.0f : 0.0f;
+};
+
+// The float16 fields at byte `at` of two blocks, as floats [f0, f1, 0, 0].
+inline __m128 two_halves(const uint8_t* b0, const uint8_t* b1, int at) {
+  const uint32_t both = uint32_t(load_u16(b0 + at)) | uint32_t(load_u16(b1 + at)) << 16;
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(both)));
+}
+
+inline __m128 load_two_floats(const float* p) {
+  return _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p)));
+}
+
+template <int QT, int R>
+void dot_row_nibbles(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
+  using T = Nibbles<QT>;
+  constexpr int bytes = format_of(QT).bytes;
+  const int64_t nb = K / 32;
+  const __m256i low4 = _mm256_set1_epi8(15);
+  const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  __m256 acc[R];
+  __m128 corr[R];
   for (int r = 0; r < R; ++r) {
     acc[r] = _mm256_setzero_ps();
-    corr[r] = 0.0f;
+    corr[r] = _mm_setzero_ps();
   }
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = w + b * f.bytes;
-    const float d = load_half(blk);
-    __m256i q;
-    float cm = 0.0f;  // coefficient of dx * sum(xq)
-    if constexpr (QT == kQ4_0) {
-      q = nibbles_32(blk + 2);
-      cm = -8.0f * d;
-    } else if constexpr (QT == kQ4_1) {
-      q = nibbles_32(blk + 4);
-      cm = load_half(blk + 2);
-    } else if constexpr (QT == kQ5_0) {
-      q = _mm256_or_si256(nibbles_32(blk + 6), bits_x16(blk + 2));
-      cm = -16.0f * d;
-    } else if constexpr (QT == kQ5_1) {
-      q = _mm256_or_si256(nibbles_32(blk + 8), bits_x16(blk + 4));
-      cm = load_half(blk + 2);
-    } else {
-      q = load_256(blk + 2);
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const uint8_t* b0 = w + b * bytes;
+    const uint8_t* b1 = b0 + bytes;
+    const __m128 d = two_halves(b0, b1, 0);
+    const __m128 c = T::has_min ? two_halves(b0, b1, 2) : d;
+    const __m256i v = _mm256_set_m128i(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + T::qs_offset)),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + T::qs_offset)));
+    __m256i lo = _mm256_and_si256(v, low4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    if constexpr (T::five_bit) {
+      // Bits 0-15 of qh are the fifth bits of the low nibbles, 16-31 of the high ones.
+      const int at = T::has_min ? 4 : 2;
+      const uint32_t h0 = load_u32(b0 + at), h1 = load_u32(b1 + at);
+      lo = _mm256_or_si256(lo, bits_x16((h0 & 0xffffu) | h1 << 16));
+      hi = _mm256_or_si256(hi, bits_x16(h0 >> 16 | (h1 & 0xffff0000u)));
     }
     for (int r = 0; r < R; ++r) {
-      const __m256i xq = load_256(xs[r].q + 32 * b);
-      const float dx = xs[r].d[b];
-      __m256i p;
-      if constexpr (QT == kQ8_0)
-        p = dot_u8s8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(xq, q));
-      else
-        p = dot_u8s8(q, xq);
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * dx), acc[r]);
-      if constexpr (QT != kQ8_0)
-        corr[r] += cm * (dx * static_cast<float>(xs[r].bs[2 * b] + xs[r].bs[2 * b + 1]));
+      const int8_t* xq = xs[r].q + 32 * b;
+#if defined(AIGC_QL_VNNI)
+      const __m256i p = _mm256_dpbusd_epi32(dot_u8s8(lo, load_256(xq)), hi, load_256(xq + 32));
+#elif defined(AIGC_QL_AVXVNNI)
+      const __m256i p = _mm256_dpbusd_avx_epi32(dot_u8s8(lo, load_256(xq)), hi, load_256(xq + 32));
+#else
+      // Each int16 lane at most 2 * 2 * 31 * 127 < 2^15.
+      const __m256i p = _mm256_madd_epi16(
+          _mm256_add_epi16(_mm256_maddubs_epi16(lo, load_256(xq)),
+                           _mm256_maddubs_epi16(hi, load_256(xq + 32))),
+          _mm256_set1_epi16(1));
+#endif
+      const __m128 scale = _mm_mul_ps(d, load_two_floats(xs[r].d + b));
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                               _mm256_permutevar8x32_ps(_mm256_castps128_ps256(scale), spread),
+                               acc[r]);
+      corr[r] = _mm_fmadd_ps(c, load_two_floats(xs[r].s + b), corr[r]);
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + corr[r];
+  if (b < nb) {  // an odd last block, its activations in natural order
+    const uint8_t* b0 = w + b * bytes;
+    const float d = load_half(b0);
+    const float c = T::has_min ? load_half(b0 + 2) : d;
+    __m256i q = nibbles_32(b0 + T::qs_offset);
+    if constexpr (T::five_bit)
+      q = _mm256_or_si256(q, bits_x16(load_u32(b0 + (T::has_min ? 4 : 2))));
+    for (int r = 0; r < R; ++r) {
+      const __m256i p = dot_u8s8(q, load_256(xs[r].q + 32 * b));
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xs[r].d[b]), acc[r]);
+      corr[r] = _mm_add_ss(corr[r], _mm_set_ss(c * xs[r].s[b]));
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const float cs = _mm_cvtss_f32(_mm_add_ss(corr[r], _mm_movehdup_ps(corr[r])));
+    out[r] = hsum(acc[r]) + (T::has_min ? cs : -T::offset * cs);
+  }
 }
 
 // vpshufb masks broadcasting int16 lane j of each 128-bit half to all of it.
@@ -468,14 +575,105 @@ void dot_row_q6k(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
   for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
 }
 
+// ----------------------------------------------- vectorized dequantization --
+// The float operations of dequantize_row (and gguf), 8 weights a step.
+
+// y[0:n] = d * q (+ m), q int8; two roundings where gguf has two.
+template <bool kAddM>
+inline void scale_bytes(const int8_t* q, int n, float d, float m, float* y) {
+  const __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
+  for (int j = 0; j < n; j += 8) {
+    const __m256 v = _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + j))));
+    const __m256 r = _mm256_mul_ps(vd, v);
+    _mm256_storeu_ps(y + j, kAddM ? _mm256_add_ps(r, vm) : r);
+  }
+}
+
+inline void store_256(void* p, __m256i v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
+}
+
+template <int QT>
+void dequantize_row_avx2(const uint8_t* row, int64_t K, float* out) {
+  constexpr Format f = format_of(QT);
+  const int64_t nb = K / f.block;
+  alignas(32) int8_t q[256];
+  const __m256i low4 = _mm256_set1_epi8(15);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * f.bytes;
+    float* y = out + b * f.block;
+    if constexpr (QT == kQ8_0) {
+      scale_bytes<false>(reinterpret_cast<const int8_t*>(blk + 2), 32, load_half(blk), 0.0f, y);
+    } else if constexpr (!is_k_quant(QT)) {
+      using T = Nibbles<QT>;
+      __m256i v = nibbles_32(blk + T::qs_offset);
+      if constexpr (T::five_bit) v = _mm256_or_si256(v, bits_x16(load_u32(blk + (T::has_min ? 4 : 2))));
+      if constexpr (!T::has_min) v = _mm256_sub_epi8(v, _mm256_set1_epi8(static_cast<char>(T::offset)));
+      store_256(q, v);
+      scale_bytes<T::has_min>(q, 32, load_half(blk), T::has_min ? load_half(blk + 2) : 0.0f, y);
+    } else if constexpr (QT == kQ6_K) {
+      const float d = load_half(blk + 208);
+      const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i ql0 = load_256(blk + 64 * h), ql1 = load_256(blk + 64 * h + 32);
+        const __m256i qh = load_256(blk + 128 + 32 * h);
+        const __m256i m32 = _mm256_set1_epi8(32);
+        store_256(q + 128 * h, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(ql0, low4),
+            _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4)), m32));
+        store_256(q + 128 * h + 32, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(ql1, low4),
+            _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0c)), 2)), m32));
+        store_256(q + 128 * h + 64, _mm256_sub_epi8(_mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+            _mm256_and_si256(qh, _mm256_set1_epi8(0x30))), m32));
+        store_256(q + 128 * h + 96, _mm256_sub_epi8(_mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+            _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(char(0xc0))), 2)), m32));
+      }
+      for (int g = 0; g < 16; ++g)
+        scale_bytes<false>(q + 16 * g, 16, d * static_cast<float>(sc[g]), 0.0f, y + 16 * g);
+    } else {  // Q4_K, Q5_K: w = (d sc) q - dmin mn
+      constexpr bool q5 = QT == kQ5_K;
+      const float d = load_half(blk), dmin = load_half(blk + 2);
+      const KScales s = unpack_k_scales(load_u32(blk + 4), load_u32(blk + 8), load_u32(blk + 12));
+      const uint64_t sc = uint64_t(s.sc_lo) | uint64_t(s.sc_hi) << 32;
+      const uint64_t mn = uint64_t(s.mn_lo) | uint64_t(s.mn_hi) << 32;
+      const uint8_t* qs = blk + (q5 ? 48 : 16);
+      __m256i hb = _mm256_setzero_si256();
+      if constexpr (q5) hb = load_256(blk + 16);
+      const __m256i bit = _mm256_set1_epi8(1);
+      for (int c = 0; c < 4; ++c) {
+        const __m256i v = load_256(qs + 32 * c);
+        __m256i lo = _mm256_and_si256(v, low4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        if constexpr (q5) {
+          const __m256i h0 = _mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * c));
+          lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(h0, bit), 4));
+          hi = _mm256_or_si256(
+              hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h0, 1), bit), 4));
+        }
+        store_256(q + 64 * c, lo);
+        store_256(q + 64 * c + 32, hi);
+      }
+      for (int sb = 0; sb < 8; ++sb) {
+        const float ds = d * static_cast<float>((sc >> (8 * sb)) & 0xff);
+        const float dm = dmin * static_cast<float>((mn >> (8 * sb)) & 0xff);
+        scale_bytes<true>(q + 32 * sb, 32, ds, -dm, y + 32 * sb);
+      }
+    }
+  }
+}
+
 template <int QT, int R>
 void dot_row(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
   if constexpr (QT == kQ6_K)
     dot_row_q6k<R>(w, K, xs, out);
   else if constexpr (QT == kQ4_K || QT == kQ5_K)
     dot_row_q45k<QT, R>(w, K, xs, out);
+  else if constexpr (QT == kQ8_0)
+    dot_row_q8_0<R>(w, K, xs, out);
   else
-    dot_row_32<QT, R>(w, K, xs, out);
+    dot_row_nibbles<QT, R>(w, K, xs, out);
 }
 
 #else  // portable scalar version of the same integer arithmetic
@@ -578,7 +776,7 @@ void int8_rows(const uint8_t* w, int64_t row_bytes, int64_t K, const QuantRows& 
     for (int64_t m0 = 0; m0 < M; m0 += kRowGroup) {
       const int R = static_cast<int>(std::min<int64_t>(kRowGroup, M - m0));
       XRow xs[kRowGroup];
-      for (int r = 0; r < R; ++r) xs[r] = {xq.q_row(m0 + r), xq.d_row(m0 + r), xq.bs_row(m0 + r)};
+      for (int r = 0; r < R; ++r) xs[r] = {xq.q_row(m0 + r), xq.d_row(m0 + r), xq.s_row(m0 + r), xq.bs_row(m0 + r)};
       float res[kRowGroup];
       switch (R) {
         case 1: dot_row<QT, 1>(wr, K, xs, res); break;
@@ -617,8 +815,12 @@ int64_t rows_per_item(int64_t N, int64_t min_rows) {
 void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qtype, int64_t N,
               int64_t K, float* out) {
   const int64_t M = xf.size(0);
-  QuantRows xq;
-  quantize_rows(xf.data_ptr<float>(), xf.stride(0), M, K, is_k_quant(qtype) ? 256 : 32, xq);
+  // Reused across calls (a decode step makes hundreds): no allocation once warm.
+  // A named reference, so that the pool's threads read this thread's rows (a
+  // thread_local named in the lambda would be each worker's own).
+  static thread_local QuantRows rows;
+  QuantRows& xq = rows;
+  quantize_rows(xf.data_ptr<float>(), xf.stride(0), M, K, qtype, xq);
   const int64_t step = rows_per_item(N, 4);
   const int64_t items = (N + step - 1) / step;
   dispatch_type(qtype, [&](auto qt) {
@@ -640,7 +842,15 @@ void run_fp32(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
     at::Tensor& tile = tiles[thread];
     if (!tile.defined()) tile = at::empty({step, K}, xf.options());
     float* t = tile.data_ptr<float>();
-    for (int64_t r = 0; r < rows; ++r) dequantize_row(qtype, w + (n0 + r) * row_bytes, K, t + r * K);
+    dispatch_type(qtype, [&](auto qt) {
+      for (int64_t r = 0; r < rows; ++r) {
+#ifdef AIGC_QL_AVX2
+        dequantize_row_avx2<decltype(qt)::value>(w + (n0 + r) * row_bytes, K, t + r * K);
+#else
+        dequantize_row(qtype, w + (n0 + r) * row_bytes, K, t + r * K);
+#endif
+      }
+    });
     // One thread's GEMM: inside the pool's parallel region the BLAS runs serially.
     at::Tensor dst = out.narrow(1, n0, rows);
     at::mm_out(dst, xf, tile.narrow(0, 0, rows).t());
