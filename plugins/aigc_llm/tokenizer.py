@@ -21,8 +21,8 @@ _CONTROL = 3
 _USER_DEFINED = 4
 
 # Control tokens that end a turn in the chat formats in use (llama.cpp stops at the same
-# texts). A model's EOS id alone misses them: Llama-3 Instruct's GGUF names <|end_of_text|> as
-# EOS but ends every answer with <|eot_id|>; Phi-3 ends turns with <|end|>.
+# texts). A model's EOS id alone can miss them: some Llama-3 Instruct GGUFs name
+# <|end_of_text|> as EOS while answers end with <|eot_id|>; Phi-3 ends turns with <|end|>.
 _END_OF_TURN = frozenset(
     {
         "<|im_end|>",
