@@ -344,6 +344,15 @@ inline __m256i bits_x16(uint32_t bits) {
                           _mm256_set1_epi8(0x10));
 }
 
+// The weight stream, requested kPrefetchBytes ahead of its use.
+#ifndef AIGC_QL_PREFETCH
+#define AIGC_QL_PREFETCH 1024
+#endif
+inline void prefetch_ahead(const uint8_t* p) {
+  if constexpr (AIGC_QL_PREFETCH > 0)
+    _mm_prefetch(reinterpret_cast<const char*>(p) + AIGC_QL_PREFETCH, _MM_HINT_T0);
+}
+
 inline __m256i load_256(const void* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
@@ -357,6 +366,7 @@ void dot_row_q8_0(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + b * 34;
+    prefetch_ahead(blk);
     const float d = load_half(blk);
     const __m256i q = load_256(blk + 2);
     const __m256i q_abs = _mm256_sign_epi8(q, q);
@@ -393,13 +403,71 @@ inline __m128 load_two_floats(const float* p) {
   return _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p)));
 }
 
+// The unpacked weights of two consecutive blocks: lo = low nibbles of both
+// (elements 0-15 of each), hi = the high ones (16-31), fifth bits included.
+template <int QT>
+inline void unpack_pair(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
+  using T = Nibbles<QT>;
+  const __m256i low4 = _mm256_set1_epi8(15);
+  const __m256i v =
+      _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + T::qs_offset)),
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + T::qs_offset)));
+  lo = _mm256_and_si256(v, low4);
+  hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+  if constexpr (T::five_bit) {
+    // Bits 0-15 of qh are the fifth bits of the low nibbles, 16-31 of the high ones.
+    const int at = T::has_min ? 4 : 2;
+    const uint32_t h0 = load_u32(b0 + at), h1 = load_u32(b1 + at);
+    lo = _mm256_or_si256(lo, bits_x16((h0 & 0xffffu) | h1 << 16));
+    hi = _mm256_or_si256(hi, bits_x16(h0 >> 16 | (h1 & 0xffff0000u)));
+  }
+}
+
+// q . xq of a pair of blocks: int32 lanes 0-3 hold block 0's sums, 4-7 block 1's.
+inline __m256i dot_pair(__m256i lo, __m256i hi, const int8_t* xq) {
+#if defined(AIGC_QL_VNNI)
+  return _mm256_dpbusd_epi32(dot_u8s8(lo, load_256(xq)), hi, load_256(xq + 32));
+#elif defined(AIGC_QL_AVXVNNI)
+  return _mm256_dpbusd_avx_epi32(dot_u8s8(lo, load_256(xq)), hi, load_256(xq + 32));
+#else
+  // Each int16 lane at most 2 * 2 * 31 * 127 < 2^15.
+  return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, load_256(xq)),
+                                            _mm256_maddubs_epi16(hi, load_256(xq + 32))),
+                           _mm256_set1_epi16(1));
+#endif
+}
+
+// The float16 d (and m) of four blocks: d = [d0 d1 d2 d3], c = [m0 m1 m2 m3]
+// for the types with a min, else d.
+template <int QT>
+inline void four_scales(const uint8_t* b0, int64_t bytes, __m128& d, __m128& c) {
+  if constexpr (Nibbles<QT>::has_min) {
+    // d and m are adjacent: one 32-bit load a block, [d0 m0 d1 m1 ...] deinterleaved.
+    __m128i h = _mm_cvtsi32_si128(static_cast<int>(load_u32(b0)));
+    h = _mm_insert_epi32(h, static_cast<int>(load_u32(b0 + bytes)), 1);
+    h = _mm_insert_epi32(h, static_cast<int>(load_u32(b0 + 2 * bytes)), 2);
+    h = _mm_insert_epi32(h, static_cast<int>(load_u32(b0 + 3 * bytes)), 3);
+    const __m256 f = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(h),
+                                              _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    d = _mm256_castps256_ps128(f);
+    c = _mm256_extractf128_ps(f, 1);
+  } else {
+    const uint32_t lo = uint32_t(load_u16(b0)) | uint32_t(load_u16(b0 + bytes)) << 16;
+    const uint32_t hi =
+        uint32_t(load_u16(b0 + 2 * bytes)) | uint32_t(load_u16(b0 + 3 * bytes)) << 16;
+    d = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(static_cast<int>(lo)),
+                                      static_cast<int>(hi), 1));
+    c = d;
+  }
+}
+
 template <int QT, int R>
 void dot_row_nibbles(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
   using T = Nibbles<QT>;
   constexpr int bytes = format_of(QT).bytes;
   const int64_t nb = K / 32;
-  const __m256i low4 = _mm256_set1_epi8(15);
-  const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  const __m256i spread01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  const __m256i spread23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
   __m256 acc[R];
   __m128 corr[R];
   for (int r = 0; r < R; ++r) {
@@ -407,59 +475,53 @@ void dot_row_nibbles(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
     corr[r] = _mm_setzero_ps();
   }
   int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
+  // Four blocks a step: their scales in one conversion.
+  for (; b + 4 <= nb; b += 4) {
     const uint8_t* b0 = w + b * bytes;
-    const uint8_t* b1 = b0 + bytes;
-    const __m128 d = two_halves(b0, b1, 0);
-    const __m128 c = T::has_min ? two_halves(b0, b1, 2) : d;
-    const __m256i v = _mm256_set_m128i(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + T::qs_offset)),
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + T::qs_offset)));
-    __m256i lo = _mm256_and_si256(v, low4);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-    if constexpr (T::five_bit) {
-      // Bits 0-15 of qh are the fifth bits of the low nibbles, 16-31 of the high ones.
-      const int at = T::has_min ? 4 : 2;
-      const uint32_t h0 = load_u32(b0 + at), h1 = load_u32(b1 + at);
-      lo = _mm256_or_si256(lo, bits_x16((h0 & 0xffffu) | h1 << 16));
-      hi = _mm256_or_si256(hi, bits_x16(h0 >> 16 | (h1 & 0xffff0000u)));
-    }
+    prefetch_ahead(b0);
+    __m128 d, c;
+    four_scales<QT>(b0, bytes, d, c);
+    __m256i lo0, hi0, lo1, hi1;
+    unpack_pair<QT>(b0, b0 + bytes, lo0, hi0);
+    unpack_pair<QT>(b0 + 2 * bytes, b0 + 3 * bytes, lo1, hi1);
     for (int r = 0; r < R; ++r) {
       const int8_t* xq = xs[r].q + 32 * b;
-#if defined(AIGC_QL_VNNI)
-      const __m256i p = _mm256_dpbusd_epi32(dot_u8s8(lo, load_256(xq)), hi, load_256(xq + 32));
-#elif defined(AIGC_QL_AVXVNNI)
-      const __m256i p = _mm256_dpbusd_avx_epi32(dot_u8s8(lo, load_256(xq)), hi, load_256(xq + 32));
-#else
-      // Each int16 lane at most 2 * 2 * 31 * 127 < 2^15.
-      const __m256i p = _mm256_madd_epi16(
-          _mm256_add_epi16(_mm256_maddubs_epi16(lo, load_256(xq)),
-                           _mm256_maddubs_epi16(hi, load_256(xq + 32))),
-          _mm256_set1_epi16(1));
-#endif
-      const __m128 scale = _mm_mul_ps(d, load_two_floats(xs[r].d + b));
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                               _mm256_permutevar8x32_ps(_mm256_castps128_ps256(scale), spread),
-                               acc[r]);
-      corr[r] = _mm_fmadd_ps(c, load_two_floats(xs[r].s + b), corr[r]);
+      const __m256 scale = _mm256_castps128_ps256(_mm_mul_ps(d, _mm_loadu_ps(xs[r].d + b)));
+      const __m256 p0 = _mm256_cvtepi32_ps(dot_pair(lo0, hi0, xq));
+      const __m256 p1 = _mm256_cvtepi32_ps(dot_pair(lo1, hi1, xq + 64));
+      acc[r] = _mm256_fmadd_ps(p0, _mm256_permutevar8x32_ps(scale, spread01), acc[r]);
+      acc[r] = _mm256_fmadd_ps(p1, _mm256_permutevar8x32_ps(scale, spread23), acc[r]);
+      corr[r] = _mm_fmadd_ps(c, _mm_loadu_ps(xs[r].s + b), corr[r]);
     }
   }
-  if (b < nb) {  // an odd last block, its activations in natural order
+  for (; b < nb; ++b) {  // the last blocks one at a time: the activations of a
+    // final pair are stored as a pair, of an odd last block in natural order
     const uint8_t* b0 = w + b * bytes;
+    const bool paired = b + 1 < nb || (b % 2) == 1;
     const float d = load_half(b0);
     const float c = T::has_min ? load_half(b0 + 2) : d;
     __m256i q = nibbles_32(b0 + T::qs_offset);
     if constexpr (T::five_bit)
       q = _mm256_or_si256(q, bits_x16(load_u32(b0 + (T::has_min ? 4 : 2))));
     for (int r = 0; r < R; ++r) {
-      const __m256i p = dot_u8s8(q, load_256(xs[r].q + 32 * b));
+      __m256i xq;
+      if (paired) {  // the block's halves are 16-byte runs 32 bytes apart
+        const int8_t* base = xs[r].q + 64 * (b / 2) + 16 * (b % 2);
+        xq = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(base + 32)),
+                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(base)));
+      } else {
+        xq = load_256(xs[r].q + 32 * b);
+      }
+      const __m256i p = dot_u8s8(q, xq);
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xs[r].d[b]), acc[r]);
       corr[r] = _mm_add_ss(corr[r], _mm_set_ss(c * xs[r].s[b]));
     }
   }
   for (int r = 0; r < R; ++r) {
-    const float cs = _mm_cvtss_f32(_mm_add_ss(corr[r], _mm_movehdup_ps(corr[r])));
-    out[r] = hsum(acc[r]) + (T::has_min ? cs : -T::offset * cs);
+    __m128 cs = _mm_add_ps(corr[r], _mm_movehl_ps(corr[r], corr[r]));
+    cs = _mm_add_ss(cs, _mm_movehdup_ps(cs));
+    const float total = _mm_cvtss_f32(cs);
+    out[r] = hsum(acc[r]) + (T::has_min ? total : -T::offset * total);
   }
 }
 
@@ -481,6 +543,7 @@ void dot_row_q45k(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + b * f.bytes;
+    prefetch_ahead(blk);
     const float d = load_half(blk), dmin = load_half(blk + 2);
     const KScales s = unpack_k_scales(load_u32(blk + 4), load_u32(blk + 8), load_u32(blk + 12));
     // sc[0..7] as int16 in both 128-bit halves; mins as int16 pairs (m0 m0 m1 m1 ...).
@@ -538,6 +601,7 @@ void dot_row_q6k(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + b * 210;
+    prefetch_ahead(blk);
     const float d = load_half(blk + 208);
     const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192));
     const __m256i sc_all = _mm256_cvtepi8_epi16(sc8);  // 16 scales, one per 16 weights
