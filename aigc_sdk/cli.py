@@ -3,6 +3,7 @@
     aigc plugins [--json]
     aigc plugin new NAME [--dir DIR]
     aigc generate NAME [--seed N] [-n N] [--FIELD VALUE ...] [--out PATH] [--stream]
+    aigc chat [NAME] [--system TEXT] [--weights FILE.gguf|FOLDER] [--FIELD VALUE ...]
     aigc train NAME [ARGS ...]
     aigc bench [OP ...]
     aigc doctor [--json]
@@ -147,14 +148,24 @@ def _default_out(name: str, modality: str, n: int) -> str:
     return f"out/{name}{MEDIA_SUFFIX[modality]}"
 
 
+def _generator_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--weights, --device and --dtype as the generator's constructor options (when given)."""
+    options: dict[str, Any] = {}
+    if args.weights:
+        options["weights"] = args.weights
+    if args.device:
+        check_device(args.device, "--device")
+        options["device"] = args.device
+    if getattr(args, "dtype", None):
+        options["dtype"] = args.dtype
+    return options
+
+
 def cmd_generate(
     args: argparse.Namespace, extra: list[str], cli_options: Iterable[str] = ()
 ) -> int:
     sdk = _make_sdk(args)
-    options = {"weights": args.weights} if args.weights else {}
-    if args.device:
-        check_device(args.device, "--device")
-        options["device"] = args.device
+    options = _generator_options(args)
     generator = sdk.generator(args.name, **options)
     kwargs = _request_kwargs(generator.Request, extra, cli_options)
     if args.seed is not None:
@@ -179,6 +190,68 @@ def cmd_generate(
         print("\n\n".join(result.texts), flush=True)
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+# -- chat --------------------------------------------------------------------
+
+CHAT_EXIT = ("/exit", "/quit")
+# Named options of `aigc chat` (typed, so that a value is never taken for the NAME).
+CHAT_SAMPLING = [
+    ("--max-new-tokens", int, "tokens per answer at most"),
+    ("--temperature", float, "0 is greedy"),
+    ("--top-k", int, "keep the k most likely tokens (0: off)"),
+    ("--top-p", float, "keep the smallest set holding this probability (1: off)"),
+    ("--min-p", float, "drop tokens below min_p times the top one's probability (0: off)"),
+    ("--repetition-penalty", float, "1 is off"),
+    ("--stop", lambda text: tuple(text.split("|")), "stop strings, separated by |"),
+]
+
+
+def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
+    """An interactive, multi-turn conversation with a chat generator, streamed."""
+    sdk = _make_sdk(args)
+    name = args.name
+    options = _generator_options(args)
+    generator = sdk.generator(name, **options)
+    if "messages" not in generator.Request.field_names():
+        raise AigcError(f"{name} is not a chat generator (its requests take no messages)")
+    kwargs = _request_kwargs(generator.Request, extra)
+    for flag, _, _ in CHAT_SAMPLING:
+        key = flag[2:].replace("-", "_")
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    if args.seed is not None:
+        kwargs["seed"] = args.seed
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"Chatting with {name}. Type /exit or press Ctrl-D to quit.", file=sys.stderr)
+    messages: list[dict[str, str]] = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    while True:
+        try:
+            line = input("> ") if interactive else sys.stdin.readline()
+        except EOFError:
+            break
+        if not interactive and not line:  # end of the piped input
+            break
+        line = line.strip()
+        if line in CHAT_EXIT:
+            break
+        if not line:
+            continue
+        messages.append({"role": "user", "content": line})
+        reply = []
+        for piece in sdk.stream(name, options=options, messages=messages, **kwargs):
+            reply.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        messages.append({"role": "assistant", "content": "".join(reply)})
+    if interactive:
+        print(file=sys.stderr)
     return 0
 
 
@@ -242,9 +315,31 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--out", help="file, or directory ending in / for one file per output")
     p.add_argument("--seed", type=int)
     p.add_argument("-n", type=int, help="number of outputs")
-    p.add_argument("--weights", help="checkpoint directory to load instead of the defaults")
+    p.add_argument(
+        "--weights",
+        help="weights to load instead of the defaults: a checkpoint directory, or for the "
+        "chat generator a .gguf file or Hugging Face model folder",
+    )
     p.add_argument("--device", help="cpu (default) or cuda")
+    p.add_argument("--dtype", help="activation dtype of generators that take one (chat)")
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
+
+    p = sub.add_parser(
+        "chat",
+        allow_abbrev=False,
+        help="chat with a chat model, streaming (ends on Ctrl-D or /exit)",
+        description="An interactive conversation; every turn sees the whole conversation. "
+        "Sampling options are request fields: --temperature, --top-p, --max-new-tokens, "
+        "--stop 'a|b' ...",
+    )
+    p.add_argument("name", nargs="?", default="chat", help="chat generator (default: chat)")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--weights", help="a .gguf file or Hugging Face model folder")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), help="activation dtype")
+    p.add_argument("--device", help="cpu (default) or cuda")
+    p.add_argument("--seed", type=int)
+    for flag, kind, what in CHAT_SAMPLING:
+        p.add_argument(flag, type=kind, help=what)
 
     p = sub.add_parser(
         "train",
@@ -285,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return cmd_generate(args, extra, parser.subcommand("generate").option_names())
+        if args.command == "chat":
+            return cmd_chat(args, extra)
         if args.command in ("train", "bench"):
             return {"train": cmd_train, "bench": cmd_bench}[args.command](args, extra)
         if extra:

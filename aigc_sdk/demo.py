@@ -18,6 +18,12 @@ REQUESTS = {
     "audio": {"seconds": 2.0},
 }
 SUFFIX = {"image": ".png", "text": ".txt", "audio": ".wav"}
+# A generator whose requests take a conversation answers a fixed chat prompt.
+CHAT_REQUEST = {
+    "messages": [{"role": "user", "content": "Write a haiku about the sea."}],
+    "max_new_tokens": 128,
+    "temperature": 0,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             with console.status(f"generating with {name} ({entry.plugin})"):
-                result = sdk.generate(name, seed=args.seed, **REQUESTS[entry.modality])
+                request = REQUESTS[entry.modality]
+                if "messages" in sdk.generator(name).Request.field_names():
+                    request = CHAT_REQUEST
+                result = sdk.generate(name, seed=args.seed, **request)
                 paths = result.save(Path(args.out) / f"{name}{SUFFIX[entry.modality]}")
         except Exception as exc:  # the demo reports every generator, whatever one of them does
             failures += 1

@@ -14,46 +14,17 @@ the same seed gives the same text whatever else is in the batch.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from aigc_sdk import GenerationResult, Generator, RequestError, TextRequest, ops
+from aigc_sdk import GenerationResult, Generator, RequestError, ops
 from aigc_sdk.generation import check_device, resolve_seed
 
-from .chat_template import check_messages, render_chat
+from .chat_template import render_chat
 from .loading import DTYPES, load
 from .model import KVCache, LanguageModel
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChatRequest(TextRequest):
-    """``TextRequest`` plus a conversation.
-
-    ``messages``: a list of ``{"role": "system" | "user" | "assistant" | "tool",
-    "content": str}``; when given, ``prompt`` must be empty. ``system``: a system
-    prompt put before the conversation. ``raw``: tokenize ``prompt`` as it is,
-    without the chat template (plain completion).
-    """
-
-    messages: tuple[dict[str, Any], ...] | None = None
-    system: str | None = None
-    raw: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.messages is not None:
-            object.__setattr__(self, "messages", tuple(check_messages(self.messages)))
-            if self.prompt:
-                raise RequestError("give either messages or prompt, not both")
-        if self.system is not None and not isinstance(self.system, str):
-            raise RequestError(f"system must be a string, got {self.system!r}")
-        if not isinstance(self.raw, bool):
-            raise RequestError(f"raw must be true or false, got {self.raw!r}")
-        if self.raw and (self.messages is not None or self.system is not None):
-            raise RequestError("raw=True takes a prompt, not messages or a system prompt")
+from .request import ChatRequest
 
 
 class _TextOf:
