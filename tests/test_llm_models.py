@@ -62,7 +62,7 @@ def _check_against(reference, weights: Path) -> None:
 
     # Greedy continuation through the generator (raw prompt, no chat template).
     prompt = "The quick brown fox"
-    generator = ChatGenerator(weights=weights)
+    generator = ChatGenerator(weights=weights, quantized=False)
     result = generator.generate(
         generator.Request(prompt=prompt, raw=True, temperature=0, max_new_tokens=32)
     )
@@ -96,6 +96,31 @@ def test_gguf_matches_transformers(arch, types, tmp_path):
         tmp_path, gguf_file="model.gguf", dtype=torch.float32
     ).eval()
     _check_against(reference, tmp_path / "model.gguf")
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_quantized_weights_track_their_dequantized_values(arch, tmp_path):
+    """Kept quantized, a GGUF's matrices run through aigc_sdk.ops.quant_linear, whose
+    decode path rounds activations to int8: the logits stay close to the float path's
+    (same weights, dequantized), and the model holds the file's blocks, not floats."""
+    from aigc_sdk.ops import QuantWeight
+
+    model = hf_model(arch, tmp_path)
+    path = write_gguf(model, arch, tmp_path / "model.gguf", QUANTIZED)
+    cfg, exact_tensors, _ = load(path, torch.float32)
+    _, quant_tensors, _ = load(path, torch.float32, quantized=True)
+    assert isinstance(quant_tensors["layers.0.down.weight"], QuantWeight)
+    assert isinstance(quant_tensors["embed"], QuantWeight)
+    # A prefill of 40 tokens (quant_linear's float32-activation path) and decode steps
+    # (its int8 path).
+    ids = torch.randint(0, VOCAB, (48,), generator=torch.Generator().manual_seed(2)).tolist()
+    exact = _logits_along(LanguageModel(cfg, exact_tensors), ids, 40)
+    approx = _logits_along(LanguageModel(cfg, quant_tensors), ids, 40)
+    kl = torch.nn.functional.kl_div(
+        approx.log_softmax(-1), exact.log_softmax(-1), log_target=True, reduction="batchmean"
+    )
+    assert kl < 1e-2, kl
+    assert (approx.argmax(-1) == exact.argmax(-1)).float().mean() >= 0.9
 
 
 def test_gguf_without_quantization_equals_the_folder(tmp_path):

@@ -901,7 +901,11 @@ void run_fp32(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
   const int64_t items = (N + step - 1) / step;
   const int threads = at::get_num_threads();
   std::vector<at::Tensor> tiles(threads);
+  // The pool's threads do not inherit the caller's inference mode, and writing into an
+  // inference tensor (out, made under torch.inference_mode()) outside it is an error.
+  const bool inference = c10::InferenceMode::is_enabled();
   aigc::parallel_items(items, N * K * xf.size(0), kSerialWeights, [&](int64_t item, int thread) {
+    c10::InferenceMode inference_guard(inference);
     const int64_t n0 = item * step, rows = std::min(N, n0 + step) - n0;
     at::Tensor& tile = tiles[thread];
     if (!tile.defined()) tile = at::empty({step, K}, xf.options());

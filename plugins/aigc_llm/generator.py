@@ -67,12 +67,18 @@ class ChatGenerator(Generator):
         weights: str | Path | None = None,
         device: str = "cpu",
         dtype: str = "float32",
+        quantized: bool = True,
     ) -> None:
+        """``weights``: a .gguf file or a Hugging Face folder (default: SmolLM2-135M-Instruct).
+        ``dtype``: the activations' (and unquantized weights') dtype. ``quantized``: keep a
+        GGUF file's quantized matrices in their block format (False dequantizes them)."""
         if dtype not in DTYPES:
             raise RequestError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         if check_device(device).type != "cpu":
             raise RequestError(f"device {device!r}: the chat generator runs on the cpu")
-        cfg, tensors, tokenizer = load(weights, DTYPES[dtype])
+        if not isinstance(quantized, bool):
+            raise RequestError(f"quantized must be true or false, got {quantized!r}")
+        cfg, tensors, tokenizer = load(weights, DTYPES[dtype], quantized)
         self.config, self.tokenizer = cfg, tokenizer
         self.model = LanguageModel(cfg, tensors)
         self.dtype = dtype

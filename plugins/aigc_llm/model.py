@@ -40,13 +40,33 @@ class KVCache:
         self.v_flat = self.v_rows.view(cfg.n_layers, slots * max_len, width)
 
 
+def linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ weight^T + bias for a float matrix, a quantized one (``ops.QuantWeight``), or a
+    list of them whose outputs are concatenated (parts quantized in different formats)."""
+    if isinstance(weight, ops.QuantWeight):
+        return ops.quant_linear(x, weight, bias)
+    if isinstance(weight, list):
+        y = torch.cat([linear(x, part) for part in weight], dim=-1)
+        return y if bias is None else y + bias
+    return F.linear(x, weight, bias)
+
+
+def embedding(tokens: torch.Tensor, table, dtype: torch.dtype) -> torch.Tensor:
+    """Rows ``tokens`` of an embedding table, dequantizing only those rows of a quantized one."""
+    if isinstance(table, ops.QuantWeight):
+        flat = tokens.reshape(-1)
+        rows = ops.QuantWeight(table.data[flat], table.qtype, (flat.numel(), table.shape[1]))
+        return rows.dequantize(dtype).reshape(*tokens.shape, table.shape[1])
+    return F.embedding(tokens, table)
+
+
 class LanguageModel:
     """Weights (read-only, shareable between threads) and the two passes over a cache."""
 
     def __init__(self, cfg: LMConfig, tensors: dict[str, torch.Tensor]) -> None:
         self.cfg = cfg
         self.w = tensors
-        self.dtype = tensors["embed"].dtype
+        self.dtype = next(t.dtype for t in tensors.values() if isinstance(t, torch.Tensor))
         self.head = tensors.get("head", tensors["embed"])
         self.layers = [
             {
@@ -95,15 +115,15 @@ class LanguageModel:
 
     def _mlp(self, x: torch.Tensor, layer: dict) -> torch.Tensor:
         if self.cfg.is_gpt2:
-            h = F.gelu(F.linear(x, layer["up.weight"], layer["up.bias"]), approximate="tanh")
-            return F.linear(h, layer["down.weight"], layer["down.bias"])
-        gate, up = F.linear(x, layer["gate_up.weight"]).chunk(2, dim=-1)
-        return F.linear(F.silu(gate) * up, layer["down.weight"])
+            h = F.gelu(linear(x, layer["up.weight"], layer["up.bias"]), approximate="tanh")
+            return linear(h, layer["down.weight"], layer["down.bias"])
+        gate, up = linear(x, layer["gate_up.weight"]).chunk(2, dim=-1)
+        return linear(F.silu(gate) * up, layer["down.weight"])
 
     def _qkv(self, x: torch.Tensor, layer: dict):
         """q [..., H, D] and k, v [..., Hkv, D] of ``x`` [..., dim]."""
         cfg = self.cfg
-        proj = F.linear(x, layer["qkv.weight"], layer.get("qkv.bias"))
+        proj = linear(x, layer["qkv.weight"], layer.get("qkv.bias"))
         kv_width = cfg.n_kv_heads * cfg.head_dim
         q, k, v = proj.split([cfg.n_heads * cfg.head_dim, kv_width, kv_width], dim=-1)
         shape = x.shape[:-1]
@@ -114,13 +134,13 @@ class LanguageModel:
         )
 
     def _embed(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        x = F.embedding(tokens, self.w["embed"])
+        x = embedding(tokens, self.w["embed"], self.dtype)
         if self.cfg.is_gpt2:
             x = x + F.embedding(positions, self.w["pos_embed"])
         return x
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self._norm(x, self.w, "norm"), self.head).float()
+        return linear(self._norm(x, self.w, "norm"), self.head).float()
 
     # -- passes --------------------------------------------------------------------------
 
@@ -143,7 +163,6 @@ class LanguageModel:
         for row, ids in enumerate(prompts):
             tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
         lengths = torch.tensor([len(p) for p in prompts], dtype=torch.int64)
-        slot_index = torch.tensor(slots, dtype=torch.int64)
         positions = torch.arange(T)
         x = self._embed(tokens, positions)
         if not cfg.is_gpt2:
@@ -152,8 +171,9 @@ class LanguageModel:
             q, k, v = self._qkv(self._norm(x, layer, "attn_norm"), layer)  # [n, T, heads, D]
             if not cfg.is_gpt2:
                 q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
-            cache.k_rows[i, slot_index, :T] = k
-            cache.v_rows[i, slot_index, :T] = v
+            for row, (slot, length) in enumerate(zip(slots, lengths.tolist(), strict=True)):
+                cache.k_rows[i, slot, :length] = k[row, :length]
+                cache.v_rows[i, slot, :length] = v[row, :length]
             y = F.scaled_dot_product_attention(
                 q.transpose(1, 2),
                 k.transpose(1, 2),
@@ -162,11 +182,11 @@ class LanguageModel:
                 scale=self.scale,
                 enable_gqa=cfg.n_heads != cfg.n_kv_heads,
             )
-            x = x + F.linear(
+            x = x + linear(
                 y.transpose(1, 2).reshape(n, T, -1), layer["o.weight"], layer.get("o.bias")
             )
             x = x + self._mlp(self._norm(x, layer, "mlp_norm"), layer)
-        cache.lengths[slot_index] = lengths
+        cache.lengths[torch.tensor(slots)] = lengths
         last = x[torch.arange(n), lengths - 1]
         return self.logits(last)
 
@@ -191,7 +211,7 @@ class LanguageModel:
             cache.k_flat[i].index_copy_(0, rows, k.reshape(B, -1))
             cache.v_flat[i].index_copy_(0, rows, v.reshape(B, -1))
             y = self._attention(q.contiguous(), cache.k[i], cache.v[i], cache.lengths)
-            x = x + F.linear(y.reshape(B, -1), layer["o.weight"], layer.get("o.bias"))
+            x = x + linear(y.reshape(B, -1), layer["o.weight"], layer.get("o.bias"))
             x = x + self._mlp(self._norm(x, layer, "mlp_norm"), layer)
         return self.logits(x)
 
