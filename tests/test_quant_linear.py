@@ -346,3 +346,15 @@ def test_cat_stacks_output_features():
     )
     with pytest.raises(ValueError, match="one type and K"):
         QuantWeight.cat([q, random_weight("Q4_0", 4, 96)])
+
+
+@pytest.mark.parametrize("M", [1, 64])
+def test_under_inference_mode(M):
+    # The float32 path writes its output from the pool's threads, which do not
+    # inherit the caller's inference mode.
+    w = random_weight("Q4_K", 300, 512)
+    x = torch.randn(M, 512)
+    want = ops.quant_linear(x, w)
+    with torch.inference_mode():
+        got = ops.quant_linear(x, w)
+    assert torch.equal(got, want)
