@@ -168,3 +168,33 @@ def test_upsample_conv2d_avx2(portable_library):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
         """,
     )
+
+
+def test_quant_linear_avx2(portable_library):
+    run_with(
+        portable_library,
+        """
+        import numpy as np
+        rng = np.random.default_rng(0)
+        for qtype, (name, block, nbytes) in reference.QUANT_FORMATS.items():
+            N, K = 37, 608 if block == 32 else 512
+            raw = rng.integers(0, 256, (N, K // block, nbytes), dtype=np.uint8)
+            # Random bytes but finite float16 scales (d, and dmin or m where present).
+            scales = (rng.random((N, K // block, 2)) * 2e-3 + 1e-4).astype(np.float16)
+            scales = scales.view(np.uint8)
+            if name == "Q6_K":
+                raw[..., 208:210] = scales[..., 0:2]
+            else:
+                raw[..., 0:4] = scales
+            w = torch.from_numpy(raw.reshape(N, -1))
+            w_abs = reference.dequantize_gguf(w, qtype, K).abs()
+            for M, exact in [(1, False), (5, False), (40, False), (3, True)]:
+                x = torch.randn(M, K)
+                got = torch.ops.aigc.quant_linear(x, w, qtype, K, None, exact)
+                int8 = not exact and M < 32
+                want = reference.quant_linear(x, w, qtype, K, exact=not int8)
+                used = reference.quantize_activations(x, reference.activation_block(qtype))
+                tol = 1e-5 * ((used if int8 else x).abs() @ w_abs.T) + 1e-30
+                assert bool(((got - want).abs() <= tol).all()), (name, M, exact)
+        """,
+    )
