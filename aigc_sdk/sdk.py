@@ -35,15 +35,17 @@ class SDK:
             implementations, or names (an installed entry point's name, or an
             importable module path). With autoload off these are the only ones.
         disable: plugins never to load, by entry-point name, module or
-            distribution name; ``AIGC_DISABLE_PLUGINS=a,b`` adds to it (pass
-            ``autoload=False`` or clear the variable to ignore it). A disabled
-            plugin is never imported; a name matching no installed plugin is a
-            ``PluginWarning`` naming the closest one.
+            distribution name; ``AIGC_DISABLE_PLUGINS=a,b`` adds to it unless
+            ``env=False``. A disabled plugin is never imported; a name matching
+            no installed plugin is a ``PluginWarning`` naming the closest one.
         autoload: discover installed plugins through the ``aigc_sdk.plugins``
             entry points; ``AIGC_DISABLE_PLUGIN_AUTOLOAD=1`` turns it off, and
             then ``AIGC_PLUGINS=a,b`` names the plugins to load.
         trace: log every hook call (logger ``aigc_sdk.trace``);
             ``AIGC_TRACE_PLUGINS=1`` turns it on.
+        env: read the ``AIGC_*`` plugin variables above. ``env=False`` makes
+            the arguments the whole configuration: what a host that must not
+            depend on its user's shell, or a test, wants.
     """
 
     def __init__(
@@ -53,24 +55,25 @@ class SDK:
         disable: Iterable[str] = (),
         autoload: bool | None = None,
         trace: bool | None = None,
+        env: bool = True,
     ) -> None:
         self._lock = threading.RLock()
         self._host = PluginHost(
-            trace=_plugins.env_flag("AIGC_TRACE_PLUGINS") if trace is None else trace,
+            trace=(env and _plugins.env_flag("AIGC_TRACE_PLUGINS")) if trace is None else trace,
             on_failed=self._forget,
         )
         self.generators = Registry("generator", self._clash)
         self.trainers = Registry("trainer", self._clash)
         self._instances: dict[tuple, tuple[Generator, InstanceLock]] = {}
         self._clash_owners: dict[str, list[str]] = {}  # a clash's message -> the plugins told
-        from_env = _plugins.env_list("AIGC_DISABLE_PLUGINS")
+        from_env = _plugins.env_list("AIGC_DISABLE_PLUGINS") if env else []
         self.disabled = set(disable) | set(from_env)
         if autoload is None:
-            autoload = not _plugins.env_flag("AIGC_DISABLE_PLUGIN_AUTOLOAD")
+            autoload = not (env and _plugins.env_flag("AIGC_DISABLE_PLUGIN_AUTOLOAD"))
         self.autoload = autoload
         explicit = list(plugins)
         if not autoload:
-            explicit += _plugins.env_list("AIGC_PLUGINS")
+            explicit += _plugins.env_list("AIGC_PLUGINS") if env else []
             for registry in (self.generators, self.trainers):
                 registry.empty_note = (
                     f"No {registry.kind}s are loaded: plugin autoload is off; name the plugins "

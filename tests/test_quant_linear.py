@@ -358,3 +358,20 @@ def test_under_inference_mode(M):
     with torch.inference_mode():
         got = ops.quant_linear(x, w)
     assert torch.equal(got, want)
+
+
+def test_bench_cases_compare_like_with_like():
+    from aigc_sdk.bench import quant as bench_quant
+
+    for name, M in [("Q4_1", 1), ("Q6_K", 200)]:
+        case = bench_quant.QuantCase(name, M, (40, 512))
+        x, w, w_float = inputs = case.inputs()
+        assert torch.equal(w_float, dequantized(w))
+        results = {k: fn() for k, fn in case.contenders(inputs).items()}
+        assert torch.equal(results["dense matmul"], results["dequant+matmul"])
+        bound = float_bound(w_float.abs(), x)
+        if M <= quant.INT8_MAX_ROWS:
+            bound = bound + rounding_bound(w_float.abs(), x, reference.activation_block(w.qtype))
+        assert bool(((results["aigc"] - results["dense matmul"]).abs() <= bound).all())
+        assert (case.flops > 0) == (M >= bench_quant.GEMM_ROWS)
+        assert case.weight_bytes == w.nbytes

@@ -41,6 +41,7 @@ FAMILIES = {
     "upsample_conv2d": ".upsample",
     "decode_attention": ".attention",
     "sample": ".sampling",
+    "quant_linear": ".quant",
 }
 
 
