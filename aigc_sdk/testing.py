@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import AigcError
+from .errors import PluginError
 from .generation import GenerationResult
 from .sdk import SDK
 
@@ -26,8 +26,12 @@ SMALL_REQUESTS: dict[str, dict[str, Any]] = {
 
 
 def isolated_sdk(*plugins: Any) -> SDK:
-    """An SDK with exactly these plugins (modules, objects or module names)."""
-    return SDK(plugins=plugins, autoload=False, disable=())
+    """An SDK with exactly these plugins (modules, objects, entry-point or module names).
+
+    Autoload is off and no ``AIGC_*`` variable is read, so neither what else is
+    installed nor the shell's ``AIGC_DISABLE_PLUGINS`` changes the result.
+    """
+    return SDK(plugins=plugins, autoload=False, disable=(), env=False)
 
 
 def assert_loaded(sdk: SDK) -> None:
@@ -83,7 +87,7 @@ def check_plugin(plugin: Any, tmp_path: Path) -> SDK:
     assert_loaded(sdk)
     names = sdk.generators.names()
     if not names and not sdk.trainers.names():
-        raise AigcError(f"plugin {plugin!r} registered no generators and no trainers")
+        raise PluginError(f"plugin {plugin!r} registered no generators and no trainers")
     for name in names:
         check_generator(sdk, name, tmp_path)
     return sdk

@@ -158,12 +158,35 @@ def test_name_clash_is_an_error_naming_both_plugins(with_broken_plugins):
     assert SDK(disable=["clash"]).generate("cppn", seed=1).images
 
 
-def test_a_raising_observer_does_not_break_generation(with_broken_plugins):
+class RaisingObserver:
+    """Observes the start of each generation, and breaks at the end of it."""
+
+    def __init__(self):
+        self.before = 0
+
+    @hookimpl
+    def aigc_before_generate(self):
+        self.before += 1
+
+    @hookimpl
+    def aigc_after_generate(self):
+        raise RuntimeError("this observer is broken")
+
+
+def test_a_raising_observer_does_not_break_generation_and_runs_no_more(with_broken_plugins):
     sdk = SDK(disable=["clash"])
+    observer = RaisingObserver()
+    sdk.register(observer, name="observer")
     with pytest.warns(PluginWarning, match="aigc_after_generate raised RuntimeError"):
         result = sdk.generate("markov", prompt="x", max_new_tokens=3, seed=2)
     assert len(result.texts[0]) == 3
-    assert any("aigc_after_generate" in e for e in _info(sdk, "broken_hook").errors)
+    assert _info(sdk, "observer").status == "failed"
+    sdk.generate("markov", prompt="x", max_new_tokens=3, seed=2)
+    assert observer.before == 1  # a failed plugin's hooks never run again
+    # broken_hook failed while registering: its aigc_after_generate never ran at all.
+    assert [e.split(" raised")[0] for e in _info(sdk, "broken_hook").errors] == [
+        "hook aigc_register_generators"
+    ]
 
 
 def test_trace_logs_every_hook_call_with_arguments_and_results():
@@ -266,3 +289,200 @@ def test_every_error_a_caller_can_fix_is_a_user_error():
     assert caught == [UnknownNameError, RequestError]
     assert issubclass(CheckpointError, UserError) and issubclass(UserError, AigcError)
     assert not issubclass(PluginError, UserError) and issubclass(PluginError, AigcError)
+
+
+def _module(name, **hooks):
+    """A run-time plugin module; plain functions become ``@hookimpl`` implementations."""
+    module = types.ModuleType(name)
+    for hook_name, function in hooks.items():
+        marked = hasattr(function, "aigc_impl")
+        setattr(module, hook_name, function if marked else hookimpl(function))
+    return module
+
+
+def test_a_plugin_whose_hook_raises_contributes_nothing():
+    from aigc_example.cppn import CPPNGenerator
+
+    seen, kept = [], []
+
+    def aigc_register_generators(register):
+        kept.append(register)
+        register("pattern", CPPNGenerator, modality="image")
+        register("cppn", CPPNGenerator, modality="image")  # clashes with the example's
+        raise RuntimeError("broken after registering")
+
+    def aigc_before_generate(generator):
+        seen.append(generator.name)
+
+    half = _module(
+        "half",
+        aigc_register_generators=aigc_register_generators,
+        aigc_before_generate=aigc_before_generate,
+    )
+    sdk = SDK(plugins=["aigc_example"], autoload=False)
+    with pytest.warns(PluginWarning, match="broken after registering"):
+        sdk.register(half)
+    assert _info(sdk, "half").status == "failed"
+    assert _info(sdk, "half").generators == []
+    assert not sdk.plugin_manager.is_registered(half)
+    with pytest.raises(UnknownNameError, match="unknown generator 'pattern'"):
+        sdk.generator("pattern")
+    # The name it clashed on is the example's alone again, and no clash is left reported.
+    assert sdk.generate("cppn", seed=1).images
+    assert _info(sdk, "example").errors == []
+    assert seen == []
+    kept[0]("later", CPPNGenerator, modality="image")  # a callback kept past the failure
+    assert sdk.generators.names() == ["chime", "cppn", "markov"]
+
+
+def test_a_plugin_failing_later_loses_its_generators_and_cached_instances():
+    from aigc_example.cppn import CPPNGenerator
+
+    def aigc_register_generators(register):
+        register("pattern", CPPNGenerator, modality="image")
+
+    def aigc_after_generate():
+        raise RuntimeError("observer broken")
+
+    sdk = SDK(autoload=False)
+    sdk.register(
+        _module(
+            "late",
+            aigc_register_generators=aigc_register_generators,
+            aigc_after_generate=aigc_after_generate,
+        )
+    )
+    with pytest.warns(PluginWarning, match="observer broken"):
+        assert sdk.generate("pattern", seed=1).images  # this call itself still answers
+    with pytest.raises(UnknownNameError):
+        sdk.generate("pattern", seed=1)
+
+
+class Wrappers:
+    """New-style and old-style pluggy wrappers around the other implementations."""
+
+    def __init__(self, log):
+        self.log = log
+
+    @hookimpl(wrapper=True)
+    def aigc_before_generate(self, generator):
+        self.log.append(("wrapper enters", generator.name))
+        results = yield
+        self.log.append(("wrapper leaves", results))
+        return results
+
+    @hookimpl(hookwrapper=True)
+    def aigc_after_generate(self):
+        self.log.append("hookwrapper enters")
+        outcome = yield
+        self.log.append(("hookwrapper leaves", outcome.get_result()))
+
+
+class Plain:
+    def __init__(self, log):
+        self.log = log
+
+    @hookimpl
+    def aigc_before_generate(self):
+        self.log.append("plain before")
+        return "plain"
+
+    @hookimpl
+    def aigc_after_generate(self):
+        self.log.append("plain after")
+        raise RuntimeError("plain after is broken")
+
+
+def test_hook_wrappers_run_around_the_other_implementations_through_pluggy():
+    log = []
+    sdk = SDK(plugins=["aigc_example"], autoload=False)
+    sdk.register(Plain(log), name="plain")
+    sdk.register(Wrappers(log), name="wrappers")
+    with pytest.warns(PluginWarning, match="plugin 'plain': hook aigc_after_generate raised"):
+        sdk.generate("cppn", seed=1)
+    assert log == [
+        ("wrapper enters", "cppn"),
+        "plain before",
+        ("wrapper leaves", ["plain"]),
+        "hookwrapper enters",
+        "plain after",  # raised: its plugin failed, the wrapper saw a normal outcome
+        ("hookwrapper leaves", []),
+    ]
+    assert _info(sdk, "wrappers").status == "loaded"
+
+
+def test_a_raising_wrapper_fails_its_own_plugin_only():
+    log = []
+
+    def before_raises():
+        raise RuntimeError("wrapper broken before yield")
+        yield
+
+    def after_raises():
+        yield
+        raise RuntimeError("wrapper broken after yield")
+
+    sdk = SDK(plugins=["aigc_example"], autoload=False)
+    sdk.register(Plain(log), name="plain")
+    sdk.register(_module("w1", aigc_before_generate=hookimpl(wrapper=True)(before_raises)))
+    sdk.register(_module("w2", aigc_before_generate=hookimpl(wrapper=True)(after_raises)))
+    sdk.register(_module("w3", aigc_before_generate=hookimpl(wrapper=True)(lambda: None)))
+    with pytest.warns(PluginWarning):
+        assert sdk.generate("cppn", seed=1).images
+    assert log[0] == "plain before"
+    errors = {name: _info(sdk, name).errors for name in ("w1", "w2")}
+    assert errors == {
+        "w1": [
+            "hook aigc_before_generate (wrapper) raised RuntimeError: wrapper broken before yield"
+        ],
+        "w2": [
+            "hook aigc_before_generate (wrapper) raised RuntimeError: wrapper broken after yield"
+        ],
+    }
+    assert _info(sdk, "w3").status == "failed"
+    assert _info(sdk, "plain").status == "failed"  # its after hook raises
+
+
+def _results_plugin():
+    """Generators that break the result contract, each in its own way."""
+    from aigc_sdk import GenerationResult, Generator, TextRequest
+
+    class ReturnsNone(Generator):
+        def generate(self, request):
+            return None
+
+    class ReturnsText(Generator):  # an image generator answering with text
+        def generate(self, request):
+            return GenerationResult("text", texts=["x"])
+
+    class StreamsNumbers(Generator):
+        modality = "text"
+        Request = TextRequest
+
+        def stream(self, request):
+            yield "a"
+            yield 3
+
+    def aigc_register_generators(register):
+        register("none", ReturnsNone, modality="image")
+        register("mixed", ReturnsText, modality="image")
+        register("numbers", StreamsNumbers, modality="text")
+
+    return _module("sloppy_results", aigc_register_generators=aigc_register_generators)
+
+
+def test_a_result_of_the_wrong_type_is_one_error_naming_generator_and_plugin():
+    sdk = SDK(autoload=False, plugins=[_results_plugin()])
+    owner = "generator {!r} of plugin 'sloppy_results'"
+    with pytest.raises(PluginError) as caught:
+        sdk.generate("none")
+    assert str(caught.value) == (
+        f"{owner.format('none')}: generate() returned None; "
+        "expected a GenerationResult of modality 'image'"
+    )
+    with pytest.raises(PluginError, match=r"'mixed' .*returned a text result; expected .*'image'"):
+        sdk.generate("mixed")
+    stream = sdk.stream("numbers", prompt="x")
+    assert next(stream) == "a"
+    with pytest.raises(PluginError, match=r"'numbers' .*stream\(\) yielded int; expected str"):
+        next(stream)
