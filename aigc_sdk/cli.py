@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import textwrap
 import typing
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,22 +58,45 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     sdk = _make_sdk(args)
     infos = sdk.plugins()
     if args.json:
-        print(json.dumps([info.as_dict() for info in infos], indent=2))
+        print(json.dumps([info.as_dict(tracebacks=args.verbose) for info in infos], indent=2))
         return 0
-    if not infos:
+    if not any(info.status == "loaded" for info in infos) and not sdk.autoload:
+        from .plugins import entry_points
+
+        installed = ", ".join(ep.name for ep in entry_points()) or "none"
+        print(
+            "no plugins loaded: plugin autoload is off (AIGC_DISABLE_PLUGIN_AUTOLOAD); name "
+            f"the plugins to load in AIGC_PLUGINS=a,b (installed: {installed})"
+        )
+    elif not infos:
         print("no plugins installed (entry-point group aigc_sdk.plugins)")
     for info in infos:
         origin = f"{info.distribution} {info.version}" if info.distribution else info.module
         print(f"{info.name}  [{info.status}]  {origin or ''}".rstrip())
-        if info.generators:
-            print(f"  generators: {', '.join(info.generators)}")
-        if info.trainers:
-            print(f"  trainers:   {', '.join(info.trainers)}")
+        for kind, details in (
+            ("generators", info.generator_details),
+            ("trainers", info.trainer_details),
+        ):
+            if details:
+                print(f"  {kind}:")
+                _print_table([d["name"], d.get("modality", ""), d["description"]] for d in details)
         if info.hooks:
             print(f"  hooks:      {', '.join(info.hooks)}")
         for error in info.errors:
             print(f"  error:      {error}")
+            if args.verbose and error in info.tracebacks:
+                print(textwrap.indent(info.tracebacks[error].rstrip(), " " * 6))
     return 0
+
+
+def _print_table(rows: Iterable[list[str]]) -> None:
+    """Rows as aligned columns under a section of ``aigc plugins``; empty columns dropped."""
+    rows = list(rows)
+    columns = [i for i in range(len(rows[0])) if any(row[i] for row in rows)]
+    widths = {i: max(len(row[i]) for row in rows) for i in columns}
+    for row in rows:
+        cells = [row[i] if i == columns[-1] else row[i].ljust(widths[i]) for i in columns]
+        print(("    " + "  ".join(cells)).rstrip())
 
 
 def cmd_plugin_new(args: argparse.Namespace) -> int:
@@ -294,6 +318,9 @@ def build_parser() -> ArgumentParser:
         "plugins", help="list installed plugins and what they provide", allow_abbrev=False
     )
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="show the full traceback of each failure"
+    )
 
     p = sub.add_parser("plugin", help="plugin authoring tools", allow_abbrev=False)
     plugin_sub = p.add_subparsers(dest="plugin_command", required=True)
@@ -365,9 +392,14 @@ def _report_plugin_problems_briefly() -> None:
 
     from .plugins import PluginWarning
 
+    class OneLine(logging.Formatter):
+        # A failure's record carries its traceback; `aigc plugins --verbose` shows it.
+        def formatException(self, exc_info) -> str:  # noqa: N802 - logging's name
+            return ""
+
     warnings.simplefilter("ignore", PluginWarning)
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("aigc: warning: %(message)s"))
+    handler.setFormatter(OneLine("aigc: warning: %(message)s"))
     plugin_log = logging.getLogger("aigc_sdk.plugins")
     plugin_log.addHandler(handler)
     plugin_log.setLevel(logging.WARNING)

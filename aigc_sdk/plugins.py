@@ -31,11 +31,10 @@ ENTRY_POINT_GROUP = "aigc_sdk.plugins"
 log = logging.getLogger("aigc_sdk.plugins")
 trace_log = logging.getLogger("aigc_sdk.trace")
 
-# Frames in these directories are the SDK's (or pluggy's) own: a PluginWarning
-# points at the first frame outside them, the host code that made the SDK call.
-_INTERNAL_DIRS = tuple(
-    os.path.dirname(os.path.abspath(path)) + os.sep for path in (__file__, pluggy.__file__)
-)
+# A PluginWarning points at the host's call into the SDK (the frame outside the
+# outermost one in _SDK_DIR); a plugin's traceback starts after frames in either.
+_SDK_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_INTERNAL_DIRS = (_SDK_DIR, os.path.dirname(os.path.abspath(pluggy.__file__)) + os.sep)
 _GUARDED = "_aigc_guarded"  # set on an implementation function once it is guarded
 
 
@@ -94,13 +93,27 @@ def _describe(exc: BaseException) -> str:
 
 def _caller_stacklevel() -> int:
     """The ``stacklevel`` that makes a ``warnings.warn`` in the caller of this function
-    name the first frame outside aigc_sdk and pluggy: the host's own call."""
+    name the host's call into aigc_sdk: the frame just outside the outermost SDK frame
+    (a plugin's frames in between, e.g. its ``register(...)`` call, are skipped too)."""
     frame = sys._getframe(1)  # the function calling warnings.warn: stacklevel 1
-    level = 1
-    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+    level, outermost = 1, 1
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_SDK_DIR):
+            outermost = level
         frame = frame.f_back
         level += 1
-    return level
+    return outermost + 1
+
+
+def _plugin_traceback(exc: BaseException) -> str:
+    """The traceback of a plugin's exception from the plugin's first frame on."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not (filename.startswith(_INTERNAL_DIRS) or "importlib" in filename):
+            break
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 class PluginHost:
@@ -205,7 +218,7 @@ class PluginHost:
             return
         info.errors.append(message)
         if exc is not None:
-            info.tracebacks[message] = "".join(traceback.format_exception(exc))
+            info.tracebacks[message] = _plugin_traceback(exc)
         # The record carries the traceback; the CLI prints records as one line.
         log.warning("plugin %s: %s", info.name, message, exc_info=exc)
         if exc is not None and self.trace:

@@ -486,3 +486,49 @@ def test_a_result_of_the_wrong_type_is_one_error_naming_generator_and_plugin():
     assert next(stream) == "a"
     with pytest.raises(PluginError, match=r"'numbers' .*stream\(\) yielded int; expected str"):
         next(stream)
+
+
+def test_disable_takes_module_names_and_warns_about_names_matching_no_plugin(monkeypatch):
+    assert _info(SDK(disable=["aigc_example"]), "example").status == "disabled"
+    with pytest.warns(PluginWarning) as caught:
+        sdk = SDK(disable=["exampel"])
+    assert _info(sdk, "example").status == "loaded"
+    assert [str(w.message) for w in caught] == [
+        "aigc: cannot disable 'exampel': no installed plugin has that name, module or "
+        "distribution; did you mean 'example'?"
+    ]
+    monkeypatch.setenv("AIGC_DISABLE_PLUGINS", "aigc-exmaple")
+    with pytest.warns(PluginWarning, match=r"'aigc-exmaple' \(from AIGC_DISABLE_PLUGINS\).*"):
+        SDK()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SDK(env=False)  # env=False: the variable is not read at all
+
+
+def test_env_false_makes_the_arguments_the_whole_configuration(monkeypatch):
+    monkeypatch.setenv("AIGC_DISABLE_PLUGINS", "example")
+    monkeypatch.setenv("AIGC_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("AIGC_PLUGINS", "gan")
+    assert SDK().generators.names() == ["gan"]
+    sdk = SDK(env=False)
+    assert sdk.autoload and "cppn" in sdk.generators.names()
+
+
+def test_autoload_off_says_so_in_an_unknown_name_error():
+    with pytest.raises(UnknownNameError, match="plugin autoload is off; name the plugins"):
+        SDK(autoload=False).generator("cppn")
+
+
+def test_a_failure_keeps_its_traceback_in_the_log_record_and_warns_at_the_callers_line(
+    with_broken_plugins, caplog
+):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sdk = SDK()  # the warnings point here, not into aigc_sdk
+    records = [r for r in caplog.records if "broken_hook" in r.getMessage()]
+    assert records and records[0].exc_info is not None
+    assert records[0].exc_info[0] is RuntimeError
+    assert {w.filename for w in caught if issubclass(w.category, PluginWarning)} == {__file__}
+    traceback = _info(sdk, "broken_hook").tracebacks[_info(sdk, "broken_hook").errors[0]]
+    assert traceback.startswith("Traceback") and "bad_hook.py" in traceback
+    assert "aigc_sdk" not in traceback  # from the plugin's own frame on
