@@ -29,7 +29,8 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def ours() -> ChatGenerator:
-    return ChatGenerator()
+    """Dequantized weights: the numerics transformers has when it loads a GGUF file."""
+    return ChatGenerator(quantized=False)
 
 
 @pytest.fixture(scope="module")

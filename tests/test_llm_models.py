@@ -123,6 +123,23 @@ def test_quantized_weights_track_their_dequantized_values(arch, tmp_path):
     assert (approx.argmax(-1) == exact.argmax(-1)).float().mean() >= 0.9
 
 
+@pytest.mark.parametrize("quantized", [False, True])
+def test_the_fused_decode_step_equals_the_step_op_by_op(quantized, tmp_path):
+    """torch.ops.aigc.llm_decode_layers runs every layer of a step in one call; the
+    Python path runs the same arithmetic one PyTorch op at a time."""
+    model = hf_model("qwen2", tmp_path)  # q/k/v biases too
+    path = write_gguf(model, "qwen2", tmp_path / "model.gguf", QUANTIZED)
+    cfg, tensors, _ = load(path, torch.float32, quantized=quantized)
+    fused = LanguageModel(cfg, tensors)
+    assert fused._fused_layers is not None
+    by_ops = LanguageModel(cfg, tensors)
+    by_ops._fused_layers = None
+    ids = torch.randint(0, VOCAB, (30,), generator=torch.Generator().manual_seed(3)).tolist()
+    torch.testing.assert_close(
+        _logits_along(fused, ids, 10), _logits_along(by_ops, ids, 10), atol=1e-5, rtol=1e-5
+    )
+
+
 def test_gguf_without_quantization_equals_the_folder(tmp_path):
     """The GGUF conversion permutes llama's q/k rows; loading must undo it exactly."""
     model = hf_model("llama", tmp_path)

@@ -85,6 +85,38 @@ class LanguageModel:
             self._rope_len = 0
             self._extend_rope(min(cfg.context_length, 4096))
         self._attention_kernel = ops.has_kernel("decode_attention", "cpu")
+        self._fused_layers = self._fused_layer_arguments()
+
+    def _fused_layer_arguments(self) -> list | None:
+        """The per-layer weights as ``torch.ops.aigc.llm_decode_layers`` takes them, or None
+        where the op does not apply (GPT-2, bfloat16, matrices split by block type)."""
+        if self.cfg.is_gpt2 or self.dtype != torch.float32:
+            return None
+        if not ops.has_kernel("llm_decode_layers", "cpu"):
+            return None
+        lists: dict[str, list] = {}
+        for name in ("qkv", "o", "gate_up", "down"):
+            data, types, counts = [], [], []
+            for layer in self.layers:
+                weight = layer[f"{name}.weight"]
+                parts = weight if isinstance(weight, list) else [weight]
+                for w in parts:
+                    if isinstance(w, ops.QuantWeight):
+                        data.append(w.data)
+                        types.append(w.qtype)
+                    else:
+                        data.append(w.contiguous())
+                        types.append(-1)  # a float32 matrix
+                counts.append(len(parts))
+            if name in ("o", "down") and any(c != 1 for c in counts):
+                return None
+            lists[name] = [data, types, counts] if name in ("qkv", "gate_up") else [data, types]
+        biases = [layer["qkv.bias"].float() for layer in self.layers if "qkv.bias" in layer]
+        norms = [
+            [layer[f"{n}.weight"].contiguous() for layer in self.layers]
+            for n in ("attn_norm", "mlp_norm")
+        ]
+        return [*lists["qkv"], biases, *lists["o"], *lists["gate_up"], *lists["down"], *norms]
 
     # -- positions -----------------------------------------------------------------
 
@@ -198,10 +230,27 @@ class LanguageModel:
         positions = cache.lengths.clone()
         if int(positions.max()) >= cache.max_len:
             raise RuntimeError(f"the KV cache is full ({cache.max_len} positions)")
-        rows = torch.arange(cache.slots) * cache.max_len + positions
         cache.lengths.add_(1 if active is None else active.to(torch.int64))
         B = tokens.shape[0]
-        x = self._embed(tokens, positions)  # [B, dim]
+        x = self._embed(tokens, positions).contiguous()  # [B, dim]
+        if self._fused_layers is not None:
+            self.check_length(cache.max_len)
+            torch.ops.aigc.llm_decode_layers(
+                x,
+                *self._fused_layers,
+                cache.k_rows,
+                cache.v_rows,
+                positions,
+                cache.lengths,
+                self.cos,
+                self.sin,
+                cfg.n_heads,
+                cfg.n_kv_heads,
+                cfg.norm_eps,
+                self.scale,
+            )
+            return self.logits(x)
+        rows = torch.arange(cache.slots) * cache.max_len + positions
         if not cfg.is_gpt2:
             cos, sin = self.cos[positions, None, :], self.sin[positions, None, :]  # [B, 1, D]
         for i, layer in enumerate(self.layers):
