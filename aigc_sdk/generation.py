@@ -21,6 +21,8 @@ from .errors import RequestError, UserError
 if TYPE_CHECKING:
     import torch
 
+    from .batching import BatchEngine
+
 MODALITIES = ("image", "text", "audio")
 
 
@@ -222,6 +224,15 @@ class Generator:
     def stream(self, request: Request) -> Iterator[str]:
         """Yields text pieces; the default yields each whole text at once."""
         yield from self.generate(request).texts
+
+    def batch_engine(self, max_batch: int, context: int | None = None) -> BatchEngine | None:
+        """An engine decoding up to ``max_batch`` of this generator's requests together,
+        or None (the default): servers then run requests one at a time.
+
+        ``context``: the most tokens one sequence may hold (the engine's default when
+        None). The protocol is in ``aigc_sdk.batching``; ``aigc serve`` uses it.
+        """
+        return None
 
     def close(self) -> None:
         """Releases resources; called when the SDK is closed."""

@@ -125,6 +125,12 @@ class ChatGenerator(Generator):
             prompts.append(ids)
         return prompts
 
+    def batch_engine(self, max_batch: int, context: int | None = None):
+        """Continuous batching of this model's requests (``aigc_llm.batching.BatchEngine``)."""
+        from .batching import BatchEngine
+
+        return BatchEngine(self, max_batch, context)
+
     # -- generation ------------------------------------------------------------------
 
     def _events(self, request: ChatRequest, seed: int, tokens_out: list[list[int]] | None = None):
