@@ -353,29 +353,64 @@ inline void prefetch_ahead(const uint8_t* p) {
     _mm_prefetch(reinterpret_cast<const char*>(p) + AIGC_QL_PREFETCH, _MM_HINT_T0);
 }
 
+// f(0), f(1), f(2), f(3) with the index a constant (an immediate for the permutes).
+template <typename F>
+[[gnu::always_inline]] inline void static_for_4(F&& f) {
+  f(std::integral_constant<int, 0>{});
+  f(std::integral_constant<int, 1>{});
+  f(std::integral_constant<int, 2>{});
+  f(std::integral_constant<int, 3>{});
+}
+
 inline __m256i load_256(const void* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
 
 // Q8_0: w = d * q, q signed, through the sign trick (|q| unsigned, the sign
-// moved onto the activation).
-template <int R>
-void dot_row_q8_0(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
+// moved onto the activation). Four blocks a step (their scales in one
+// conversion); RN weight rows against R activation rows: out[n * R + r].
+template <int RN, int R>
+void dot_rows_q8_0(const uint8_t* const* ws, int64_t K, const XRow* xs, float* out) {
   const int64_t nb = K / 32;
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = w + b * 34;
-    prefetch_ahead(blk);
-    const float d = load_half(blk);
-    const __m256i q = load_256(blk + 2);
-    const __m256i q_abs = _mm256_sign_epi8(q, q);
-    for (int r = 0; r < R; ++r) {
-      const __m256i p = dot_u8s8(q_abs, _mm256_sign_epi8(load_256(xs[r].q + 32 * b), q));
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xs[r].d[b]), acc[r]);
+  __m256 acc[RN * R];
+  for (int i = 0; i < RN * R; ++i) acc[i] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    for (int n = 0; n < RN; ++n) {
+      const uint8_t* b0 = ws[n] + b * 34;
+      prefetch_ahead(b0);
+      prefetch_ahead(b0 + 64);
+      const uint32_t lo = uint32_t(load_u16(b0)) | uint32_t(load_u16(b0 + 34)) << 16;
+      const uint32_t hi = uint32_t(load_u16(b0 + 68)) | uint32_t(load_u16(b0 + 102)) << 16;
+      const __m128 d = _mm_cvtph_ps(
+          _mm_insert_epi32(_mm_cvtsi32_si128(static_cast<int>(lo)), static_cast<int>(hi), 1));
+      for (int r = 0; r < R; ++r) {
+        const __m256 scale = _mm256_castps128_ps256(_mm_mul_ps(d, _mm_loadu_ps(xs[r].d + b)));
+        __m256& a = acc[n * R + r];
+        static_for_4([&](auto j) {
+          const __m256i q = load_256(b0 + 34 * j + 2);
+          const __m256i p = dot_u8s8(_mm256_sign_epi8(q, q),
+                                     _mm256_sign_epi8(load_256(xs[r].q + 32 * (b + j)), q));
+          a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                              _mm256_permutevar8x32_ps(scale, _mm256_set1_epi32(j)), a);
+        });
+      }
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+  for (; b < nb; ++b) {
+    for (int n = 0; n < RN; ++n) {
+      const uint8_t* blk = ws[n] + b * 34;
+      const float d = load_half(blk);
+      const __m256i q = load_256(blk + 2);
+      for (int r = 0; r < R; ++r) {
+        const __m256i p =
+            dot_u8s8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(load_256(xs[r].q + 32 * b), q));
+        __m256& a = acc[n * R + r];
+        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xs[r].d[b]), a);
+      }
+    }
+  }
+  for (int i = 0; i < RN * R; ++i) out[i] = hsum(acc[i]);
 }
 
 // The 4/5-bit 32-wide types, w = d * (q - offset) + m with q unsigned:
@@ -461,67 +496,84 @@ inline void four_scales(const uint8_t* b0, int64_t bytes, __m128& d, __m128& c) 
   }
 }
 
-template <int QT, int R>
-void dot_row_nibbles(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
+// RN weight rows (ws[i]) against R activation rows: out[i * R + r]. Two rows
+// at M = 1: independent chains for the out-of-order core and half the
+// per-row overhead, which is a fifth of the time at K = 576.
+template <int QT, int RN, int R>
+void dot_rows_nibbles(const uint8_t* const* ws, int64_t K, const XRow* xs, float* out) {
   using T = Nibbles<QT>;
   constexpr int bytes = format_of(QT).bytes;
   const int64_t nb = K / 32;
   const __m256i spread01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
   const __m256i spread23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
-  __m256 acc[R];
-  __m128 corr[R];
-  for (int r = 0; r < R; ++r) {
-    acc[r] = _mm256_setzero_ps();
-    corr[r] = _mm_setzero_ps();
+  __m256 acc[RN * R];
+  __m128 corr[RN * R];
+  for (int i = 0; i < RN * R; ++i) {
+    acc[i] = _mm256_setzero_ps();
+    corr[i] = _mm_setzero_ps();
   }
   int64_t b = 0;
   // Four blocks a step: their scales in one conversion.
   for (; b + 4 <= nb; b += 4) {
-    const uint8_t* b0 = w + b * bytes;
-    prefetch_ahead(b0);
-    __m128 d, c;
-    four_scales<QT>(b0, bytes, d, c);
-    __m256i lo0, hi0, lo1, hi1;
-    unpack_pair<QT>(b0, b0 + bytes, lo0, hi0);
-    unpack_pair<QT>(b0 + 2 * bytes, b0 + 3 * bytes, lo1, hi1);
-    for (int r = 0; r < R; ++r) {
-      const int8_t* xq = xs[r].q + 32 * b;
-      const __m256 scale = _mm256_castps128_ps256(_mm_mul_ps(d, _mm_loadu_ps(xs[r].d + b)));
-      const __m256 p0 = _mm256_cvtepi32_ps(dot_pair(lo0, hi0, xq));
-      const __m256 p1 = _mm256_cvtepi32_ps(dot_pair(lo1, hi1, xq + 64));
-      acc[r] = _mm256_fmadd_ps(p0, _mm256_permutevar8x32_ps(scale, spread01), acc[r]);
-      acc[r] = _mm256_fmadd_ps(p1, _mm256_permutevar8x32_ps(scale, spread23), acc[r]);
-      corr[r] = _mm_fmadd_ps(c, _mm_loadu_ps(xs[r].s + b), corr[r]);
-    }
-  }
-  for (; b < nb; ++b) {  // the last blocks one at a time: the activations of a
-    // final pair are stored as a pair, of an odd last block in natural order
-    const uint8_t* b0 = w + b * bytes;
-    const bool paired = b + 1 < nb || (b % 2) == 1;
-    const float d = load_half(b0);
-    const float c = T::has_min ? load_half(b0 + 2) : d;
-    __m256i q = nibbles_32(b0 + T::qs_offset);
-    if constexpr (T::five_bit)
-      q = _mm256_or_si256(q, bits_x16(load_u32(b0 + (T::has_min ? 4 : 2))));
-    for (int r = 0; r < R; ++r) {
-      __m256i xq;
-      if (paired) {  // the block's halves are 16-byte runs 32 bytes apart
-        const int8_t* base = xs[r].q + 64 * (b / 2) + 16 * (b % 2);
-        xq = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(base + 32)),
-                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(base)));
-      } else {
-        xq = load_256(xs[r].q + 32 * b);
+    for (int n = 0; n < RN; ++n) {
+      const uint8_t* b0 = ws[n] + b * bytes;
+      prefetch_ahead(b0);
+      __m128 d, c;
+      four_scales<QT>(b0, bytes, d, c);
+      __m256i lo0, hi0, lo1, hi1;
+      unpack_pair<QT>(b0, b0 + bytes, lo0, hi0);
+      unpack_pair<QT>(b0 + 2 * bytes, b0 + 3 * bytes, lo1, hi1);
+      for (int r = 0; r < R; ++r) {
+        const int8_t* xq = xs[r].q + 32 * b;
+        const __m256 scale = _mm256_castps128_ps256(_mm_mul_ps(d, _mm_loadu_ps(xs[r].d + b)));
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_pair(lo0, hi0, xq));
+        const __m256 p1 = _mm256_cvtepi32_ps(dot_pair(lo1, hi1, xq + 64));
+        __m256& a = acc[n * R + r];
+        a = _mm256_fmadd_ps(p0, _mm256_permutevar8x32_ps(scale, spread01), a);
+        a = _mm256_fmadd_ps(p1, _mm256_permutevar8x32_ps(scale, spread23), a);
+        corr[n * R + r] = _mm_fmadd_ps(c, _mm_loadu_ps(xs[r].s + b), corr[n * R + r]);
       }
-      const __m256i p = dot_u8s8(q, xq);
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xs[r].d[b]), acc[r]);
-      corr[r] = _mm_add_ss(corr[r], _mm_set_ss(c * xs[r].s[b]));
     }
   }
-  for (int r = 0; r < R; ++r) {
-    __m128 cs = _mm_add_ps(corr[r], _mm_movehl_ps(corr[r], corr[r]));
+  if (b + 2 <= nb) {  // a last pair (K = 576: four quads and a pair)
+    for (int n = 0; n < RN; ++n) {
+      const uint8_t* b0 = ws[n] + b * bytes;
+      const __m128 d = two_halves(b0, b0 + bytes, 0);
+      const __m128 c = T::has_min ? two_halves(b0, b0 + bytes, 2) : d;
+      __m256i lo, hi;
+      unpack_pair<QT>(b0, b0 + bytes, lo, hi);
+      for (int r = 0; r < R; ++r) {
+        const __m256 scale =
+            _mm256_castps128_ps256(_mm_mul_ps(d, load_two_floats(xs[r].d + b)));
+        const __m256 p = _mm256_cvtepi32_ps(dot_pair(lo, hi, xs[r].q + 32 * b));
+        __m256& a = acc[n * R + r];
+        a = _mm256_fmadd_ps(p, _mm256_permutevar8x32_ps(scale, spread01), a);
+        corr[n * R + r] = _mm_fmadd_ps(c, load_two_floats(xs[r].s + b), corr[n * R + r]);
+      }
+    }
+    b += 2;
+  }
+  if (b < nb) {  // an odd last block, its activations in natural order
+    for (int n = 0; n < RN; ++n) {
+      const uint8_t* b0 = ws[n] + b * bytes;
+      const float d = load_half(b0);
+      const float c = T::has_min ? load_half(b0 + 2) : d;
+      __m256i q = nibbles_32(b0 + T::qs_offset);
+      if constexpr (T::five_bit)
+        q = _mm256_or_si256(q, bits_x16(load_u32(b0 + (T::has_min ? 4 : 2))));
+      for (int r = 0; r < R; ++r) {
+        const __m256i p = dot_u8s8(q, load_256(xs[r].q + 32 * b));
+        __m256& a = acc[n * R + r];
+        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xs[r].d[b]), a);
+        corr[n * R + r] = _mm_add_ss(corr[n * R + r], _mm_set_ss(c * xs[r].s[b]));
+      }
+    }
+  }
+  for (int i = 0; i < RN * R; ++i) {
+    __m128 cs = _mm_add_ps(corr[i], _mm_movehl_ps(corr[i], corr[i]));
     cs = _mm_add_ss(cs, _mm_movehdup_ps(cs));
     const float total = _mm_cvtss_f32(cs);
-    out[r] = hsum(acc[r]) + (T::has_min ? total : -T::offset * total);
+    out[i] = hsum(acc[i]) + (T::has_min ? total : -T::offset * total);
   }
 }
 
@@ -735,9 +787,9 @@ void dot_row(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
   else if constexpr (QT == kQ4_K || QT == kQ5_K)
     dot_row_q45k<QT, R>(w, K, xs, out);
   else if constexpr (QT == kQ8_0)
-    dot_row_q8_0<R>(w, K, xs, out);
+    dot_rows_q8_0<1, R>(&w, K, xs, out);
   else
-    dot_row_nibbles<QT, R>(w, K, xs, out);
+    dot_rows_nibbles<QT, 1, R>(&w, K, xs, out);
 }
 
 #else  // portable scalar version of the same integer arithmetic
@@ -835,6 +887,20 @@ void dot_row(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
 template <int QT>
 void int8_rows(const uint8_t* w, int64_t row_bytes, int64_t K, const QuantRows& xq, int64_t M,
                int64_t n0, int64_t n1, float* out, int64_t ldo) {
+#ifdef AIGC_QL_AVX2
+  if constexpr (pairs_nibbles(QT) || QT == kQ8_0) {
+    if (M == 1) {  // two weight rows a pass
+      const XRow x0{xq.q_row(0), xq.d_row(0), xq.s_row(0), xq.bs_row(0)};
+      for (; n0 + 2 <= n1; n0 += 2) {
+        const uint8_t* rows[2] = {w + n0 * row_bytes, w + (n0 + 1) * row_bytes};
+        if constexpr (QT == kQ8_0)
+          dot_rows_q8_0<2, 1>(rows, K, &x0, out + n0);
+        else
+          dot_rows_nibbles<QT, 2, 1>(rows, K, &x0, out + n0);
+      }
+    }
+  }
+#endif
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* wr = w + n * row_bytes;
     for (int64_t m0 = 0; m0 < M; m0 += kRowGroup) {
