@@ -76,7 +76,7 @@ class BatchTicket(Protocol):
 
     seed: int  # the request's seed (drawn when the request had none)
     sequences: int  # how many sequences (answers) the request makes
-    prompt_tokens: int  # tokens in the prompts of all its sequences
+    prompt_tokens: list[int]  # tokens in each sequence's prompt
 
     def cancel(self) -> None: ...
 

@@ -66,8 +66,8 @@ class _Job:
         return len(self.prompts)
 
     @property
-    def prompt_tokens(self) -> int:
-        return sum(len(p) for p in self.prompts)
+    def prompt_tokens(self) -> list[int]:
+        return [len(p) for p in self.prompts]
 
     def cancel(self) -> None:
         self.cancelled = True
