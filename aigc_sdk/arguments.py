@@ -12,9 +12,12 @@ EXIT_USAGE = 2  # argparse's code for a command line it cannot parse
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """' (did you mean --seed?)' for a mistyped long option, or ''."""
-    flag = word.partition("=")[0]
-    close = difflib.get_close_matches(flag, [o for o in options if o.startswith("--")], n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+    # Compared without the dashes, which every long option shares: with them,
+    # --prompt looked enough like --out to be offered it.
+    flag = word.partition("=")[0].lstrip("-")
+    names = {o.lstrip("-"): o for o in options if o.startswith("--")}
+    close = difflib.get_close_matches(flag, list(names), n=1)
+    return f" (did you mean {names[close[0]]}?)" if close else ""
 
 
 class ArgumentParser(argparse.ArgumentParser):

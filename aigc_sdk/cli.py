@@ -15,21 +15,26 @@ line and exit 2, as argparse does. No traceback either way.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import textwrap
-import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .arguments import ArgumentParser, did_you_mean
 from .errors import AigcError
-from .generation import check_device
-from .media import MEDIA_SUFFIX, OutputPathError
+from .generation import check_device, json_types, range_text, request_schema
+from .media import MEDIA_SUFFIX, OUTPUT_FORMATS, OutputPathError, check_output_path
 
 EXIT_USER_ERROR = 1
+DEFAULT_OUT = "out"  # the one folder `aigc generate` creates unasked
+_OUT_HELP = (
+    "a file, whose suffix picks the format ("
+    + "; ".join(f"{m}: {' '.join(OUTPUT_FORMATS[m])}" for m in OUTPUT_FORMATS)
+    + ") and whose folder must exist; or a directory ending in / for one file per output, "
+    f"created if missing (default: {DEFAULT_OUT}/NAME.png, .txt or .wav; {DEFAULT_OUT}/ is created)"
+)
 
 
 def _fail(message: str) -> int:
@@ -111,30 +116,50 @@ def cmd_plugin_new(args: argparse.Namespace) -> int:
 # -- generate ----------------------------------------------------------------
 
 
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(text.split("|"))
+
+
+# What a field's command-line text becomes, by the JSON type its schema gives it
+# (the first that applies: a prompt is a string or a batch, a label a name or an index).
+_PARSERS = [("string", str), ("array", _split), ("integer", int), ("number", float)]
+_PARSERS += [("boolean", _parse_bool)]
+_METAVARS = {"string": "TEXT", "array": "'A|B'", "integer": "INT", "number": "NUMBER"}
+_METAVARS["boolean"] = "true|false"
+
+
+def _kind(prop: dict[str, Any]) -> str:
+    kinds = json_types(prop)
+    return next((kind for kind, _ in _PARSERS if kind in kinds), "string")
+
+
 def _field_parser(request_type: type) -> dict[str, Any]:
     """Maps each request field to a function parsing its command-line text."""
-    hints = typing.get_type_hints(request_type)
-    parsers: dict[str, Any] = {}
-    for f in dataclasses.fields(request_type):
-        hint = str(hints.get(f.name, str)).replace("<class '", "").replace("'>", "")
-        if hint.startswith("str"):
-            parsers[f.name] = str
-        elif "tuple" in hint:
-            parsers[f.name] = lambda text: tuple(text.split("|"))
-        elif hint.startswith("int"):
-            parsers[f.name] = int
-        elif "float" in hint:
-            parsers[f.name] = float
-        elif "bool" in hint:
-            parsers[f.name] = lambda text: text.lower() in ("1", "true", "yes", "on")
-        else:
-            parsers[f.name] = str
-    return parsers
+    parsers = dict(_PARSERS)
+    properties = request_schema(request_type)["properties"]
+    return {name: parsers[_kind(prop)] for name, prop in properties.items()}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _request_kwargs(
-    request_type: type, pairs: list[str], cli_options: Iterable[str] = ()
+    request_type: type,
+    pairs: list[str],
+    cli_options: Iterable[str] = (),
+    generator: str | None = None,
 ) -> dict[str, Any]:
+    """The request fields given as ``--field value`` options, parsed by their types."""
     parsers = _field_parser(request_type)
     kwargs: dict[str, Any] = {}
     i = 0
@@ -145,11 +170,13 @@ def _request_kwargs(
         key, _, value = flag[2:].partition("=")
         key = key.replace("-", "_")
         if key not in parsers:
-            accepted = ["--" + k.replace("_", "-") for k in sorted(parsers)]
+            accepted = [_flag(k) for k in sorted(parsers)]
+            # The generator's own fields first: a command option only for a typo of one.
+            hint = did_you_mean(flag, accepted) or did_you_mean(flag, cli_options)
+            what = f"generator {generator}" if generator else request_type.__name__
             raise AigcError(
-                f"unknown option --{key.replace('_', '-')} for {request_type.__name__}"
-                f"{did_you_mean(flag, [*accepted, *cli_options])}; "
-                f"accepted: {', '.join(accepted)}"
+                f"unknown option {_flag(key)} for {what}{hint}; accepted: {', '.join(accepted)}"
+                + (f" (aigc generate {generator} --help)" if generator else "")
             )
         if not value:
             i += 1
@@ -168,8 +195,57 @@ def _request_kwargs(
     return kwargs
 
 
-def _default_out(name: str, modality: str, n: int) -> str:
-    return f"out/{name}{MEDIA_SUFFIX[modality]}"
+def _default_out(name: str, modality: str) -> str:
+    return f"{DEFAULT_OUT}/{name}{MEDIA_SUFFIX[modality]}"
+
+
+def _bounds_text(prop: dict[str, Any]) -> str:
+    if "maxLength" in prop:
+        return f"at most {prop['maxLength']:g} characters"
+    return range_text(prop)
+
+
+def _field_help(prop: dict[str, Any]) -> str:
+    """'help text (in [1, 64]; default 1)': a field's line in ``--help``."""
+    facts = [text for text in (_bounds_text(prop),) if text]
+    default = prop.get("default")
+    if default not in (None, "", []):
+        shown = "|".join(default) if isinstance(default, list) else json.dumps(default)
+        facts.append(f"default {shown}")
+    about = prop.get("description", "")
+    return f"{about} ({'; '.join(facts)})" if facts and about else about or "; ".join(facts)
+
+
+def generator_help(sdk, name: str, generate_parser: argparse.ArgumentParser) -> str:
+    """``aigc generate NAME --help``: the generator, its request fields, the command's options."""
+    entry = sdk.generators.get(name)
+    schema = sdk.request_schema(name)
+    about = f"{name}: {entry.modality} generator of plugin {entry.plugin}"
+    if entry.description:
+        about += f": {entry.description}"
+    parser = argparse.ArgumentParser(
+        prog=f"aigc generate {name}",
+        usage=f"aigc generate {name} [--FIELD VALUE ...] [--out PATH] [--stream] ...",
+        description=f"{textwrap.fill(about, 79)}\n\n{schema['description']}".rstrip(),
+        epilog=textwrap.fill(
+            "Fields are options: --field-name VALUE or --field-name=VALUE; a list is 'a|b'. "
+            "The limits are this SDK's; a host application sets its own with "
+            "SDK(limits=...).",
+            79,
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+        allow_abbrev=False,
+    )
+    fields = parser.add_argument_group(f"request fields of {name} ({schema['title']})")
+    for field_name, prop in schema["properties"].items():
+        flags = ["-n", "--n"] if field_name == "n" else [_flag(field_name)]
+        fields.add_argument(*flags, metavar=_METAVARS[_kind(prop)], help=_field_help(prop))
+    options = parser.add_argument_group("options")
+    for action in generate_parser._actions:  # the command's own options, as `aigc generate -h`
+        if action.option_strings and action.dest not in schema["properties"]:
+            options._add_action(action)
+    return parser.format_help()
 
 
 def _generator_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -185,17 +261,31 @@ def _generator_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def cmd_generate(
-    args: argparse.Namespace, extra: list[str], cli_options: Iterable[str] = ()
-) -> int:
+def cmd_generate(args: argparse.Namespace, extra: list[str], parser: ArgumentParser) -> int:
+    if args.name is None:
+        if args.help:
+            parser.print_help()
+            return 0
+        parser.error("the following arguments are required: name")
     sdk = _make_sdk(args)
-    options = _generator_options(args)
-    generator = sdk.generator(args.name, **options)
-    kwargs = _request_kwargs(generator.Request, extra, cli_options)
+    if args.help:
+        print(generator_help(sdk, args.name, parser))
+        return 0
+    modality = sdk.generators.get(args.name).modality
+    request_type = sdk.request_type(args.name)
+    kwargs = _request_kwargs(request_type, extra, parser.option_names(), args.name)
     if args.seed is not None:
         kwargs["seed"] = args.seed
     if args.n is not None:
         kwargs["n"] = args.n
+    # Everything the user can get wrong is checked before a model (and torch) loads.
+    sdk.request(args.name, **kwargs)
+    if args.out and not args.stream:
+        try:
+            check_output_path(args.out, modality)
+        except OutputPathError as exc:  # its message starts with the path
+            raise AigcError(f"--out {exc}") from None
+    options = _generator_options(args)
     if args.stream:
         for piece in sdk.stream(args.name, options=options, **kwargs):
             sys.stdout.write(piece)
@@ -203,7 +293,9 @@ def cmd_generate(
         sys.stdout.write("\n")
         return 0
     result = sdk.generate(args.name, options=options, **kwargs)
-    out = args.out or _default_out(args.name, result.modality, len(result.images))
+    out = args.out or _default_out(args.name, result.modality)
+    if not args.out:
+        Path(DEFAULT_OUT).mkdir(exist_ok=True)
     try:
         written = result.save(out)
     except OutputPathError as exc:  # its message starts with the path
@@ -333,14 +425,20 @@ def build_parser() -> ArgumentParser:
     p = sub.add_parser(
         "generate",
         allow_abbrev=False,
+        add_help=False,
         help="run a generator",
         description="Run a generator. Any request field is an option: --prompt, "
         "--max-new-tokens, --temperature, --top-k, --top-p, --min-p, --seconds ... "
-        "(--prompt twice makes a batch; --stop 'a|b' gives two stop strings).",
+        "(--prompt twice makes a batch; --stop 'a|b' gives two stop strings). "
+        "aigc generate NAME --help lists NAME's own fields with their types, defaults "
+        "and limits.",
     )
-    p.add_argument("name")
-    p.add_argument("--out", help="file, or directory ending in / for one file per output")
-    p.add_argument("--seed", type=int)
+    p.add_argument("name", nargs="?")
+    p.add_argument(
+        "-h", "--help", action="store_true", help="show this help (with NAME: its fields)"
+    )
+    p.add_argument("--out", metavar="PATH", help=_OUT_HELP)
+    p.add_argument("--seed", type=int, help="random seed (default: a fresh one)")
     p.add_argument("-n", type=int, help="number of outputs")
     p.add_argument(
         "--weights",
@@ -411,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     try:
         if args.command == "generate":
-            return cmd_generate(args, extra, parser.subcommand("generate").option_names())
+            return cmd_generate(args, extra, parser.subcommand("generate"))
         if args.command == "chat":
             return cmd_chat(args, extra)
         if args.command in ("train", "bench"):

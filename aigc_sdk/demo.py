@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from .media import MEDIA_SUFFIX
 from .sdk import SDK
 
 REQUESTS = {
@@ -17,7 +18,6 @@ REQUESTS = {
     "text": {"prompt": "def ", "max_new_tokens": 200, "temperature": 0.8, "top_p": 0.95},
     "audio": {"seconds": 2.0},
 }
-SUFFIX = {"image": ".png", "text": ".txt", "audio": ".wav"}
 # A generator whose requests take a conversation answers a fixed chat prompt.
 CHAT_REQUEST = {
     "messages": [{"role": "user", "content": "Write a haiku about the sea."}],
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console(stderr=True)
     sdk = SDK()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     failures = 0
     for name in sdk.generators.names():
         entry = sdk.generators.get(name)
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 if "messages" in sdk.generator(name).Request.field_names():
                     request = CHAT_REQUEST
                 result = sdk.generate(name, seed=args.seed, **request)
-                paths = result.save(Path(args.out) / f"{name}{SUFFIX[entry.modality]}")
+                paths = result.save(Path(args.out) / f"{name}{MEDIA_SUFFIX[entry.modality]}")
         except Exception as exc:  # the demo reports every generator, whatever one of them does
             failures += 1
             console.print(f"[red]{name}: failed: {type(exc).__name__}: {exc}")

@@ -4,14 +4,26 @@ A generator declares a request dataclass (``ImageRequest``, ``TextRequest``,
 ``AudioRequest`` or a subclass adding its own fields). The SDK builds that
 request from keyword arguments, so an unknown or invalid argument is an error
 naming it before any model code runs.
+
+A request field describes itself in its dataclass metadata (``request_field``
+writes it): ``help`` (one line), and the bounds ``minimum``,
+``exclusiveMinimum``, ``maximum``, ``exclusiveMaximum`` (JSON-schema names),
+which ``Request.__post_init__`` enforces for int, float and bool fields.
+``request_schema`` turns all of it into the JSON-schema-like description that
+``aigc generate NAME --help``, ``aigc plugins --json`` and hosts show.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+import inspect
 import math
 import threading
-from collections.abc import Iterator
+import types
+import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,9 +36,37 @@ if TYPE_CHECKING:
     from .batching import BatchEngine
 
 MODALITIES = ("image", "text", "audio")
+BOUNDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
 
 
-def _check(condition: bool, name: str, expected: str, value: Any) -> None:
+def request_field(
+    default: Any = dataclasses.MISSING,
+    help: str = "",  # noqa: A002 - mirrors argparse
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A request field with a help line and bounds (``ge``: >=, ``gt``: >, ``le``, ``lt``).
+
+    The bounds are checked when the request is made and shown in help; the
+    same metadata written by hand (``field(metadata={"help": ..., "minimum":
+    0})``) works the same way.
+    """
+    bounds = dict(zip(BOUNDS, (ge, gt, le, lt), strict=True))
+    meta = {"help": help, **{k: v for k, v in bounds.items() if v is not None}}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("a request field's default must be immutable (use a tuple)")
+    return field(default=default, metadata=meta)
+
+
+def check(condition: bool, name: str, expected: str, value: Any) -> None:
+    """Raises ``RequestError("NAME must be EXPECTED, got VALUE")`` unless ``condition``.
+
+    The one-line form every request error takes; a request subclass's
+    ``__post_init__`` uses it for the checks its metadata cannot express.
+    """
     if not condition:
         raise RequestError(f"{name} must be {expected}, got {value!r}")
 
@@ -39,21 +79,124 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def closest(word: str, names: list[str]) -> str | None:
+    """The name in ``names`` most like ``word`` (a likely typo), or None."""
+    found = difflib.get_close_matches(word, names, n=1)
+    return found[0] if found else None
+
+
+# -- field types ---------------------------------------------------------------
+
+
+def _type_schema(hint: Any) -> dict[str, Any]:
+    """The JSON-schema type of a field's annotation ({} when it has none we can name)."""
+    if hint is type(None):
+        return {"type": "null"}
+    simple = {bool: "boolean", int: "integer", float: "number", str: "string", Path: "string"}
+    if hint in simple:
+        return {"type": simple[hint]}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (tuple, list):
+        items = args[0] if args and (origin is list or args[-1:] == (Ellipsis,)) else None
+        return {"type": "array", **({"items": _type_schema(items)} if items else {})}
+    if origin in (typing.Union, types.UnionType):
+        members = [_type_schema(a) for a in args if a is not type(None)]
+        nullable = type(None) in args
+        if len(members) == 1 and isinstance(members[0].get("type"), str):
+            kind = members[0]["type"]
+            return {**members[0], "type": [kind, "null"] if nullable else kind}
+        return {"anyOf": members + ([{"type": "null"}] if nullable else [])}
+    return {}
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, dict[str, Any]]:
+    """Each field's JSON-schema type, from the class's resolved annotations."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation naming what only a type checker imports
+        hints = {}
+    return {f.name: _type_schema(hints.get(f.name, Any)) for f in dataclasses.fields(cls)}
+
+
+def _scalar_kind(schema: dict[str, Any]) -> tuple[str | None, bool]:
+    """(integer | number | boolean | None, None allowed) for the checks __post_init__ makes."""
+    kind = schema.get("type")
+    nullable = False
+    if isinstance(kind, list):
+        nullable = "null" in kind
+        kind = next((k for k in kind if k != "null"), None)
+    return (kind if kind in ("integer", "number", "boolean") else None), nullable
+
+
+def range_text(meta: Mapping[str, Any]) -> str:
+    """'in [0, 1]', '>= 1', 'in (0, 60]' ... for the bounds in ``meta`` (field
+    metadata or a ``request_schema`` property), or ''."""
+    low = (meta["minimum"], "[") if "minimum" in meta else None
+    if "exclusiveMinimum" in meta:
+        low = (meta["exclusiveMinimum"], "(")
+    high = (meta["maximum"], "]") if "maximum" in meta else None
+    if "exclusiveMaximum" in meta:
+        high = (meta["exclusiveMaximum"], ")")
+    if low and high:
+        return f"in {low[1]}{low[0]:g}, {high[0]:g}{high[1]}"
+    if low:
+        return f"{'>=' if low[1] == '[' else '>'} {low[0]:g}"
+    if high:
+        return f"{'<=' if high[1] == ']' else '<'} {high[0]:g}"
+    return ""
+
+
+def _in_range(value: float, meta: Mapping[str, Any]) -> bool:
+    return (
+        value >= meta.get("minimum", -math.inf)
+        and value > meta.get("exclusiveMinimum", -math.inf)
+        and value <= meta.get("maximum", math.inf)
+        and value < meta.get("exclusiveMaximum", math.inf)
+    )
+
+
+def _check_field(f: dataclasses.Field, schema: dict[str, Any], value: Any) -> None:
+    kind, nullable = _scalar_kind(schema)
+    if kind is None or (nullable and value is None):
+        return
+    if kind == "boolean":
+        check(isinstance(value, bool), f.name, "true or false", value)
+        return
+    ok = _is_int(value) if kind == "integer" else _is_number(value) and math.isfinite(value)
+    bounded = "maximum" in f.metadata or "exclusiveMaximum" in f.metadata
+    expected = "an integer" if kind == "integer" else "a number" if bounded else "a finite number"
+    bounds = range_text(f.metadata)
+    expected += f" {bounds}" if bounds else ""
+    if nullable:
+        expected += " or None"
+    check(ok and _in_range(value, f.metadata), f.name, expected, value)
+
+
+# -- requests ------------------------------------------------------------------
+
+
 @dataclass(frozen=True, kw_only=True)
 class Request:
-    """Fields every request has. ``seed=None`` draws a fresh seed."""
+    """Fields every request has. ``seed=None`` draws a fresh seed.
 
-    seed: int | None = None
-    n: int = 1
+    ``limits`` caps what one request may ask for, before any work starts:
+    a number field's largest value, a text field's length in characters.
+    A subclass changes them with ``limits = {**Base.limits, "n": 16}``; a
+    host changes them with ``SDK(limits=...)``; ``None`` lifts one.
+    """
+
+    limits: ClassVar[Mapping[str, float | None]] = {"n": 64}
+
+    seed: int | None = request_field(
+        None, "random seed: the same seed gives the same output (default: a fresh one)", ge=0
+    )
+    n: int = request_field(1, "number of outputs", ge=1)
 
     def __post_init__(self) -> None:
-        _check(
-            self.seed is None or (_is_int(self.seed) and self.seed >= 0),
-            "seed",
-            "a non-negative integer or None",
-            self.seed,
-        )
-        _check(_is_int(self.n) and self.n >= 1, "n", "an integer >= 1", self.n)
+        types_ = _field_types(type(self))
+        for f in dataclasses.fields(self):
+            _check_field(f, types_[f.name], getattr(self, f.name))
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -61,20 +204,158 @@ class Request:
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Request:
-        """Builds a request, naming unknown arguments and the accepted ones."""
-        known = set(cls.field_names())
-        unknown = sorted(set(kwargs) - known)
+        """Builds a request, naming unknown arguments and the accepted ones.
+
+        The class's ``limits`` apply; ``from_dict`` takes a host's instead.
+        """
+        return cls.from_dict(kwargs)
+
+    @classmethod
+    def from_dict(
+        cls,
+        values: Mapping[str, Any],
+        *,
+        limits: Mapping[str, float | None] | None = None,
+        generator: str | None = None,
+    ) -> Request:
+        """A checked request from ``values``: unknown names, invalid values and
+        values over the limits are a ``RequestError``.
+
+        ``limits`` override the class's (``None`` lifts one); ``generator``
+        names the generator in messages instead of the class.
+        """
+        known = cls.field_names()
+        unknown = sorted(set(values) - set(known))
         if unknown:
+            what = f"generator {generator}" if generator else cls.__name__
+            hint = closest(unknown[0], known)
             raise RequestError(
                 f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                f"for {cls.__name__}; accepted: {', '.join(sorted(known))}"
+                f"for {what}{f' (did you mean {hint}?)' if hint else ''}; "
+                f"accepted: {', '.join(sorted(known))}"
             )
-        return cls(**kwargs)
+        request = cls(**values)
+        request.check_limits(limits, generator)
+        return request
+
+    @classmethod
+    def effective_limits(
+        cls, overrides: Mapping[str, float | None] | None = None
+    ) -> dict[str, float | None]:
+        """The class's limits with ``overrides`` applied, for the fields this class has."""
+        names = set(cls.field_names())
+        merged = {**cls.limits, **(overrides or {})}
+        return {k: v for k, v in merged.items() if k in names}
+
+    def check_limits(
+        self, overrides: Mapping[str, float | None] | None = None, generator: str | None = None
+    ) -> None:
+        """Raises ``RequestError`` naming the first field over its limit."""
+        where = f" for {generator}" if generator else ""
+        for name, maximum in self.effective_limits(overrides).items():
+            if maximum is None:
+                continue
+            for value in self._limited_values(name):
+                if isinstance(value, str):
+                    if len(value) > maximum:
+                        raise RequestError(
+                            f"{name} must be at most {maximum:g} characters{where}, "
+                            f"got {len(value)}"
+                        )
+                elif _is_number(value) and value > maximum:
+                    raise RequestError(f"{name} must be <= {maximum:g}{where}, got {value!r}")
+
+    def _limited_values(self, name: str) -> list[Any]:
+        """The values a limit on field ``name`` applies to (each string of a tuple too)."""
+        value = getattr(self, name)
+        return list(value) if isinstance(value, tuple) else [value]
+
+
+def request_schema(
+    cls: type[Request], limits: Mapping[str, float | None] | None = None
+) -> dict[str, Any]:
+    """A JSON-schema-like description of request class ``cls``.
+
+    ``{"title", "description", "type": "object", "additionalProperties":
+    false, "properties": {field: {"type", "default", "description",
+    "minimum", "maximum", "maxLength", ...}}}``: the field types, defaults,
+    help lines and bounds, with the limits (``cls.limits`` with ``limits``
+    applied) as ``maximum`` (numbers) or ``maxLength`` (text). Every value
+    is JSON-serializable.
+    """
+    effective = cls.effective_limits(limits)
+    types_ = _field_types(cls)
+    properties: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        prop = dict(types_[f.name])
+        if f.default is not dataclasses.MISSING:
+            prop["default"] = _jsonable(f.default)
+        description = f.metadata.get("help") or _docstring_help(cls, f.name)
+        if description:
+            prop["description"] = description
+        prop.update({k: f.metadata[k] for k in BOUNDS if k in f.metadata})
+        maximum = effective.get(f.name)
+        if maximum is not None:
+            texts = "string" in json_types(prop)
+            key = "maxLength" if texts else "maximum"
+            prop[key] = min(maximum, prop.get(key, math.inf))
+        properties[f.name] = prop
+    doc = inspect.getdoc(cls) or ""
+    return {
+        "title": cls.__name__,
+        "description": doc,
+        "type": "object",
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
+def json_types(prop: Mapping[str, Any]) -> list[str]:
+    """Every JSON type a schema property allows (its ``type`` and its ``anyOf`` members')."""
+    found: list[str] = []
+    for part in [prop, *prop.get("anyOf", [])]:
+        kind = part.get("type")
+        found += kind if isinstance(kind, list) else [kind] if kind else []
+    return found
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def _docstring_help(cls: type, name: str) -> str:
+    """A field's line in an ``Attributes:`` section of the class docstring, or ''.
+
+    ``name: text`` or ``name (type): text``, indented under ``Attributes:``
+    as in Google-style docstrings; the first request class in the MRO that
+    documents the field wins.
+    """
+    for klass in cls.__mro__:
+        doc = inspect.getdoc(klass) if "__doc__" in vars(klass) else None
+        lines = iter((doc or "").splitlines())
+        for line in lines:
+            if line.strip() in ("Attributes:", "Args:", "Fields:"):
+                break
+        for line in lines:
+            if line and not line.startswith(" "):
+                break
+            head, sep, text = line.strip().partition(":")
+            if sep and head.split(" (")[0] == name:
+                return text.strip()
+    return ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class ImageRequest(Request):
     """Image generation: ``n`` images from ``seed``."""
+
+    limits: ClassVar[Mapping[str, float | None]] = {**Request.limits, "n": 1024}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,43 +366,29 @@ class SamplingRequest(Request):
     ``min_p=0`` switch those filters off; ``repetition_penalty=1`` is off.
     """
 
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    stop: tuple[str, ...] = ()
+    limits: ClassVar[Mapping[str, float | None]] = {**Request.limits, "max_new_tokens": 4096}
+
+    max_new_tokens: int = request_field(256, "most tokens to generate", ge=0)
+    temperature: float = request_field(1.0, "sampling temperature (0: greedy)", ge=0)
+    top_k: int = request_field(0, "draw from the k likeliest tokens only (0: off)", ge=0)
+    top_p: float = request_field(
+        1.0, "draw from the fewest likeliest tokens holding this probability (1: off)", gt=0, le=1
+    )
+    min_p: float = request_field(
+        0.0, "drop tokens under this fraction of the likeliest one's probability (0: off)",
+        ge=0, le=1,
+    )  # fmt: skip
+    repetition_penalty: float = request_field(
+        1.0, "make tokens already in the sequence less likely (1: off, > 1: fewer repeats)", gt=0
+    )
+    stop: tuple[str, ...] = request_field(
+        (), "stop strings ('a|b' on the command line): the text ends after the first one"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(
-            _is_int(self.max_new_tokens) and self.max_new_tokens >= 0,
-            "max_new_tokens",
-            "an integer >= 0",
-            self.max_new_tokens,
-        )
-        _check(
-            _is_number(self.temperature)
-            and math.isfinite(self.temperature)
-            and self.temperature >= 0,
-            "temperature",
-            "a finite number >= 0",
-            self.temperature,
-        )
-        _check(_is_int(self.top_k) and self.top_k >= 0, "top_k", "an integer >= 0", self.top_k)
-        _check(_is_number(self.top_p) and 0 < self.top_p <= 1, "top_p", "in (0, 1]", self.top_p)
-        _check(_is_number(self.min_p) and 0 <= self.min_p <= 1, "min_p", "in [0, 1]", self.min_p)
-        _check(
-            _is_number(self.repetition_penalty)
-            and math.isfinite(self.repetition_penalty)
-            and self.repetition_penalty > 0,
-            "repetition_penalty",
-            "a finite number > 0",
-            self.repetition_penalty,
-        )
         stop = (self.stop,) if isinstance(self.stop, str) else self.stop
-        _check(
+        check(
             isinstance(stop, (tuple, list)) and all(isinstance(s, str) and s for s in stop),
             "stop",
             "a string or a sequence of non-empty strings",
@@ -134,12 +401,17 @@ class SamplingRequest(Request):
 class TextRequest(SamplingRequest):
     """Text generation from ``prompt`` (a string, or a list for a batch)."""
 
-    prompt: str | tuple[str, ...] = ""
+    # 32k characters is about the 8k-token context of the built-in chat model.
+    limits: ClassVar[Mapping[str, float | None]] = {**SamplingRequest.limits, "prompt": 32_768}
+
+    prompt: str | tuple[str, ...] = request_field(
+        "", "text to continue (--prompt twice on the command line makes a batch)"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         prompts = (self.prompt,) if isinstance(self.prompt, str) else self.prompt
-        _check(
+        check(
             isinstance(prompts, (tuple, list))
             and len(prompts) > 0
             and all(isinstance(p, str) for p in prompts),
@@ -158,21 +430,26 @@ class TextRequest(SamplingRequest):
             return [self.prompt] * self.n
         return list(self.prompt)
 
+    def check_limits(
+        self, overrides: Mapping[str, float | None] | None = None, generator: str | None = None
+    ) -> None:
+        super().check_limits(overrides, generator)
+        most = self.effective_limits(overrides).get("n")
+        if most is not None and len(self.prompts) > most:
+            where = f" for {generator}" if generator else ""
+            raise RequestError(
+                f"prompt: a batch must have at most {most:g} prompts{where} (the limit of n), "
+                f"got {len(self.prompts)}"
+            )
+
 
 @dataclass(frozen=True, kw_only=True)
 class AudioRequest(SamplingRequest):
     """Audio generation: ``n`` clips of ``seconds`` each."""
 
-    seconds: float = 1.0
+    limits: ClassVar[Mapping[str, float | None]] = {**SamplingRequest.limits, "seconds": 60}
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(
-            _is_number(self.seconds) and 0 < self.seconds <= 600,
-            "seconds",
-            "a number in (0, 600]",
-            self.seconds,
-        )
+    seconds: float = request_field(1.0, "length of each clip in seconds", gt=0)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Turning tensors into files a person can open: PNG, image grids, WAV, text.
+"""Turning tensors into files a person can open: images (PNG, JPEG, WebP),
+grids, audio (WAV, FLAC, Ogg Vorbis) and text.
 
 Every file is written atomically (a temporary file renamed into place), so a
 process killed mid-write never leaves a half-written image or clip behind.
@@ -24,7 +25,14 @@ if TYPE_CHECKING:
     from .generation import GenerationResult
 
 
-MEDIA_SUFFIX = {"image": ".png", "text": ".txt", "audio": ".wav"}
+# The suffixes each modality can be written as and the format each names; the
+# first is the default (a directory's numbered files, the CLI's out/NAME.*).
+OUTPUT_FORMATS: dict[str, dict[str, str]] = {
+    "image": {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"},
+    "text": {".txt": "text", ".md": "text"},
+    "audio": {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"},
+}
+MEDIA_SUFFIX = {modality: next(iter(formats)) for modality, formats in OUTPUT_FORMATS.items()}
 
 
 class OutputPathError(UserError, ValueError):
@@ -91,14 +99,43 @@ def make_grid(
     return grid
 
 
+def _format(modality: str, path: Path) -> str:
+    formats = OUTPUT_FORMATS[modality]
+    suffix = path.suffix.lower()
+    if suffix not in formats:
+        raise OutputPathError(f"{path}: {_suffix_problem(modality, suffix)}")
+    return formats[suffix]
+
+
+def _suffix_problem(modality: str, suffix: str) -> str:
+    what = f"cannot write {modality} as {suffix}" if suffix else "has no file suffix"
+    return f"{what}; expected {_accepted(modality)}, or a directory ending in /"
+
+
+def _accepted(modality: str) -> str:
+    suffixes = list(OUTPUT_FORMATS[modality])
+    return ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
+
+
 def png_bytes(image: Image.Image) -> bytes:
+    return image_bytes(image, "PNG")
+
+
+def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    """``image`` encoded as PNG, JPEG or WEBP (lossy formats at quality 95)."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    if fmt in ("JPEG", "WEBP"):
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        image.save(buf, format=fmt, quality=95)
+    else:
+        image.save(buf, format=fmt)
     return buf.getvalue()
 
 
 def save_image(image: Image.Image, path: str | Path) -> Path:
-    return atomic_write(path, png_bytes(image))
+    """Writes ``image`` in the format its suffix names (.png, .jpg/.jpeg, .webp)."""
+    return atomic_write(path, image_bytes(image, _format("image", Path(path))))
 
 
 def wav_bytes(waveform: torch.Tensor, sample_rate: int) -> bytes:
@@ -128,6 +165,26 @@ def save_wav(waveform: torch.Tensor, sample_rate: int, path: str | Path) -> Path
     return atomic_write(path, wav_bytes(waveform, sample_rate))
 
 
+def audio_bytes(waveform: torch.Tensor, sample_rate: int, fmt: str = "WAV") -> bytes:
+    """A waveform in [-1, 1] as WAV or FLAC (16-bit PCM) or OGG (Vorbis)."""
+    if fmt == "WAV":
+        return wav_bytes(waveform, sample_rate)
+    import soundfile
+
+    audio = waveform.detach().float().cpu()
+    if audio.dim() == 1:
+        audio = audio.unsqueeze(0)
+    subtype = {"FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
+    buf = io.BytesIO()
+    soundfile.write(buf, audio.clamp(-1, 1).t().numpy(), int(sample_rate), subtype, format=fmt)
+    return buf.getvalue()
+
+
+def save_audio(waveform: torch.Tensor, sample_rate: int, path: str | Path) -> Path:
+    """Writes a waveform in the format its suffix names (.wav, .flac, .ogg)."""
+    return atomic_write(path, audio_bytes(waveform, sample_rate, _format("audio", Path(path))))
+
+
 def read_wav(path: str | Path) -> tuple[torch.Tensor, int]:
     """Reads any file soundfile reads (WAV, FLAC, OGG) as float [channels, samples]."""
     import soundfile
@@ -144,11 +201,34 @@ def _is_dir_target(path: Path, raw: str) -> bool:
     return raw.endswith(("/", os.sep)) or path.is_dir()
 
 
+def check_output_path(path: str | Path, modality: str) -> None:
+    """Raises ``OutputPathError`` unless a ``modality`` result can be saved to ``path``.
+
+    A directory (a path ending in ``/``, or one that exists) is made as
+    needed. A file path needs a suffix the modality can write
+    (``OUTPUT_FORMATS``) and an existing folder: a mistyped folder is an
+    error, not a new directory tree.
+    """
+    raw, path = str(path), Path(path)
+    if _is_dir_target(path, raw):
+        return
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_FORMATS[modality]:
+        raise OutputPathError(f"{path}: {_suffix_problem(modality, suffix)}")
+    parent = path.parent
+    if not parent.exists():
+        raise OutputPathError(
+            f"{path}: folder {parent} does not exist; create it, or end the path with / "
+            "to write a directory"
+        )
+
+
 def _numbered(directory: Path, index: int, suffix: str) -> Path:
     return directory / f"{index:04d}{suffix}"
 
 
 def save_result(result: GenerationResult, path: str | Path) -> list[Path]:
+    check_output_path(path, result.modality)
     raw = str(path)
     path = Path(path)
     as_dir = _is_dir_target(path, raw)
@@ -180,29 +260,29 @@ def _save_outputs(result: GenerationResult, path: Path, as_dir: bool) -> list[Pa
     if result.modality == "image":
         if as_dir:
             return [
-                save_image(img, _numbered(path, i, ".png")) for i, img in enumerate(result.images)
+                save_image(img, _numbered(path, i, MEDIA_SUFFIX["image"]))
+                for i, img in enumerate(result.images)
             ]
         image = result.images[0] if len(result.images) == 1 else make_grid(result.images)
         return [save_image(image, path)]
     if result.modality == "text":
         if as_dir:
             return [
-                atomic_write(_numbered(path, i, ".txt"), t.encode())
+                atomic_write(_numbered(path, i, MEDIA_SUFFIX["text"]), t.encode())
                 for i, t in enumerate(result.texts)
             ]
         return [atomic_write(path, "\n\n".join(result.texts).encode())]
     if result.modality == "audio":
         clips = result.audio if result.audio.dim() == 2 else result.audio.unsqueeze(0)
         if as_dir:
-            targets = [_numbered(path, i, ".wav") for i in range(len(clips))]
+            targets = [_numbered(path, i, MEDIA_SUFFIX["audio"]) for i in range(len(clips))]
         elif len(clips) == 1:
             targets = [path]
         else:
             targets = [
-                path.with_name(f"{path.stem}-{i:04d}{path.suffix or '.wav'}")
-                for i in range(len(clips))
+                path.with_name(f"{path.stem}-{i:04d}{path.suffix}") for i in range(len(clips))
             ]
         return [
-            save_wav(clip, result.sample_rate, t) for clip, t in zip(clips, targets, strict=True)
+            save_audio(clip, result.sample_rate, t) for clip, t in zip(clips, targets, strict=True)
         ]
     raise ValueError(f"unknown modality {result.modality!r}")

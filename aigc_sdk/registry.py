@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import PluginError, UnknownNameError
-from .generation import MODALITIES
+from .generation import MODALITIES, Request
 
 
 @dataclass
@@ -18,7 +18,10 @@ class Entry:
     """One registered generator or trainer.
 
     ``factory`` is a class, a callable, or a lazy ``"module:attr"`` string
-    resolved on first use, so registering imports no model code.
+    resolved on first use, so registering imports no model code. ``request``
+    (a ``Request`` subclass or a lazy string naming one) lets the SDK check a
+    request and describe the generator's options without importing the
+    factory's module, which usually imports torch.
     """
 
     kind: str  # generator | trainer
@@ -27,6 +30,7 @@ class Entry:
     factory: Any
     modality: str | None = None
     description: str = ""
+    request: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def resolve(self) -> Callable[..., Any]:
@@ -34,6 +38,24 @@ class Entry:
             if isinstance(self.factory, str):
                 self.factory = _import_attr(self.factory, self)
             return self.factory
+
+    def request_type(self) -> type[Request] | None:
+        """The request class: the one registered, else the factory's ``Request``.
+
+        None when neither names one (a factory function): only an instance can tell.
+        """
+        with self._lock:
+            if isinstance(self.request, str):
+                self.request = _import_attr(self.request, self)
+        if self.request is not None:
+            if not (isinstance(self.request, type) and issubclass(self.request, Request)):
+                raise PluginError(
+                    f"{self.kind} {self.name!r} of plugin {self.plugin!r}: request= names "
+                    f"{self.request!r}, not a subclass of aigc_sdk.Request"
+                )
+            return self.request
+        found = getattr(self.resolve(), "Request", None)
+        return found if isinstance(found, type) and issubclass(found, Request) else None
 
     def describe(self) -> dict[str, Any]:
         out = {"name": self.name, "plugin": self.plugin, "description": self.description}
@@ -71,23 +93,35 @@ class Registry:
         """The ``register`` function handed to one plugin's registration hook."""
 
         def register(
-            name: str, factory: Any, *, modality: str | None = None, description: str = ""
+            name: str,
+            factory: Any,
+            *,
+            modality: str | None = None,
+            description: str = "",
+            request: Any = None,
         ) -> None:
-            problem = self._validate(name, factory, modality)
+            problem = self._validate(name, factory, modality, request)
             if problem:
                 on_error(f"register({name!r}): {problem}")
                 return
-            self.add(Entry(self.kind, name, plugin, factory, modality, description))
+            self.add(Entry(self.kind, name, plugin, factory, modality, description, request))
 
         return register
 
-    def _validate(self, name: Any, factory: Any, modality: str | None) -> str | None:
+    def _validate(
+        self, name: Any, factory: Any, modality: str | None, request: Any = None
+    ) -> str | None:
         if not isinstance(name, str) or not name or not name.replace("-", "_").isidentifier():
             return "name must be a non-empty identifier-like string"
         if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
             return "factory must be a class, a callable or a 'module:attr' string"
         if self.kind == "generator" and modality not in MODALITIES:
             return f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}"
+        if request is not None and not (
+            (isinstance(request, str) and ":" in request)
+            or (isinstance(request, type) and issubclass(request, Request))
+        ):
+            return "request must be a Request subclass or a 'module:attr' string"
         return None
 
     def add(self, entry: Entry) -> None:

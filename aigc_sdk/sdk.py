@@ -15,12 +15,12 @@ from __future__ import annotations
 import difflib
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from . import plugins as _plugins
-from .errors import PluginError
-from .generation import GenerationResult, Generator, InstanceLock, Request
+from .errors import PluginError, RequestError
+from .generation import GenerationResult, Generator, InstanceLock, Request, request_schema
 from .plugins import PluginHost, PluginInfo
 from .registry import Registry
 
@@ -46,6 +46,12 @@ class SDK:
         env: read the ``AIGC_*`` plugin variables above. ``env=False`` makes
             the arguments the whole configuration: what a host that must not
             depend on its user's shell, or a test, wants.
+        limits: maximums a request may ask for, over the request classes'
+            own (``Request.limits``): ``{"n": 16}`` for every generator with
+            that field, ``{"gan": {"n": 4096}}`` for one generator (it wins
+            over the first form); ``None`` lifts a limit. Numbers cap a
+            field's value, text fields their length in characters. Checked
+            before a generator is created or run.
     """
 
     def __init__(
@@ -56,7 +62,9 @@ class SDK:
         autoload: bool | None = None,
         trace: bool | None = None,
         env: bool = True,
+        limits: Mapping[str, Any] | None = None,
     ) -> None:
+        self.limits = _checked_limits(limits or {})
         self._lock = threading.RLock()
         self._host = PluginHost(
             trace=(env and _plugins.env_flag("AIGC_TRACE_PLUGINS")) if trace is None else trace,
@@ -236,6 +244,7 @@ class SDK:
                 return self._instances[key]
             entry = self.generators.get(name)
         factory = entry.resolve()
+        declared = entry.request_type()
         # Creation happens outside the SDK lock (it may load weights) but under the
         # entry's, so two threads asking for one generator create it once.
         with entry._lock:
@@ -251,25 +260,63 @@ class SDK:
                     f"generator {name!r} of plugin {entry.plugin!r} returned "
                     f"{type(generator).__name__}, not an aigc_sdk.Generator"
                 )
+            if declared is not None and generator.Request is not declared:
+                raise PluginError(
+                    f"generator {name!r} of plugin {entry.plugin!r}: its Request is "
+                    f"{generator.Request.__name__}, but {declared.__name__} was registered"
+                )
             generator.name = name
             pair = (generator, InstanceLock(needed=not generator.thread_safe))
             with self._lock:
                 self._instances[key] = pair
             return pair
 
+    def request_type(self, name: str) -> type[Request]:
+        """Generator ``name``'s request class, found without loading its weights
+        when the plugin registered it (or the factory class names it)."""
+        found = self.generators.get(name).request_type()
+        return found if found is not None else self.generator(name).Request
+
+    def limits_for(self, name: str) -> dict[str, float | None]:
+        """The limits this SDK applies to generator ``name``'s requests."""
+        shared = {k: v for k, v in self.limits.items() if not isinstance(v, Mapping)}
+        own = self.limits.get(name)
+        return self.request_type(name).effective_limits(
+            {**shared, **(own if isinstance(own, Mapping) else {})}
+        )
+
+    def request_schema(self, name: str) -> dict[str, Any]:
+        """``aigc_sdk.generation.request_schema`` of generator ``name``, with this SDK's limits."""
+        return request_schema(self.request_type(name), self.limits_for(name))
+
     def request(self, name: str, **kwargs: Any) -> Request:
-        """Validates keyword arguments into the generator's request type."""
-        entry = self.generators.get(name)
-        factory = entry.resolve()
-        request_type = getattr(factory, "Request", None) or self.generator(name).Request
-        return request_type.from_kwargs(**kwargs)
+        """Validates keyword arguments into the generator's request type.
+
+        Unknown or invalid fields and values over the limits are a
+        ``RequestError``; no weights load unless the plugin gives no way to
+        find the request class without creating the generator.
+        """
+        return self.request_type(name).from_dict(
+            kwargs, limits=self.limits_for(name), generator=name
+        )
+
+    def _checked_request(
+        self, name: str, options: dict[str, Any], kwargs: dict[str, Any]
+    ) -> tuple[Request, Generator, InstanceLock]:
+        # The request is checked before the generator exists: a bad one costs no weights.
+        request = self.request(name, **kwargs) if self.generators.get(name).request_type() else None
+        generator, lock = self._instance(name, options)
+        if request is None:
+            request = generator.Request.from_dict(
+                kwargs, limits=self.limits_for(name), generator=name
+            )
+        return request, generator, lock
 
     def generate(
         self, name: str, *, options: dict[str, Any] | None = None, **kwargs: Any
     ) -> GenerationResult:
         """Runs generator ``name``; keyword arguments are its request fields."""
-        generator, lock = self._instance(name, options or {})
-        request = generator.Request.from_kwargs(**kwargs)
+        request, generator, lock = self._checked_request(name, options or {}, kwargs)
         self.notify("aigc_before_generate", generator=generator, request=request)
         start = time.perf_counter()
         with lock:
@@ -288,12 +335,10 @@ class SDK:
         self, name: str, *, options: dict[str, Any] | None = None, **kwargs: Any
     ) -> Iterator[str]:
         """Yields the text pieces of a text generator as they are produced."""
-        generator, lock = self._instance(name, options or {})
-        if generator.modality != "text":
-            raise PluginError(
-                f"generator {name!r} makes {generator.modality}, not text: it cannot stream"
-            )
-        request = generator.Request.from_kwargs(**kwargs)
+        modality = self.generators.get(name).modality
+        if modality != "text":
+            raise PluginError(f"generator {name!r} makes {modality}, not text: it cannot stream")
+        request, generator, lock = self._checked_request(name, options or {}, kwargs)
         return self._stream(generator, lock, request)
 
     def _stream(self, generator: Generator, lock: InstanceLock, request: Request) -> Iterator[str]:
@@ -380,3 +425,22 @@ class SDK:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _checked_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
+    """``SDK(limits=...)`` as given, or a ``RequestError`` naming the bad entry."""
+
+    def is_limit(value: Any) -> bool:
+        return value is None or (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        )
+
+    for key, value in limits.items():
+        own = value.items() if isinstance(value, Mapping) else [(None, value)]
+        for field_name, limit in own:
+            if not is_limit(limit):
+                where = f"limits[{key!r}]" + (f"[{field_name!r}]" if field_name else "")
+                raise RequestError(
+                    f"{where} must be a number > 0 or None (no limit), got {limit!r}"
+                )
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in limits.items()}

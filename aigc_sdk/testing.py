@@ -76,7 +76,7 @@ def check_generator(sdk: SDK, name: str, tmp_path: Path, **request: Any) -> Gene
         "audio": lambda: bool((first.audio == second.audio).all()),
     }[generator.modality]()
     assert same, f"generator {name!r}: the same seed gave different outputs"
-    written = first.save(Path(tmp_path) / f"{name}-out/")
+    written = first.save(f"{Path(tmp_path) / name}-out/")  # a str: Path drops the final /
     assert written and all(p.stat().st_size > 0 for p in written), "nothing was written"
     return first
 

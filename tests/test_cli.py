@@ -1,9 +1,11 @@
 """The `aigc` command, run as a real subprocess the way a user runs it."""
 
 import json
+import os
 import subprocess
 import sys
 
+import pytest
 from conftest import run_aigc
 from PIL import Image
 
@@ -80,7 +82,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     assert "unknown option --promt" in _one_line_error(
         run_aigc("generate", "markov", "--promt", "x")
     )
-    assert "top_p must be in (0, 1]" in _one_line_error(
+    assert "top_p must be a number in (0, 1]" in _one_line_error(
         run_aigc("generate", "markov", "--top-p", "0")
     )
     assert "invalid value 'many'" in _one_line_error(
@@ -101,11 +103,11 @@ def test_bad_paths_and_devices_are_one_line_errors(tmp_path):
     assert "a file is where a directory is needed" in line
     line = _one_line_error(run_aigc("generate", "cppn", "--out", "/proc/x.png"))
     assert "--out /proc/x.png: cannot write /proc/x.png" in line
-    # The audio generator's spectrogram attachment (.png) would be the output itself.
+    # An image suffix for audio (where the spectrogram attachment would go) is refused first.
     line = _one_line_error(
         run_aigc("generate", "audio", "--seconds", "0.05", "--out", str(tmp_path / "y.png"))
     )
-    assert f"--out {tmp_path / 'y.png'}: an attachment" in line and "such as y.wav" in line
+    assert f"--out {tmp_path / 'y.png'}: cannot write audio as .png; expected .wav" in line
     assert not (tmp_path / "y.png").exists()
     line = _one_line_error(run_aigc("generate", "cppn", "--device", "foo"))
     assert "--device 'foo': expected cpu, cuda or cuda:N" in line
@@ -130,7 +132,7 @@ def test_command_line_syntax_errors_are_one_line_with_a_suggestion():
     assert line == "aigc: error: unrecognized arguments: --stepz 3 (did you mean --steps?)"
     # Generator fields are options too: a mistyped one is a user error with the same hint.
     line = _one_line_error(run_aigc("generate", "cppn", "--sed", "3"))
-    assert "unknown option --sed for ImageRequest (did you mean --seed?)" in line
+    assert "unknown option --sed for generator cppn (did you mean --seed?)" in line
     assert "(did you mean --out?)" in _one_line_error(run_aigc("generate", "cppn", "--ot", "x"))
 
 
@@ -210,3 +212,130 @@ def test_plugin_new_writes_a_package_whose_own_test_passes(tmp_path):
     assert "already exists" in _one_line_error(
         run_aigc("plugin", "new", "ripple", "--dir", str(tmp_path))
     )
+
+
+PLASMA = """
+from dataclasses import dataclass, field
+
+from aigc_sdk import GenerationResult, Generator, ImageRequest, hookimpl
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlasmaRequest(ImageRequest):
+    \"\"\"Plasma clouds.
+
+    Attributes:
+        turbulence: how much the clouds swirl
+    \"\"\"
+
+    scale: float = field(default=1.0, metadata={"help": "zoom", "minimum": 0.1, "maximum": 10})
+    turbulence: int = 3
+
+
+class PlasmaGenerator(Generator):
+    modality = "image"
+    Request = PlasmaRequest
+
+    def __init__(self):
+        raise SystemExit("plasma: weights loaded")  # no test may get this far
+
+    def generate(self, request):
+        return GenerationResult("image")
+
+
+@hookimpl
+def aigc_register_generators(register):
+    register("plasma", PlasmaGenerator, modality="image", description="plasma clouds")
+"""
+
+
+@pytest.fixture
+def plasma_env(tmp_path):
+    """A third-party plugin with its own request fields, named through AIGC_PLUGINS."""
+    (tmp_path / "plasma_plugin.py").write_text(PLASMA)
+    return {
+        "PYTHONPATH": str(tmp_path),
+        "AIGC_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "AIGC_PLUGINS": "plasma_plugin,gan,audio,transformer,example",
+    }
+
+
+def test_generate_help_lists_the_generators_own_fields(plasma_env):
+    out = run_aigc("generate", "plasma", "--help", env=plasma_env)
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())  # argparse wraps help lines
+    assert "plasma: image generator of plugin plasma_plugin: plasma clouds" in text
+    assert "--scale NUMBER zoom (in [0.1, 10]; default 1.0)" in text
+    assert "--turbulence INT how much the clouds swirl (default 3)" in text
+    assert "-n INT, --n INT number of outputs (in [1, 1024]; default 1)" in text
+    assert "--out PATH" in text and "ending in / for one file per output" in text
+    gan = " ".join(run_aigc("generate", "gan", "--help", env=plasma_env).stdout.split())
+    assert "--truncation NUMBER pull latents towards the mean" in gan
+    assert "(in [0, 1]; default 1.0)" in gan and "--label INT" in gan
+    markov = " ".join(run_aigc("generate", "markov", "--help", env=plasma_env).stdout.split())
+    assert "--top-k INT draw from the k likeliest tokens only (0: off) (>= 0; default 0)" in markov
+    assert "--prompt TEXT" in markov and "(at most 32768 characters)" in markov
+    general = run_aigc("generate", "--help")
+    assert general.returncode == 0 and "aigc generate NAME --help lists" in general.stdout
+
+
+def test_unknown_options_name_the_generator_and_suggest_only_its_fields(plasma_env):
+    line = _one_line_error(run_aigc("generate", "plasma", "--prompt", "x", env=plasma_env))
+    assert line == (
+        "aigc: error: unknown option --prompt for generator plasma; accepted: --n, --scale, "
+        "--seed, --turbulence (aigc generate plasma --help)"
+    )
+    line = _one_line_error(run_aigc("generate", "plasma", "--scal", "2", env=plasma_env))
+    assert "unknown option --scal for generator plasma (did you mean --scale?)" in line
+    line = _one_line_error(run_aigc("generate", "plasma", "--scale", "20", env=plasma_env))
+    assert line == "aigc: error: scale must be a number in [0.1, 10], got 20.0"
+
+
+def test_bad_requests_and_outputs_fail_before_any_model_code_loads(plasma_env, tmp_path):
+    cases = [
+        (["gan", "-n", "-1"], "n must be an integer >= 1, got -1"),
+        (["gan", "-n", "100000"], "n must be <= 1024 for gan, got 100000"),
+        (["gan", "-n", "8", "--interpolate", "256"], "n x interpolate must be <= 1024 images"),
+        (["audio", "--seconds", "0"], "seconds must be a finite number > 0, got 0.0"),
+        (["audio", "--seconds", "3600"], "seconds must be <= 60 for audio, got 3600.0"),
+        (["transformer", "--top-p", "0"], "top_p must be a number in (0, 1], got 0.0"),
+        (["transformer", "--max-new-tokens", "99999"], "max_new_tokens must be <= 4096"),
+        (["transformer", "--prompt", "x" * 40_000], "prompt must be at most 32768 characters"),
+        (["gan", "--out", str(tmp_path / "x.txt")], "cannot write image as .txt; expected .png"),
+        (["gan", "--out", str(tmp_path / "no" / "x.png")], f"folder {tmp_path / 'no'} does not"),
+        (["plasma", "--turbulence", "x"], "option --turbulence: invalid value 'x'"),
+    ]
+    for args, message in cases:
+        assert message in _one_line_error(run_aigc("generate", *args, env=plasma_env)), args
+        # The same command imports no torch: the check comes before any model (or weights).
+        traced = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "aigc_sdk.cli", "generate", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **plasma_env},
+        )
+        assert traced.returncode == 1, traced.stderr[-500:]
+        imported = [line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()]
+        assert "torch" not in imported, args
+    assert not (tmp_path / "no").exists()
+
+
+def test_out_suffix_picks_the_format_and_folders_are_made_only_when_asked(tmp_path):
+    # Every suffix is covered in test_media; here the command's own path handling.
+    import soundfile
+
+    out = run_aigc("generate", "cppn", "--seed", "1", "--out", str(tmp_path / "a.webp"))
+    assert out.returncode == 0, out.stderr
+    assert Image.open(tmp_path / "a.webp").format == "WEBP"
+    out = run_aigc("generate", "chime", "--seconds", "0.2", "--out", str(tmp_path / "a.flac"))
+    assert out.returncode == 0, out.stderr
+    assert soundfile.info(str(tmp_path / "a.flac")).format == "FLAC"
+    # A directory ending in / is made, parents too; the default out/ is made in the cwd.
+    out = run_aigc("generate", "cppn", "-n", "2", "--out", f"{tmp_path}/new/deeper/")
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "new" / "deeper").iterdir()) == [
+        "0000.png",
+        "0001.png",
+    ]
+    assert run_aigc("generate", "cppn", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "out" / "cppn.png").is_file()

@@ -1,6 +1,7 @@
 """Requests, seeds, streaming and concurrent generation through the SDK API."""
 
 import random
+import re
 import string
 import threading
 import time
@@ -8,8 +9,19 @@ import types
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import run_python
 
-from aigc_sdk import SDK, GenerationResult, Generator, RequestError, TextRequest, hookimpl
+from aigc_sdk import (
+    SDK,
+    AudioRequest,
+    GenerationResult,
+    Generator,
+    ImageRequest,
+    PluginError,
+    RequestError,
+    TextRequest,
+    hookimpl,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +32,15 @@ def sdk():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"top_p": 0.0}, r"top_p must be in \(0, 1\], got 0.0"),
-        ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+        ({"top_p": 0.0}, r"top_p must be a number in \(0, 1\], got 0.0"),
+        ({"top_p": 1.5}, r"top_p must be a number in \(0, 1\]"),
         ({"temperature": -1}, "temperature must be a finite number >= 0"),
         ({"temperature": float("nan")}, "temperature must be a finite number >= 0"),
         ({"top_k": -2}, "top_k must be an integer >= 0"),
-        ({"min_p": 2}, r"min_p must be in \[0, 1\]"),
+        ({"min_p": 2}, r"min_p must be a number in \[0, 1\]"),
         ({"n": 0}, "n must be an integer >= 1"),
-        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"seed": -1}, "seed must be an integer >= 0 or None"),
+        ({"top_k": True}, "top_k must be an integer >= 0, got True"),
         ({"prompt": 3}, "prompt must be a string or a non-empty list of strings"),
         ({"stop": [""]}, "stop must be a string or a sequence of non-empty strings"),
         ({"max_new_tokens": 1.5}, "max_new_tokens must be an integer >= 0"),
@@ -38,9 +51,136 @@ def test_invalid_request_fields_are_named(kwargs, message):
         TextRequest.from_kwargs(**kwargs)
 
 
-def test_unknown_request_fields_are_named_with_the_accepted_ones(sdk):
-    with pytest.raises(RequestError, match=r"unknown argument promt for ImageRequest; accepted: n"):
+def test_unknown_request_fields_name_the_generator_the_closest_field_and_the_accepted_ones(sdk):
+    with pytest.raises(
+        RequestError, match=r"^unknown argument promt for generator cppn; accepted: n, seed$"
+    ):
         sdk.generate("cppn", promt="x")
+    with pytest.raises(
+        RequestError,
+        match=r"^unknown argument promt for generator markov \(did you mean prompt\?\); "
+        r"accepted: max_new_tokens, ",
+    ):
+        sdk.generate("markov", promt="x")
+    with pytest.raises(RequestError, match=r"for TextRequest \(did you mean top_k\?\)"):
+        TextRequest.from_kwargs(topk=3)
+
+
+def test_a_bad_request_fails_before_any_model_code_loads():
+    # Through the built-in plugins' registered request classes: torch is never imported.
+    code = """
+import sys
+from aigc_sdk import SDK, RequestError
+sdk = SDK()
+for name, kwargs in [("gan", {"n": -1}), ("gan", {"n": 100000}), ("audio", {"seconds": 0}),
+                     ("transformer", {"top_p": 0}), ("vae", {"frames": 1})]:
+    try:
+        sdk.generate(name, **kwargs)
+    except RequestError as exc:
+        print(exc)
+print("torch imported:", "torch" in sys.modules)
+"""
+    out = run_python(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "n must be an integer >= 1, got -1",
+        "n must be <= 1024 for gan, got 100000",
+        "seconds must be a finite number > 0, got 0",
+        "top_p must be a number in (0, 1], got 0",
+        "frames must be an integer in [2, 256], got 1",
+        "torch imported: False",
+    ]
+
+
+class CountingGenerator(Generator):
+    """Counts its instances: a request must be refused before one is made."""
+
+    modality = "image"
+    Request = ImageRequest
+    thread_safe = True
+    made = 0
+
+    def __init__(self):
+        type(self).made += 1
+
+    def generate(self, request):
+        return GenerationResult("image", images=[], seed=request.seed)
+
+
+def _sdk_with(register_calls, **sdk_options):
+    plugin = types.ModuleType("counting_plugin")
+
+    @hookimpl
+    def aigc_register_generators(register):
+        for args, kwargs in register_calls:
+            register(*args, **kwargs)
+
+    plugin.aigc_register_generators = aigc_register_generators
+    sdk = SDK(autoload=False, **sdk_options)
+    sdk.register(plugin)
+    return sdk
+
+
+def test_requests_are_checked_before_the_generator_is_created():
+    sdk = _sdk_with([(("count", CountingGenerator), {"modality": "image"})])
+    CountingGenerator.made = 0
+    for bad in ({"n": 0}, {"n": 5000}, {"sede": 1}):
+        with pytest.raises(RequestError):
+            sdk.generate("count", **bad)
+    assert CountingGenerator.made == 0
+    sdk.generate("count", n=2)
+    assert CountingGenerator.made == 1
+
+
+def test_a_registered_request_class_must_be_the_generators_own():
+    sdk = _sdk_with(
+        [
+            (("count", CountingGenerator), {"modality": "image", "request": TextRequest}),
+            (("bad", CountingGenerator), {"modality": "image", "request": "not a class"}),
+        ]
+    )
+    (info,) = [p for p in sdk.plugins() if p.name == "counting_plugin"]
+    assert "register('bad'): request must be a Request subclass" in " ".join(info.errors)
+    assert sdk.request_type("count") is TextRequest
+    with pytest.raises(PluginError, match="its Request is ImageRequest, but TextRequest was"):
+        sdk.generate("count")
+
+
+def test_limits_are_declared_by_the_request_and_overridden_by_the_host():
+    assert ImageRequest.limits["n"] == 1024 and TextRequest.limits["prompt"] == 32_768
+    assert AudioRequest.limits["seconds"] == 60 and TextRequest.limits["max_new_tokens"] == 4096
+    with pytest.raises(RequestError, match=r"^n must be <= 64, got 65$"):
+        TextRequest.from_kwargs(n=65)
+    with pytest.raises(RequestError, match=r"prompt must be at most 32768 characters, got 40000"):
+        TextRequest.from_kwargs(prompt="x" * 40_000)
+    with pytest.raises(RequestError, match=r"a batch must have at most 64 prompts"):
+        TextRequest.from_kwargs(prompt=["x"] * 65)
+    with pytest.raises(RequestError, match=r"^seconds must be <= 60, got 61$"):
+        AudioRequest.from_kwargs(seconds=61)
+    # Requests made directly (a plugin's own tests, benchmarks) are not capped.
+    assert ImageRequest(n=5000).n == 5000
+
+    host = SDK(limits={"n": 2, "max_new_tokens": None, "cppn": {"n": 3}, "markov": {"top_k": 5}})
+    assert host.limits_for("markov") == {
+        "n": 2,
+        "max_new_tokens": None,
+        "prompt": 32_768,
+        "top_k": 5,
+    }
+    assert host.limits_for("cppn") == {"n": 3}
+    assert len(host.generate("cppn", n=3, seed=1).images) == 3
+    with pytest.raises(RequestError, match=r"^n must be <= 3 for cppn, got 4$"):
+        host.generate("cppn", n=4)
+    with pytest.raises(RequestError, match=r"^n must be <= 2 for markov, got 3$"):
+        host.request("markov", n=3)
+    with pytest.raises(RequestError, match=r"^top_k must be <= 5 for markov, got 6$"):
+        host.request("markov", top_k=6)
+    assert host.request("markov", max_new_tokens=10_000).max_new_tokens == 10_000
+    assert host.request_schema("cppn")["properties"]["n"]["maximum"] == 3
+    assert "maximum" not in host.request_schema("markov")["properties"]["max_new_tokens"]
+    for bad, where in [({"n": 0}, "limits['n']"), ({"gan": {"n": "x"}}, "limits['gan']['n']")]:
+        with pytest.raises(RequestError, match=rf"^{re.escape(where)} must be a number > 0"):
+            SDK(limits=bad, autoload=False)
 
 
 def test_request_normalises_stop_and_prompt_batches():

@@ -63,3 +63,51 @@ def test_read_wav_names_an_unreadable_file(tmp_path):
     bad.write_bytes(b"not audio")
     with pytest.raises(AigcError, match="cannot read audio file .*bad.wav"):
         media.read_wav(bad)
+
+
+def test_the_suffix_picks_the_format_and_others_are_refused_before_writing(tmp_path):
+    images = GenerationResult("image", images=media.to_pil(torch.rand(2, 3, 8, 8) * 2 - 1))
+    for suffix, kind in ((".png", "PNG"), (".jpg", "JPEG"), (".JPEG", "JPEG"), (".webp", "WEBP")):
+        (path,) = images.save(tmp_path / f"grid{suffix}")
+        assert Image.open(path).format == kind
+    grey = GenerationResult("image", images=media.to_pil(torch.zeros(1, 1, 4, 4)))
+    assert Image.open(grey.save(tmp_path / "grey.jpg")[0]).mode == "L"
+    t = torch.arange(1600) / 16000
+    clip = 0.5 * torch.sin(2 * torch.pi * 440 * t)
+    audio = GenerationResult("audio", audio=clip[None], sample_rate=16000)
+    for suffix, kind in ((".wav", "WAV"), (".flac", "FLAC"), (".ogg", "OGG")):
+        (path,) = audio.save(tmp_path / f"clip{suffix}")
+        data, rate = soundfile.read(path, dtype="float32")
+        assert soundfile.info(str(path)).format == kind and rate == 16000 and len(data) == 1600
+        if kind != "OGG":  # Vorbis is lossy
+            np.testing.assert_allclose(data, clip.numpy(), atol=1 / 32767)
+    text = GenerationResult("text", texts=["# title"])
+    assert text.save(tmp_path / "notes.md")[0].read_text() == "# title"
+    for result, path, accepted in [
+        (images, "x.gif", "cannot write image as .gif; expected .png, .jpg, .jpeg or .webp"),
+        (images, "x", "has no file suffix; expected .png, .jpg, .jpeg or .webp"),
+        (text, "x.png", "cannot write text as .png; expected .txt or .md"),
+        (audio, "x.mp3", "cannot write audio as .mp3; expected .wav, .flac or .ogg"),
+    ]:
+        with pytest.raises(media.OutputPathError) as info:
+            result.save(tmp_path / path)
+        assert str(info.value) == f"{tmp_path / path}: {accepted}, or a directory ending in /"
+        assert not (tmp_path / path).exists()
+
+
+def test_a_file_path_needs_its_folder_and_a_directory_path_is_made(tmp_path):
+    result = GenerationResult("text", texts=["a", "b"])
+    missing = tmp_path / "missing" / "t.txt"
+    with pytest.raises(media.OutputPathError) as info:
+        result.save(missing)
+    assert str(info.value) == (
+        f"{missing}: folder {missing.parent} does not exist; create it, or end the path "
+        "with / to write a directory"
+    )
+    assert not missing.parent.exists()
+    written = result.save(f"{tmp_path}/made/deeper/")
+    assert [p.relative_to(tmp_path).as_posix() for p in written] == [
+        "made/deeper/0000.txt",
+        "made/deeper/0001.txt",
+    ]
+    assert result.save(tmp_path / "made")[0].name == "0000.txt"  # an existing directory

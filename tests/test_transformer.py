@@ -235,9 +235,19 @@ def test_stream_pieces_arrive_one_token_at_a_time(generator):
     assert 2 <= len(pieces) <= 12
 
 
-def test_long_prompts_are_left_truncated_and_too_many_tokens_are_an_error(generator):
+def test_a_prompt_longer_than_the_context_is_refused_naming_the_context_length(generator):
+    # The tiny model's context is 96 tokens; a prompt is never cut silently to fit.
     long = "value = compute(value)\n" * 200
-    assert isinstance(generator.generate(TextRequest(prompt=long, max_new_tokens=5)).texts[0], str)
+    with pytest.raises(
+        RequestError,
+        match=r"^prompt is 3000 tokens, over the 90 that fit: this model's context length is "
+        r"96 tokens, 5 of them kept for max_new_tokens",
+    ):
+        generator.generate(TextRequest(prompt=long, max_new_tokens=5))
+    with pytest.raises(RequestError, match=r"^prompt 2 is 3000 tokens, over the 90"):
+        generator.generate(TextRequest(prompt=("x", long), max_new_tokens=5))
+    fits = "x = 1\n" * 5
+    assert isinstance(generator.generate(TextRequest(prompt=fits, max_new_tokens=5)).texts[0], str)
     with pytest.raises(RequestError, match="max_new_tokens must be < 96"):
         generator.generate(TextRequest(prompt="x", max_new_tokens=96))
 

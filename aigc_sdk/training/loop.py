@@ -34,7 +34,7 @@ import torch
 from ..checkpoint import load_into
 from ..data import DataError, Splits
 from ..errors import AigcError, CheckpointError, PluginError
-from ..media import atomic_write
+from ..media import MEDIA_SUFFIX, atomic_write
 from . import checkpointing
 from .batches import batch_size, split_batch, to_device
 from .config import ConfigError
@@ -58,7 +58,6 @@ from .trainer import StepContext, Trainer
 
 CHECKPOINT_FORMAT = 1
 PLOT_INTERVAL = 60.0  # seconds: metrics.png is redrawn at checkpoints at most this often
-SAMPLE_SUFFIX = {"image": ".png", "text": ".txt", "audio": ".wav"}
 
 
 @dataclass
@@ -540,8 +539,9 @@ class Loop:
             result = self.trainer.samples()
         if result is None:
             return
-        suffix = SAMPLE_SUFFIX.get(result.modality, "")
-        result.save(self.run_dir / "samples" / f"step-{self.step:06d}{suffix}")
+        samples = self.run_dir / "samples"
+        samples.mkdir(exist_ok=True)
+        result.save(samples / f"step-{self.step:06d}{MEDIA_SUFFIX[result.modality]}")
         self._notify("aigc_training_samples", step=self.step, samples=result)
 
     # -- checkpoints -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ def aigc_register_generators(register):
         "audio",
         "aigc_audio.generator:WaveNetGenerator",
         modality="audio",
+        request="aigc_audio.request:WaveNetRequest",
         description="WaveNet (mu-law, conv queues, fused sampler): notes and chords at 16 kHz",
     )
 

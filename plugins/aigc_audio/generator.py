@@ -11,35 +11,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from aigc_sdk import AudioRequest, GenerationResult, Generator, RequestError
+from aigc_sdk import GenerationResult, Generator, RequestError
 from aigc_sdk.generation import resolve_seed
 from aigc_sdk.ops import has_kernel, sample
 
 from .model import START, ConvQueues, NumpyConvQueues, WaveNet, mu_law_decode
+from .request import WaveNetRequest
 from .spectrogram import spectrogram_png
 from .weights import load_wavenet
-
-
-@dataclass(frozen=True, kw_only=True)
-class WaveNetRequest(AudioRequest):
-    """``label``: a label name (for the default weights a note such as 'C4' or 'A#3') or
-    its index; None draws one per clip, as often as the training data had it.
-
-    Sampling defaults to min-p 0.1 (tokens under a tenth of the likeliest
-    one's probability are never drawn): cutting the unlikely tail removes the
-    clicks and hiss a small WaveNet's rare bad draws add (spectral flatness
-    0.035 -> 0.0019 on the default weights, the data's 0.0005). Harder cuts
-    (temperature 0.8 as well) let notes collapse into silence within 0.3 s.
-    ``--min-p 0`` samples the model's own distribution.
-    """
-
-    min_p: float = 0.1
-    label: str | int | None = None
 
 
 def resolve_labels(
@@ -171,13 +154,6 @@ class WaveNetGenerator(Generator):
         self.sample_rate = self.model.cfg.sample_rate
 
     def generate(self, request: WaveNetRequest) -> GenerationResult:
-        if request.repetition_penalty != 1:
-            raise RequestError(
-                "repetition_penalty is not supported by audio: samples of a waveform repeat "
-                "by nature; leave it at 1"
-            )
-        if request.stop:
-            raise RequestError("stop is not supported by audio (it applies to text)")
         seed = resolve_seed(request.seed)
         rng = torch.Generator().manual_seed(seed)
         labels = resolve_labels(self.model, request.label, request.n, rng)

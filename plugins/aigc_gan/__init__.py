@@ -13,6 +13,7 @@ def aigc_register_generators(register):
         "gan",
         "aigc_gan.generator:GANGenerator",
         modality="image",
+        request="aigc_gan.request:GANRequest",
         description="DCGAN digits (32x32): samples, truncation, latent walks, class labels",
     )
 

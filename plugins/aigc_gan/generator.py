@@ -7,49 +7,20 @@ aigc generate gan --seed 3 -n 16 --truncation 0.7 --label 4 --out fours.png
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from aigc_sdk import GenerationResult, Generator, ImageRequest, RequestError, checkpoint, media
+from aigc_sdk import GenerationResult, Generator, RequestError, checkpoint, media
 from aigc_sdk.generation import resolve_seed
 
 from .model import GANConfig, GeneratorNet, fuse_generator, slerp
+from .request import GANRequest
 
 PLUGIN = "gan"
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "gan"
 CHUNK = 256  # images per forward pass: bounds memory for large n
 LABEL_STREAM = 0x5DEECE66D  # mixed into the seed for the labels' random stream
-
-
-@dataclass(frozen=True, kw_only=True)
-class GANRequest(ImageRequest):
-    """``n`` images; or, with ``interpolate=k``, ``n`` walks of ``k`` frames each.
-
-    ``truncation`` (psi in [0, 1]) pulls every latent towards the prior's mean,
-    trading variety for fidelity as in StyleGAN's truncation trick (applied to
-    z: a DCGAN has no mapping network); 1 is off. ``label`` picks the class of a
-    conditional model (None: a random class per image).
-    """
-
-    truncation: float = 1.0
-    interpolate: int = 0
-    label: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        t = self.truncation
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
-            raise RequestError(f"truncation must be a number in [0, 1], got {t!r}")
-        k = self.interpolate
-        if isinstance(k, bool) or not isinstance(k, int) or k == 1 or not 0 <= k <= 256:
-            raise RequestError(
-                f"interpolate must be 0 (off) or a number of frames in [2, 256], got {k!r}"
-            )
-        label = self.label
-        if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
-            raise RequestError(f"label must be an integer or None, got {label!r}")
 
 
 class GANGenerator(Generator):

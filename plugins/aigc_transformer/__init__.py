@@ -13,6 +13,7 @@ def aigc_register_generators(register):
         "transformer",
         "aigc_transformer.generator:TransformerGenerator",
         modality="text",
+        request="aigc_transformer.request:TransformerRequest",
         description="a small Transformer language model (default weights: Python source)",
     )
 

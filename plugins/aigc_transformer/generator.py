@@ -16,7 +16,6 @@ stray ``" "``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,19 +26,8 @@ from aigc_sdk.generation import resolve_seed
 from . import pretrained
 from .decode import BACKENDS, DecodeSession, DecodeWeights, Sampling, decode
 from .model import Transformer
+from .request import TransformerRequest
 from .tokenizer import BPETokenizer, TextDecoder
-
-
-@dataclass(frozen=True, kw_only=True)
-class TransformerRequest(TextRequest):
-    """``TextRequest`` plus ``token_healing`` (see the module docstring)."""
-
-    token_healing: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.token_healing, bool):
-            raise RequestError(f"token_healing must be true or false, got {self.token_healing!r}")
 
 
 class _Sequence:
@@ -107,8 +95,9 @@ class TransformerGenerator(Generator):
 
     # -- prompts ---------------------------------------------------------------
 
-    def encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
-        """``<|endoftext|>`` + the prompt's tokens, left-truncated to leave room for the output."""
+    def encode_prompt(self, prompt: str, max_new_tokens: int, which: str = "prompt") -> list[int]:
+        """``<|endoftext|>`` + the prompt's tokens; a prompt that leaves no room for
+        ``max_new_tokens`` in the context is a ``RequestError`` (never cut silently)."""
         limit = self.model.cfg.max_seq_len
         if max_new_tokens >= limit:
             raise RequestError(
@@ -116,7 +105,14 @@ class TransformerGenerator(Generator):
                 f"got {max_new_tokens}"
             )
         ids = [self.tokenizer.eos_id, *self.tokenizer.encode(prompt)]
-        return ids[-(limit - max_new_tokens) :]
+        room = limit - max_new_tokens - 1  # the start marker takes one place
+        if len(ids) - 1 > room:
+            raise RequestError(
+                f"{which} is {len(ids) - 1} tokens, over the {room} that fit: this model's "
+                f"context length is {limit} tokens, {max_new_tokens} of them kept for "
+                f"max_new_tokens (and 1 for the start marker); shorten it or lower max_new_tokens"
+            )
+        return ids
 
     def _heal(self, prompts: list[list[int]]):
         """Takes back each prompt's last token: (prompts, bytes taken back per prompt,
@@ -146,7 +142,12 @@ class TransformerGenerator(Generator):
     ) -> Iterator[tuple[int, str]]:
         """(row, text piece) as each sequence of the batch grows. ``tokens_out`` (one
         list per row) receives each sequence's tokens, end-of-text included."""
-        prompts = [self.encode_prompt(p, request.max_new_tokens) for p in request.prompts]
+        batch = request.prompts
+        one = isinstance(request.prompt, str)
+        prompts = [
+            self.encode_prompt(p, request.max_new_tokens, "prompt" if one else f"prompt {i + 1}")
+            for i, p in enumerate(batch)
+        ]
         healed, first_allowed = [0] * len(prompts), None
         if getattr(request, "token_healing", True) and request.max_new_tokens:
             prompts, healed, first_allowed = self._heal(prompts)

@@ -13,6 +13,7 @@ def aigc_register_generators(register):
         "vae",
         "aigc_vae.generator:VAEGenerator",
         modality="image",
+        request="aigc_vae.request:VAERequest",
         description="convolutional VAE digits (32x32): prior samples, reconstruction, "
         "interpolation between two images",
     )

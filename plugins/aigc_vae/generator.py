@@ -12,72 +12,19 @@ resized to the model's size, and inverted when their background is light
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from aigc_sdk import GenerationResult, Generator, ImageRequest, RequestError, checkpoint, media
+from aigc_sdk import GenerationResult, Generator, RequestError, checkpoint, media
 from aigc_sdk.generation import resolve_seed
 
 from .model import VAE, VAEConfig, fuse_decoder, per_image_terms, split_output
+from .request import VAERequest
 
 PLUGIN = "vae"
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "vae"
 CHUNK = 256  # images per forward pass: bounds memory for large n
-
-
-def _paths(value) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(p for p in value.split("|") if p) if value else ()
-    if isinstance(value, (list, tuple)) and all(isinstance(p, (str, Path)) for p in value):
-        return tuple(str(p) for p in value)
-    raise RequestError(f"interpolate must be two image paths ('a.png|b.png'), got {value!r}")
-
-
-def _require_file(option: str, path: str) -> None:
-    if not Path(path).is_file():
-        what = "is a directory, not an image" if Path(path).is_dir() else "does not exist"
-        raise RequestError(f"{option}: image file {path} {what}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class VAERequest(ImageRequest):
-    """Prior samples (``n``, ``temperature``); or a reconstruction of one image
-    (``n`` outputs: the posterior mean's decoding, then posterior draws); or an
-    interpolation through latent space between two images (``frames`` outputs).
-    """
-
-    temperature: float = 1.0
-    reconstruct: str | None = None
-    interpolate: tuple[str, ...] = ()
-    frames: int = 8
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 10:
-            raise RequestError(f"temperature must be a number in [0, 10], got {t!r}")
-        f = self.frames
-        if isinstance(f, bool) or not isinstance(f, int) or not 2 <= f <= 256:
-            raise RequestError(f"frames must be an integer in [2, 256], got {f!r}")
-        paths = _paths(self.interpolate)
-        object.__setattr__(self, "interpolate", paths)
-        if paths and len(paths) != 2:
-            raise RequestError(
-                f"interpolate needs exactly two image paths ('a.png|b.png'), got {len(paths)}"
-            )
-        if paths and self.reconstruct is not None:
-            raise RequestError("reconstruct and interpolate cannot be combined: pick one")
-        if paths and self.n != 1:
-            raise RequestError(f"n: interpolate makes `frames` images; leave n at 1, got {self.n}")
-        if self.reconstruct is not None:
-            if not isinstance(self.reconstruct, (str, Path)) or not str(self.reconstruct):
-                raise RequestError(f"reconstruct must be an image path, got {self.reconstruct!r}")
-            object.__setattr__(self, "reconstruct", str(self.reconstruct))
-            _require_file("reconstruct", self.reconstruct)
-        for path in paths:
-            _require_file("interpolate", path)
 
 
 def load_image(path: str, option: str, size: int, channels: int) -> torch.Tensor:
