@@ -14,6 +14,7 @@ def aigc_register_generators(register):
         "chat",
         "aigc_llm.generator:ChatGenerator",
         modality="text",
+        request="aigc_llm.request:ChatRequest",
         description="a real chat model (default: SmolLM2-135M-Instruct); "
         "--weights takes any Llama-family or GPT-2 .gguf file or Hugging Face folder",
     )

@@ -3,10 +3,12 @@ request before any weights load."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from aigc_sdk import RequestError, TextRequest
+from aigc_sdk.generation import request_field
 
 from .chat_template import check_messages
 
@@ -21,9 +23,18 @@ class ChatRequest(TextRequest):
     without the chat template (plain completion).
     """
 
-    messages: tuple[dict[str, Any], ...] | None = None
-    system: str | None = None
-    raw: bool = False
+    # A conversation is limited like a prompt: by its characters, all messages together.
+    limits: ClassVar[Mapping[str, float | None]] = {
+        **TextRequest.limits,
+        "messages": TextRequest.limits["prompt"],
+        "system": TextRequest.limits["prompt"],
+    }
+
+    messages: tuple[dict[str, Any], ...] | None = request_field(
+        None, "the conversation: a list of {role, content} (Python and HTTP only)"
+    )
+    system: str | None = request_field(None, "a system prompt before the conversation")
+    raw: bool = request_field(False, "send the prompt as plain text, without the chat template")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -37,3 +48,8 @@ class ChatRequest(TextRequest):
             raise RequestError(f"raw must be true or false, got {self.raw!r}")
         if self.raw and (self.messages is not None or self.system is not None):
             raise RequestError("raw=True takes a prompt, not messages or a system prompt")
+
+    def _limited_values(self, name: str) -> list[Any]:
+        if name == "messages":
+            return ["".join(m["content"] for m in self.messages or ())]
+        return super()._limited_values(name)
