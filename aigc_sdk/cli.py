@@ -63,7 +63,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     sdk = _make_sdk(args)
     infos = sdk.plugins()
     if args.json:
-        print(json.dumps([info.as_dict(tracebacks=args.verbose) for info in infos], indent=2))
+        listed = [info.as_dict(tracebacks=args.verbose) for info in infos]
+        for plugin in listed:
+            for detail in plugin["generator_details"]:
+                detail.update(_request_description(sdk, detail["name"]))
+        print(json.dumps(listed, indent=2))
         return 0
     if not any(info.status == "loaded" for info in infos) and not sdk.autoload:
         from .plugins import entry_points
@@ -92,6 +96,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             if args.verbose and error in info.tracebacks:
                 print(textwrap.indent(info.tracebacks[error].rstrip(), " " * 6))
     return 0
+
+
+def _request_description(sdk, name: str) -> dict[str, Any]:
+    """``{"request": schema}`` of a generator for ``aigc plugins --json``, without loading
+    weights: ``null`` when only an instance could tell, ``request_error`` when it fails."""
+    try:
+        request_type = sdk.generators.get(name).request_type()
+        if request_type is None:
+            return {"request": None}
+        return {"request": request_schema(request_type, sdk.limits_for(name))}
+    except AigcError as exc:
+        return {"request": None, "request_error": str(exc)}
 
 
 def _print_table(rows: Iterable[list[str]]) -> None:

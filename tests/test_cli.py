@@ -9,6 +9,8 @@ import pytest
 from conftest import run_aigc
 from PIL import Image
 
+from aigc_sdk.generation import json_types
+
 
 def _one_line_error(out, code=1):
     assert out.returncode == code, (out.stdout, out.stderr)
@@ -277,6 +279,26 @@ def test_generate_help_lists_the_generators_own_fields(plasma_env):
     assert "--prompt TEXT" in markov and "(at most 32768 characters)" in markov
     general = run_aigc("generate", "--help")
     assert general.returncode == 0 and "aigc generate NAME --help lists" in general.stdout
+
+
+def test_plugins_json_describes_each_generators_request(plasma_env):
+    out = run_aigc("plugins", "--json", env=plasma_env)
+    assert out.returncode == 0, out.stderr
+    details = {d["name"]: d for p in json.loads(out.stdout) for d in p["generator_details"]}
+    plasma = details["plasma"]["request"]
+    assert plasma["title"] == "PlasmaRequest" and plasma["description"].startswith("Plasma clouds.")
+    assert plasma["properties"]["scale"] == {
+        "type": "number",
+        "default": 1.0,
+        "description": "zoom",
+        "minimum": 0.1,
+        "maximum": 10,
+    }
+    assert plasma["properties"]["n"]["maximum"] == 1024
+    gan = details["gan"]["request"]["properties"]
+    assert gan["label"]["type"] == ["integer", "null"] and gan["truncation"]["maximum"] == 1
+    prompt = details["markov"]["request"]["properties"]["prompt"]
+    assert prompt["maxLength"] == 32768 and json_types(prompt) == ["string", "array"]
 
 
 def test_unknown_options_name_the_generator_and_suggest_only_its_fields(plasma_env):

@@ -318,3 +318,56 @@ def test_concurrent_generation_on_a_non_thread_safe_generator_matches_sequential
     with ThreadPoolExecutor(max_workers=8) as pool:
         concurrent = list(pool.map(run, range(8)))
     assert concurrent == sequential
+
+
+def test_request_schema_describes_fields_types_defaults_bounds_and_limits():
+    import json
+    from dataclasses import dataclass, field
+
+    from aigc_sdk.generation import request_field, request_schema
+
+    @dataclass(frozen=True, kw_only=True)
+    class RippleRequest(TextRequest):
+        """Ripples.
+
+        Attributes:
+            speed (float): how fast the ripples spread
+        """
+
+        limits = {**TextRequest.limits, "speed": 5}
+        speed: float = field(default=1.0, metadata={"exclusiveMinimum": 0})
+        shape: str | None = request_field(None, "ring or square")
+
+    schema = request_schema(RippleRequest, {"n": 8})
+    json.dumps(schema)  # every value is JSON
+    assert (schema["title"], schema["type"], schema["additionalProperties"]) == (
+        "RippleRequest",
+        "object",
+        False,
+    )
+    props = schema["properties"]
+    assert list(props)[:3] == ["seed", "n", "max_new_tokens"]
+    assert props["speed"] == {
+        "type": "number",
+        "default": 1.0,
+        "description": "how fast the ripples spread",
+        "exclusiveMinimum": 0,
+        "maximum": 5,
+    }
+    assert props["shape"] == {
+        "type": ["string", "null"],
+        "default": None,
+        "description": "ring or square",
+    }
+    assert props["n"]["maximum"] == 8 and props["seed"]["type"] == ["integer", "null"]
+    assert props["stop"]["type"] == "array" and props["stop"]["default"] == []
+    assert props["prompt"]["anyOf"] == [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "string"}},
+    ]
+    assert props["prompt"]["maxLength"] == 32_768
+    # The metadata bounds are enforced as well as shown; the limits only through from_dict.
+    with pytest.raises(RequestError, match=r"^speed must be a finite number > 0, got 0$"):
+        RippleRequest(speed=0)
+    with pytest.raises(RequestError, match=r"^speed must be <= 5, got 6$"):
+        RippleRequest.from_kwargs(speed=6)
