@@ -3,7 +3,7 @@ AVX-512) against the references.
 
 This machine's own build (-march=native) compiles the AVX2 paths out:
 decode_attention's head-group scores and 8-lane PV, upsample_conv2d's 8-lane
-tiles. Here they are built into build/portable/<hash>/ and run in a
+tiles, quant_linear's vpmaddubsw dots (VNNI machines use vpdpbusd). Here they are built into build/portable/<hash>/ and run in a
 subprocess, since one process can hold only one `aigc` library; sample, whose
 tokens must not depend on the instruction set, is checked token for token.
 """
@@ -198,3 +198,24 @@ def test_quant_linear_avx2(portable_library):
                 assert bool(((got - want).abs() <= tol).all()), (name, M, exact)
         """,
     )
+
+
+@pytest.mark.parametrize("march", ["icelake-server", "alderlake"])
+def test_quant_linear_vnni_paths_compile(march, tmp_path):
+    """This machine builds neither quant_linear's AVX-512 VNNI path nor its
+    AVX-VNNI one (vpdpbusd on 256-bit registers): compile them, and check
+    that the instruction is there (running them needs such a CPU)."""
+    from torch.utils import cpp_extension
+
+    obj = tmp_path / "quant_linear.o"
+    includes = [f"-I{p}" for p in [str(CSRC), *cpp_extension.include_paths()]]
+    flags = [f for f in CFLAGS if not f.startswith("-march")] + [f"-march={march}"]
+    done = subprocess.run(
+        ["c++", *flags, *includes, "-c", str(CSRC / "cpu" / "quant_linear.cpp"), "-o", str(obj)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    disassembly = subprocess.run(["objdump", "-d", str(obj)], capture_output=True, text=True)
+    assert "vpdpbusd" in disassembly.stdout
