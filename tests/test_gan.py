@@ -311,18 +311,25 @@ def test_trainer_reads_an_image_folder(sdk, tmp_path, folders):
 
 
 def test_export_recalibrates_the_ema_batchnorm(sdk, tmp_path):
+    from safetensors.torch import load_file
+
     from aigc_sdk.training import fit
 
     trainer = sdk.trainer(
         "gan", steps=3, batch_size=8, width=4, latent=8, checkpoint_every=3, bn_batches=4
     )
-    fit(trainer, tmp_path / "run", sdk=sdk, quiet=True)
+    result = fit(trainer, tmp_path / "run", sdk=sdk, quiet=True)
     ema, live = trainer.inference_model("generator"), trainer.generator
-    bn_ema, bn_live = ema.blocks[0].bn, live.blocks[0].bn
     assert ema is not live
-    # The EMA's statistics were measured on its own outputs, not copied from the live model.
-    assert not torch.equal(bn_ema.running_mean, bn_live.running_mean)
-    assert bn_ema.momentum == bn_live.momentum  # restored after the cumulative average
+    exported = load_file(result.export / "model.safetensors")["blocks.0.bn.running_mean"]
+    # The exported statistics were measured on the EMA's own outputs, not copied from the
+    # live model as the EMA's are.
+    assert torch.equal(ema.blocks[0].bn.running_mean, live.blocks[0].bn.running_mean)
+    assert not torch.equal(exported, live.blocks[0].bn.running_mean)
+    # The run's EMA is left as trained and checkpointed (rank 0 alone exports).
+    saved = load_file(result.checkpoint / "model.safetensors")
+    for key, value in ema.state_dict().items():
+        assert torch.equal(saved[f"ema.generator.{key}"], value), key
 
 
 # -- fused inference -------------------------------------------------------------------------
