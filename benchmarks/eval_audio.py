@@ -35,7 +35,6 @@ from aigc_audio.data import ClipBank, load_splits  # noqa: E402
 from aigc_audio.generator import (  # noqa: E402
     WaveNetRequest,
     generate_classes,
-    one_intraop_thread,
     resolve_labels,
 )
 from aigc_audio.model import (  # noqa: E402
@@ -122,19 +121,18 @@ def speed(model: WaveNet, repeats: int, naive_seconds: float) -> dict[str, float
 
     naive_samples = max(1, round(naive_seconds * rate))
     results = {}
-    with one_intraop_thread():
-        for name, fn, seconds in (
-            ("queues_numpy", queues(NumpyConvQueues), 1.0),
-            ("queues_torch", queues(ConvQueues), 1.0),
-            ("naive", lambda: naive_generate(model, naive_samples, label, 1), naive_seconds),
-        ):
-            wall, cpu = time_it(fn, repeats if name != "naive" else 1)
-            results[f"rtf_{name}"] = wall / seconds
-            results[f"cpu_rtf_{name}"] = cpu / seconds
-        batch = 4  # n clips share each step: the per-clip cost falls
-        labels = label.repeat(batch) if label is not None else None
-        wall, _ = time_it(lambda: generate_classes(model, rate // 4, labels, n=batch, seed=1), 1)
-        results["rtf_queues_numpy_batch4_per_clip"] = wall / 0.25 / batch
+    for name, fn, seconds in (
+        ("queues_numpy", queues(NumpyConvQueues), 1.0),
+        ("queues_torch", queues(ConvQueues), 1.0),
+        ("naive", lambda: naive_generate(model, naive_samples, label, 1), naive_seconds),
+    ):
+        wall, cpu = time_it(fn, repeats if name != "naive" else 1)
+        results[f"rtf_{name}"] = wall / seconds
+        results[f"cpu_rtf_{name}"] = cpu / seconds
+    batch = 4  # n clips share each step: the per-clip cost falls
+    labels = label.repeat(batch) if label is not None else None
+    wall, _ = time_it(lambda: generate_classes(model, rate // 4, labels, n=batch, seed=1), 1)
+    results["rtf_queues_numpy_batch4_per_clip"] = wall / 0.25 / batch
     results["naive_timed_seconds"] = naive_seconds
     results["speedup_numpy_vs_naive"] = results["rtf_naive"] / results["rtf_queues_numpy"]
     results["speedup_torch_vs_naive"] = results["rtf_naive"] / results["rtf_queues_torch"]
@@ -169,12 +167,11 @@ def main(argv: list[str] | None = None) -> dict:
         "temperature_1": {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0},
     }
     generated = {}
-    with one_intraop_thread():
-        for name, params in sampling.items():
-            classes = generate_classes(
-                model, model.cfg.sample_rate, labels, n=args.generated, seed=0, **params
-            )
-            generated[name] = mu_law_decode(classes)
+    for name, params in sampling.items():
+        classes = generate_classes(
+            model, model.cfg.sample_rate, labels, n=args.generated, seed=0, **params
+        )
+        generated[name] = mu_law_decode(classes)
     noise = (torch.rand(args.generated, model.cfg.sample_rate) * 2 - 1) * 0.5
     report = {
         "weights": str(args.weights or "default"),

@@ -20,7 +20,6 @@ sys.path.insert(0, str(ROOT / "plugins"))  # the plugin without an installed ent
 from aigc_audio.generator import (  # noqa: E402
     StepSampler,
     generate_classes,
-    one_intraop_thread,
     resolve_labels,
 )
 from aigc_audio.model import (  # noqa: E402
@@ -28,6 +27,7 @@ from aigc_audio.model import (  # noqa: E402
     START,
     ConvQueues,
     NumpyConvQueues,
+    QueuePlan,
     WaveNet,
     WaveNetConfig,
     mu_law_decode,
@@ -89,6 +89,20 @@ def test_conv_queues_equal_the_full_forward(queues_type, prefix, labels):
     torch.testing.assert_close(steps, full[:, prefix:], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("queues_type", [ConvQueues, NumpyConvQueues])
+@pytest.mark.parametrize("labels", [("C4", "E4", "G4"), ()])
+def test_the_steady_start_equals_a_forward_over_a_receptive_field_of_it(queues_type, labels):
+    model = tiny_model(labels)
+    label = torch.tensor([2, 0]) if labels else None
+    prefix = torch.full((2, model.cfg.receptive_field - 1), START)
+    primed = queues_type(model, 2, label, prefix=prefix)
+    steady = queues_type(model, 2, label, steady=START, plan=QueuePlan(model))
+    assert steady.t == primed.t
+    x = torch.randint(0, 256, (2, 30), generator=torch.Generator().manual_seed(1))
+    for t in range(30):
+        torch.testing.assert_close(steady.step(x[:, t]), primed.step(x[:, t]))
+
+
 def test_the_output_depends_on_exactly_the_receptive_field():
     model = tiny_model()
     rf = model.cfg.receptive_field
@@ -103,10 +117,9 @@ def test_the_output_depends_on_exactly_the_receptive_field():
 def test_generation_is_seeded_and_each_clip_of_a_batch_is_its_own():
     model = tiny_model()
     labels = torch.tensor([1, 1])
-    with one_intraop_thread():
-        a = generate_classes(model, 300, labels, n=2, seed=7)
-        b = generate_classes(model, 300, labels, n=2, seed=7)
-        c = generate_classes(model, 300, labels, n=2, seed=8)
+    a = generate_classes(model, 300, labels, n=2, seed=7)
+    b = generate_classes(model, 300, labels, n=2, seed=7)
+    c = generate_classes(model, 300, labels, n=2, seed=8)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert not torch.equal(a[0], a[1])  # rows draw from their own streams
@@ -248,3 +261,15 @@ def test_cli_writes_wav_and_spectrogram_beside_it(tiny_weights, tmp_path):
     assert out.stat().st_size == 44 + 2 * 320
     assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
     assert f"wrote {tmp_path / 'a.png'}" in run.stderr
+
+
+def test_generation_leaves_the_process_thread_settings_alone(sdk, tiny_weights, monkeypatch):
+    # torch's thread count is the host's, shared by every thread of the process:
+    # a generation running beside others must neither change nor restore it.
+    calls = []
+    set_num_threads = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n) or set_num_threads(n))
+    before = torch.get_num_threads()
+    result = sdk.generate("audio", options={"weights": str(tiny_weights)}, seconds=0.02, seed=1)
+    assert result.audio.shape[0] == 1
+    assert calls == [] and torch.get_num_threads() == before

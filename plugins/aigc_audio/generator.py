@@ -8,9 +8,6 @@ the same audio on every machine and device.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -19,7 +16,7 @@ from aigc_sdk import GenerationResult, Generator, RequestError
 from aigc_sdk.generation import resolve_seed
 from aigc_sdk.ops import has_kernel, sample
 
-from .model import START, ConvQueues, NumpyConvQueues, WaveNet, mu_law_decode
+from .model import START, ConvQueues, NumpyConvQueues, QueuePlan, WaveNet, mu_law_decode
 from .request import WaveNetRequest
 from .spectrogram import spectrogram_png
 from .weights import load_wavenet
@@ -48,33 +45,6 @@ def resolve_labels(
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
         raise RequestError(f"label must be one of {shown} or an index, got {label!r}")
     return torch.full((n,), index, dtype=torch.int64)
-
-
-_threads_lock = threading.Lock()
-_threads_users = 0
-_threads_saved = 1
-
-
-@contextmanager
-def one_intraop_thread() -> Iterator[None]:
-    """Runs the block with torch's intra-op threads set to 1 (restored after the last user).
-
-    A step is ~130 operations on a few hundred numbers: sharing one between
-    threads only adds synchronisation, which on a busy machine costs 10-100x.
-    """
-    global _threads_users, _threads_saved
-    with _threads_lock:
-        if _threads_users == 0:
-            _threads_saved = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _threads_users += 1
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads_users -= 1
-            if _threads_users == 0:
-                torch.set_num_threads(_threads_saved)
 
 
 class StepSampler:
@@ -121,18 +91,24 @@ def generate_classes(
     top_p: float = 1.0,
     min_p: float = 0.0,
     queues_type: type[ConvQueues] | None = None,
+    plan: QueuePlan | None = None,
 ) -> torch.Tensor:
     """``samples`` mu-law classes for each of ``n`` clips: [n, samples] int64.
 
     The clips start after a receptive field of START marks, as the training
-    crops do. ``queues_type`` defaults to the NumPy step on the CPU, torch elsewhere.
+    crops do. ``queues_type`` defaults to the NumPy step on the CPU, torch elsewhere;
+    ``plan`` is the model's ``QueuePlan`` (made here when not given).
+
+    No step enters a parallel region (NumPy matmuls of a few rows, 256 logits a
+    row for the sampler) and the start is gathers from the plan, so the speed
+    does not hang on torch's thread settings; this never changes them either:
+    they are the host's, and a generate() may run beside others.
     """
     device = model.embed.weight.device
     labels = labels.to(device) if labels is not None else None
-    before = torch.full((n, model.cfg.receptive_field - 1), START, device=device)
     if queues_type is None:
         queues_type = NumpyConvQueues if device.type == "cpu" else ConvQueues
-    queues = queues_type(model, n, labels, prefix=before)
+    queues = queues_type(model, n, labels, steady=START, plan=plan)
     draw = StepSampler(
         n, device, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed
     )
@@ -152,24 +128,25 @@ class WaveNetGenerator(Generator):
     def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
         self.model, self.config = load_wavenet(weights, device)
         self.sample_rate = self.model.cfg.sample_rate
+        self.plan = QueuePlan(self.model)  # shared read-only by concurrent generations
 
     def generate(self, request: WaveNetRequest) -> GenerationResult:
         seed = resolve_seed(request.seed)
         rng = torch.Generator().manual_seed(seed)
         labels = resolve_labels(self.model, request.label, request.n, rng)
         samples = max(1, round(request.seconds * self.sample_rate))
-        with one_intraop_thread():
-            classes = generate_classes(
-                self.model,
-                samples,
-                labels,
-                n=request.n,
-                seed=seed,
-                temperature=request.temperature,
-                top_k=request.top_k,
-                top_p=request.top_p,
-                min_p=request.min_p,
-            )
+        classes = generate_classes(
+            self.model,
+            samples,
+            labels,
+            n=request.n,
+            seed=seed,
+            temperature=request.temperature,
+            top_k=request.top_k,
+            top_p=request.top_p,
+            min_p=request.min_p,
+            plan=self.plan,
+        )
         audio = mu_law_decode(classes).cpu()
         names = self.model.cfg.labels
         titles = [names[i] for i in labels.tolist()] if labels is not None else None
