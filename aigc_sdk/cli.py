@@ -6,6 +6,7 @@
     aigc chat [NAME] [--system TEXT] [--weights FILE.gguf|FOLDER] [--FIELD VALUE ...]
     aigc train NAME [ARGS ...]
     aigc bench [OP ...]
+    aigc serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--generators a,b] [--max-batch N]
     aigc doctor [--json]
 
 User errors print one line and exit 1; command-line syntax errors print one
@@ -402,6 +403,53 @@ def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     return bench_main(extra)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    # The web stack loads only for this command: the other commands stay fast.
+    from .sdk import SDK
+    from .serve import SERVER_LIMITS, run
+
+    api_key = args.api_key or os.environ.get("AIGC_API_KEY") or None
+    names = None
+    if args.generators:
+        names = [name.strip() for name in args.generators.split(",") if name.strip()]
+    if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        print(
+            f"aigc: warning: serving on {args.host} without an API key: anyone who can reach "
+            f"this port can use it (set --api-key or AIGC_API_KEY)",
+            file=sys.stderr,
+        )
+    sdk = SDK(disable=args.disable or (), limits=SERVER_LIMITS)
+    run(
+        args.host,
+        args.port,
+        sdk=sdk,
+        api_key=api_key,
+        generators=names,
+        max_batch=args.max_batch,
+        max_queue=args.max_queue,
+        context=args.context,
+        max_body=args.max_body,
+        preload=args.preload,
+    )
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import collect, render
 
@@ -494,6 +542,47 @@ def build_parser() -> ArgumentParser:
         "bench", help="benchmark the fused ops against PyTorch", add_help=False, allow_abbrev=False
     )
 
+    p = sub.add_parser(
+        "serve",
+        allow_abbrev=False,
+        help="serve the generators over HTTP: the OpenAI API and a playground page",
+        description="An HTTP server for every installed generator: the OpenAI API "
+        "(/v1/chat/completions, /v1/completions, /v1/images/generations, /v1/models), "
+        "/v1/generate/NAME, /health, /metrics and a playground page at /. Stops on "
+        "SIGTERM or Ctrl-C after the requests in flight finish.",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' on every endpoint but /health "
+        "(also AIGC_API_KEY, which keeps the key out of the process list)",
+    )
+    p.add_argument("--generators", help="serve only these, e.g. chat,gan (default: all)")
+    p.add_argument(
+        "--max-batch",
+        type=_positive_int,
+        default=8,
+        help="text sequences decoded together by continuous batching (default: 8)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=_count,
+        default=32,
+        help="requests a generator queues beyond those it runs; more get 429 (default: 32)",
+    )
+    p.add_argument(
+        "--context",
+        type=_positive_int,
+        help="tokens one text sequence may hold, prompt and answer (default: 2048)",
+    )
+    p.add_argument(
+        "--max-body", type=_positive_int, default=1 << 20, help="largest request body, in bytes"
+    )
+    p.add_argument("--preload", action="store_true", help="load the generators at start-up")
+
     p = sub.add_parser("doctor", help="versions, build and kernel status", allow_abbrev=False)
     p.add_argument("--json", action="store_true")
     return parser
@@ -536,6 +625,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_plugins(args)
         if args.command == "plugin":
             return cmd_plugin_new(args)
+        if args.command == "serve":
+            return cmd_serve(args)
         return cmd_doctor(args)
     except AigcError as exc:
         return _fail(str(exc))
