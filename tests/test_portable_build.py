@@ -3,8 +3,9 @@ AVX-512) against the references.
 
 This machine's own build (-march=native) compiles the AVX2 paths out:
 decode_attention's head-group scores and 8-lane PV, upsample_conv2d's 8-lane
-tiles, quant_linear's vpmaddubsw dots (VNNI machines use vpdpbusd). Here they are built into build/portable/<hash>/ and run in a
-subprocess, since one process can hold only one `aigc` library; sample, whose
+tiles, quant_linear's vpmaddubsw dots (VNNI machines use vpdpbusd). Here
+they are built into build/portable/<hash>/ and run in a subprocess, since one
+process can hold only one `aigc` library; sample, whose
 tokens must not depend on the instruction set, is checked token for token.
 """
 
