@@ -6,8 +6,11 @@ group ``aigc_sdk.plugins`` or registered at run time with ``SDK.register``.
 An implementation may accept any subset of a hook's arguments.
 
 Registration hooks run once per ``SDK``. Lifecycle hooks are notifications:
-their return values are ignored. Each implementation is called on its own,
-so one that raises is reported with its plugin's name and the others still
+their return values are ignored. Hooks are called through pluggy's call loop,
+so ``tryfirst``/``trylast`` and wrappers (``wrapper=True``, and old-style
+``hookwrapper=True``) work as pluggy documents, but every implementation runs
+guarded: one that raises is reported with its plugin's name, that plugin is
+failed (unregistered, everything it registered dropped) and the others still
 run (a broken plugin never takes the SDK or the CLI down).
 
 No hook is ``firstresult`` (every hook wants all plugins' answers, or none)

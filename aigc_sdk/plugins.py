@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable, Generator
@@ -129,6 +130,9 @@ class PluginHost:
         self.infos: dict[str, PluginInfo] = {}
         self.trace = trace
         self.on_failed = on_failed
+        # Guarding an implementation and failing a plugin each happen once, whichever
+        # of several threads calling hooks gets there first.
+        self._lock = threading.RLock()
         if trace and not trace_log.handlers and not logging.getLogger().handlers:
             handler = logging.StreamHandler()
             handler.setFormatter(logging.Formatter("aigc trace: %(message)s"))
@@ -201,14 +205,15 @@ class PluginHost:
         A failed plugin contributes nothing: it is unregistered from pluggy (no
         hook of it runs again) and ``on_failed`` drops what it registered.
         """
-        first = info.status != "failed"
-        info.status = "failed"
+        with self._lock:
+            first = info.status != "failed"
+            info.status = "failed"
+            plugin = self.pm.get_plugin(info.name) if first else None
+            if plugin is not None:
+                self.pm.unregister(plugin, name=info.name)
         self.problem(info, message, exc)
         if not first:
             return
-        plugin = self.pm.get_plugin(info.name)
-        if plugin is not None:
-            self.pm.unregister(plugin, name=info.name)
         if self.on_failed is not None:
             self.on_failed(info.name)
 
@@ -256,7 +261,9 @@ class PluginHost:
             caller = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
         for impl in caller.get_hookimpls():
             if not getattr(impl.function, _GUARDED, False):
-                self._guard(hook_name, impl)
+                with self._lock:
+                    if not getattr(impl.function, _GUARDED, False):
+                        self._guard(hook_name, impl)
         caller(**kwargs)
 
     def _guard(self, hook_name: str, impl: Any) -> None:

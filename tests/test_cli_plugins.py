@@ -30,15 +30,14 @@ def test_plugins_shows_each_generator_and_trainer_with_its_description():
     ) in out.stdout
     example = {p["name"]: p for p in json.loads(run_aigc("plugins", "--json").stdout)}["example"]
     assert example["generators"] == ["chime", "cppn", "markov"]
-    assert example["generator_details"][1] == {
+    cppn, tiny = example["generator_details"][1], example["trainer_details"][0]
+    assert {k: cppn[k] for k in ("name", "plugin", "modality", "description")} == {
         "name": "cppn",
         "plugin": "example",
         "modality": "image",
         "description": "abstract patterns from a compositional pattern-producing network",
     }
-    assert example["trainer_details"] == [
-        {"name": "tiny", "plugin": "example", "description": "a tiny autoencoder"}
-    ]
+    assert (tiny["name"], tiny["description"]) == ("tiny", "a tiny autoencoder")
 
 
 def test_a_failure_is_one_line_and_its_traceback_is_behind_verbose_and_trace(
