@@ -22,7 +22,7 @@ from aigc_sdk import GenerationResult
 from aigc_sdk.training import ConfigError, TrainConfig, Trainer, option
 
 from .data import crop_windows, load_splits
-from .generator import generate_classes, one_intraop_thread
+from .generator import generate_classes
 from .model import WaveNet, WaveNetConfig, mu_law_decode, mu_law_encode
 from .objective import clip_nats, window_loss
 from .spectrogram import spectrogram_png
@@ -131,7 +131,7 @@ class WaveNetTrainer(Trainer):
             counts = model.label_counts.float().cpu()
             weights = counts if counts.sum() > 0 else torch.ones(len(self.labels))
             labels = torch.multinomial(weights, n, replacement=True, generator=rng)
-        with one_intraop_thread(), torch.autocast(self.device.type, enabled=False):
+        with torch.autocast(self.device.type, enabled=False):
             classes = generate_classes(
                 model, round(cfg.sample_seconds * cfg.sample_rate), labels, n=n, seed=cfg.seed
             )
