@@ -176,3 +176,24 @@ def test_the_default_weights_are_the_installed_smollm2_file():
     assert path.stat().st_size > 90_000_000
     with open(path, "rb") as f:
         assert f.read(4) == b"GGUF"
+
+
+def test_loading_smollm2_keeps_its_weights_quantized_in_memory():
+    """What loading the model adds to the process's resident memory, beyond torch's own:
+    at most 1.3x the GGUF file plus 100 MB (dequantized to float32 it would be ~6x)."""
+    script = (
+        "import gc, torch, aigc_sdk.ops\n"
+        "from aigc_llm.generator import ChatGenerator\n"
+        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+        "before = rss()\n"
+        "generator = ChatGenerator()\n"
+        "gc.collect()\n"
+        "print(rss() - before)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    added = int(done.stdout.split()[-1])
+    budget = 1.3 * default_weights().stat().st_size + 100 * 2**20
+    assert added <= budget, f"{added / 2**20:.0f} MB added, budget {budget / 2**20:.0f} MB"
