@@ -39,8 +39,9 @@ namespace {
 using aigc::kVectorRegisters;
 
 constexpr int kTile = 32;         // KV positions per tile
-// How far ahead K and V rows are requested (GQA), in tiles. 1, 2, 3 and 4
-// did alike from memory; into L1 (prefetcht0, prefetchnta) was 12-40% slower.
+// How far ahead K and V rows are requested (GQA), in tiles, into L2: the
+// distance matters little from memory, and requests into L1 (prefetcht0,
+// prefetchnta) evict the tile being computed.
 constexpr int kPrefetchTiles = 2;
 constexpr int64_t kMinChunk = 256;  // smallest KV chunk worth a work item
 constexpr int64_t kSerialElements = int64_t(1) << 16;  // K elements below which one thread runs
@@ -181,13 +182,12 @@ struct State {
 // PV; else a head group's scores, a head's PV) calls step() once per row, and
 // the requests are spread evenly over all the steps. With GQA most of a
 // tile's time goes to arithmetic, during which the core makes few new demand
-// loads and the hardware prefetcher idles. For the head-pair passes,
-// requesting only K and only during the scores pass took 1.05-1.23x the time
-// (4:1 GQA from memory); the head-quad passes without requests ran at
-// 0.52-0.63 of the rate of benchmarks/gqa_bound.py's ideal loop, with them
-// at 0.87-1.04. In cache they cost 4-12%: there they only take load slots.
-// With one head per KV head the hardware prefetcher streams K and V alone,
-// and requests only slowed it.
+// loads and the hardware prefetcher idles. Both K and V are requested,
+// spread over every pass: requesting only K, during the scores pass, leaves
+// the next tile's V rows to come from memory on demand. In cache the
+// requests cost a little: there they only take load slots. With one head per
+// KV head the hardware prefetcher streams K and V alone, and requests only
+// slow it.
 class TilePrefetch {
  public:
   struct Rows {
@@ -418,10 +418,10 @@ inline void z_sums8(const __m512* a, float* out) {
 // q in registers, heads 2 and 3 read theirs from L1 (all four q and the
 // eight accumulators would need 4 * DZ + 8 of the 32 registers).
 // Written for GCC's register allocation (see static_for.h): offsets from q
-// are constants (with D at run time it kept a pointer per chunk of heads 2
-// and 3 and spilled zmm registers in the loop) and each loaded vector is
+// are constants (with D at run time GCC keeps a pointer per chunk of heads 2
+// and 3 and spills zmm registers in the loop) and each loaded vector is
 // pinned to a register (else folded into every FMA that uses it, one load
-// each). Single thread, in L1, fp32 D 128: 24 -> 13 ns a row.
+// each).
 template <int DZ, typename T>
 void tile_scores_quad(const float* q, const T* k, int64_t k_st, int n, float* s,
                       TilePrefetch* ahead) {
@@ -467,8 +467,8 @@ void tile_scores_quad(const float* q, const T* k, int64_t k_st, int n, float* s,
 
 // acc[j] += sum_t p[j][t] * v_t for four heads in one pass over V, two rows
 // at a time: heads 0 and 1 accumulate in registers, heads 2 and 3 in L1.
-// (Heads 0-1 and then 2-3 in two passes, all accumulators in registers: the
-// pass ran 25% faster in L1, but the kernel 3-8% slower from memory.)
+// (Heads 0-1 and then 2-3 in two passes, all accumulators in registers, is
+// faster in L1 but slower from memory, where the kernel's time goes.)
 template <int DZ, typename T>
 void tile_pv_quad(float* acc, const T* v, int64_t v_st, int n, const float* p,
                   TilePrefetch* ahead) {
@@ -537,9 +537,8 @@ void tile_pv_blocks(int block, float* acc, int64_t G, int64_t D, const T* v, int
 
 // How many query heads the AVX-512 passes take at once (0: none apply, D
 // has no register blocking or G is odd): 4 where G is a multiple of 4, one
-// pass over K and one over V a tile for every four heads (against pairs with
-// a PV pass a head, two over K and four over V: 4:1 GQA 10-25% faster in
-// cache, 5-15% from memory; 8:1 9-16%), else 2 for an even G.
+// pass over K and one over V a tile for every four heads (pairs with a PV
+// pass a head make two passes over K and four over V), else 2 for an even G.
 inline int head_block(int64_t G, int64_t D) {
 #ifdef AIGC_ATTN_AVX512
   if (!zmm_rows(D)) return 0;
@@ -696,9 +695,9 @@ void run_item(const Problem& P, const Item& it, const NextItem& next_item, const
 #endif
     // One head at a time where a whole row fits in the registers: each pass
     // then reads the V tile in address order (the first from memory, the
-    // others from L1), which beat heads in groups sharing each load but
-    // walking the tile column block by column block (4:1 GQA: 13-17 ->
-    // 16-22 GB/s).
+    // others from L1), which beats heads in groups sharing each load but
+    // walking the tile column block by column block: that order is no stream
+    // the hardware prefetcher follows.
     auto pv = [&]<int NG>(int64_t g) {
       tile_pv<NG>(st.acc.data() + g * D, D, vt, P.v_st, n, st.s.data() + g * kTile, ahead);
     };
@@ -747,10 +746,10 @@ void merge_head(const Problem& P, int64_t b, int64_t h, int64_t first, int64_t n
 
 // Chunk length: whole sequences when there are enough (sequence, KV head)
 // pairs to keep every thread busy, else split into ~16 items per thread: on
-// a shared machine one core often runs 10-30% slower than the other for a
-// while, and with 4 items each the faster one then idled through the last
-// 10-25% of a call (B=1 T=8192, 4:1 GQA). With the next item claimed ahead
-// (no cold first tiles per item), 16 each ran 0-4% faster in paired runs.
+// a shared machine one core often runs slower than the other for a while,
+// and with a few items each the faster one then idles through the end of a
+// call. Many small items cost little, since each thread's requests run on
+// into the item it claims next (no cold first tiles per item).
 int64_t chunk_length(const Problem& P, const std::vector<int64_t>& lens) {
   int64_t total = 0;
   for (int64_t n : lens) total += n;
@@ -785,8 +784,8 @@ void decode_attention_cpu_impl(const Problem& P, const std::vector<int64_t>& len
   // Items are handed out dynamically: with a few long items per thread, a
   // static split waits for whichever thread was slowed. An item's requests
   // run on into the item its thread claims next: requesting items[i + 1]
-  // fetched, with two threads, rows the other thread was already reading,
-  // and every item started cold (up to 3% slower at B=8 T=1024, B=1 T=512).
+  // would fetch rows another thread is already reading, and every item would
+  // start cold.
   const int64_t n_items = static_cast<int64_t>(items.size());
   int64_t elements = 0;
   for (const Item& it : items) elements += (it.t1 - it.t0) * P.D;

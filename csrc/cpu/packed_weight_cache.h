@@ -2,7 +2,7 @@
 //
 // A generator runs each layer with the same weights call after call, and
 // repacking a large layer's weights into its tile layout costs several
-// percent of the layer (512->256 at batch 64: ~1.5 ms of ~22). An entry is
+// percent of the layer's time. An entry is
 // served only while the weight still holds exactly the values it was packed
 // from, checked element by element against a copy kept with the entry: a
 // plain read, several times cheaper than packing, and an update of any kind

@@ -48,7 +48,7 @@ using aigc::mass_of;
 
 constexpr int64_t kChunk = 1024;   // running-mass granularity of the draw
 constexpr int kBins = 1024;        // radix-select bins: 10 of the 30 bits of e
-constexpr int64_t kSlicesPerTask = 16;  // ~16K logits, ~30 us of exp, per task of a split row
+constexpr int64_t kSlicesPerTask = 16;  // ~16K logits a task of a split row: worth a hand-off
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 struct RowParams {

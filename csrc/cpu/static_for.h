@@ -4,9 +4,9 @@
 // For register-blocked loops over arrays of vectors. GCC turns such an array
 // into registers only where every index is a constant before its early
 // scalarization, which runs before loops are unrolled. Indexed by a loop
-// counter, the array kept a home on the stack; in a loop with branches in its
-// body (the L2 requests) every FMA's result was then stored there on every
-// iteration (the head-quad PV pass: 16 zmm stores every two rows).
+// counter, the array keeps a home on the stack; in a loop with branches in its
+// body (the L2 requests) every FMA's result is then stored there on every
+// iteration.
 
 #include <utility>
 
