@@ -87,7 +87,7 @@ def test_conv_queues_are_far_faster_than_naive_generation(model):
     naive = _cpu_seconds_per_sample(
         lambda: naive_generate(model, NAIVE_SAMPLES, LABEL, 1), NAIVE_SAMPLES, repeats=1
     )
-    # The target: incremental generation >= 50x faster than naive for 1 s of
+    # The target: incremental generation >= 50x faster than naive for 1 s of
     # 16 kHz audio (per sample, so 0.1 s of queues and 40 naive samples measure it).
     # CPU time, not wall time: the machine is shared, and both loops are single-threaded.
     ratio = naive / queues

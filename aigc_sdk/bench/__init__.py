@@ -1,7 +1,7 @@
 """`aigc bench`: every fused op against PyTorch eager and torch.compile.
 
     aigc bench                       # every op, quick shapes
-    aigc bench sample --full         # one op, every shape of its issue
+    aigc bench sample --full         # one op, every shape
     aigc bench --out bench/ --repeats 9 --no-compile
 
 Prints one table per op (median times, ratios against each peer, and the
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "ops", nargs="*", metavar="OP", help=f"ops to run (default: all of {', '.join(FAMILIES)})"
     )
-    parser.add_argument("--full", action="store_true", help="every shape of the issue (slow)")
+    parser.add_argument("--full", action="store_true", help="every shape (slow)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile peers")

@@ -60,9 +60,10 @@ def synth_tone(index: int, samples: int, rate: int) -> tuple[np.ndarray, int]:
     wave = np.zeros(samples, dtype=np.float32)
     for interval in shape:
         freq = _midi_hz(root + interval) * (1 + rng.normal(0, 0.002))
-        # The phase is wrapped in float64, then float32 sin/cos (7x faster than float64).
+        # The phase is wrapped in float64 (exact for long clips), then float32 sin/cos,
+        # much faster than float64's.
         cycles = freq * t + rng.uniform(0, 1)
-        cycles -= np.floor(cycles)  # np.mod is 10x slower
+        cycles -= np.floor(cycles)  # np.mod is far slower
         theta = (2 * math.pi * cycles).astype(np.float32)
         # Harmonics by the recurrence sin((h+1)x) = 2 cos(x) sin(hx) - sin((h-1)x):
         # two transcendental calls per note instead of one per harmonic.

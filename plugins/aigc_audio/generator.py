@@ -50,9 +50,9 @@ def resolve_labels(
 class StepSampler:
     """``aigc_sdk.ops.sample`` for one generation, with its per-call overhead paid once.
 
-    The wrapper checks and converts six parameters on every call (~85 us on
-    this machine, against ~10 us for the kernel on 256 logits). Here the first
-    step goes through the wrapper, which validates everything; later steps
+    The wrapper checks and converts six parameters on every call, which costs
+    several times the kernel on 256 logits. Here the first step goes through
+    the wrapper, which validates everything; later steps
     call the compiled op with the same per-row tensors and only the offset
     (the step number) changed. Without a compiled kernel every step uses the
     wrapper, and so its reference fallback.

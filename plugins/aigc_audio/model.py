@@ -172,11 +172,9 @@ class QueuePlan:
     taps on the same input, layer by layer.
 
     With a plan, starting a generation is row gathers and copies: no matmul,
-    where a forward over the prefix ran thousands of rows through every layer
-    and each operator entered a parallel region. On a busy machine, waking
-    threads for such small work costs far more than the work (measured on the
-    2-core machine under load: ~2 s a generation with two threads, 0.4 s with
-    one; with the plan the start is a few ms either way).
+    where a forward over the prefix runs thousands of rows through every layer
+    and each operator enters a parallel region. On a busy machine, waking
+    threads for such small work costs far more than the work.
     """
 
     @torch.no_grad()

@@ -31,9 +31,9 @@ PRIOR_EM_ITERATIONS = 200
 def random_shift(images: torch.Tensor, pixels: int) -> torch.Tensor:
     """Each image moved by up to ``pixels`` in x and y, the gap filled with background (-1).
 
-    Off by default: on the digits, +-1 pixel gave a worse held-out ELBO
-    (2862 nats after 2000 steps, against 2792 without it after 1200), since
-    the held-out digits are centred like the training ones. Uses the global
+    Off by default: on the digits it makes the held-out ELBO worse (figures in
+    docs/performance.md), since the held-out digits are centred like the
+    training ones. Uses the global
     RNG, which the loop seeds and checkpoints.
     """
     if pixels == 0:
