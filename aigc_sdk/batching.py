@@ -41,6 +41,16 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from .generation import Request
 
+__all__ = [
+    "BatchEngine",
+    "BatchStats",
+    "BatchTicket",
+    "FinishReason",
+    "Listener",
+    "Piece",
+    "iter_pieces",
+]
+
 FinishReason = Literal["stop", "length"]
 
 

@@ -29,6 +29,17 @@ from .errors import CheckpointError
 if TYPE_CHECKING:
     import torch
 
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT_VERSION",
+    "WEIGHTS_FILE",
+    "atomic_directory",
+    "load_into",
+    "load_pretrained",
+    "read_config",
+    "save_pretrained",
+]
+
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -24,6 +24,24 @@ if TYPE_CHECKING:
 
     from .generation import GenerationResult
 
+__all__ = [
+    "MEDIA_SUFFIX",
+    "OUTPUT_FORMATS",
+    "OutputPathError",
+    "atomic_write",
+    "audio_bytes",
+    "check_output_path",
+    "image_bytes",
+    "make_grid",
+    "png_bytes",
+    "read_wav",
+    "save_audio",
+    "save_image",
+    "save_result",
+    "save_wav",
+    "to_pil",
+    "wav_bytes",
+]
 
 # The suffixes each modality can be written as and the format each names; the
 # first is the default (a directory's numbered files, the CLI's out/NAME.*).

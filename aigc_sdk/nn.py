@@ -23,6 +23,8 @@ from torch import nn
 from .ops import reference
 from .ops.upsample import ACTIVATIONS, upsample_conv2d
 
+__all__ = ["FusedUpsample"]
+
 # Activation modules from_modules() understands, and the op's name for each.
 _ACTIVATION_MODULES = {
     nn.Identity: "none",

@@ -18,6 +18,15 @@ from .errors import PluginError
 from .generation import GenerationResult
 from .sdk import SDK
 
+__all__ = [
+    "SMALL_REQUESTS",
+    "assert_loaded",
+    "check_generator",
+    "check_plugin",
+    "check_result",
+    "isolated_sdk",
+]
+
 SMALL_REQUESTS: dict[str, dict[str, Any]] = {
     "image": {"n": 2},
     "text": {"prompt": "a", "max_new_tokens": 8},

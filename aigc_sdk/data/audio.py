@@ -192,7 +192,9 @@ def audio_folder(
     """Audio files (a file or a folder) cut into ``clip_seconds`` clips; short files padded.
 
     Whole files are held out (by a stable hash of their path), so no clip of a
-    held-out recording is trained on.
+    held-out recording is trained on. Files in class sub-folders are labelled by
+    their folder's index in ``info["classes"]``; otherwise every label is 0 and
+    ``info["classes"]`` is empty.
     """
     import soundfile
 
@@ -224,5 +226,11 @@ def audio_folder(
     return Splits(
         subset(train),
         subset(held) if held else None,
-        {"name": str(root), "kind": "audio", "sample_rate": sample_rate, "clip_samples": clip},
+        {
+            "name": str(root),
+            "kind": "audio",
+            "sample_rate": sample_rate,
+            "clip_samples": clip,
+            "classes": classes if in_folders else [],
+        },
     )

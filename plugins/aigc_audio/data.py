@@ -8,7 +8,6 @@ the class sub-folder). Both come from ``aigc_sdk.data.audio_dataset``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -36,17 +35,8 @@ def load_splits(spec: str, sample_rate: int = 16000, clip_seconds: float = 1.0):
     splits = audio_dataset(spec, sample_rate=sample_rate, clip_seconds=clip_seconds)
     if spec == "tones":
         return splits, MIDI_LABELS
-    classes = splits.info.get("classes") or folder_classes(Path(spec))
+    classes = splits.info["classes"]
     return splits, (list(classes) if len(classes) > 1 else [])
-
-
-def folder_classes(root: Path) -> list[str]:
-    """Class sub-folders of ``root`` in aigc_sdk.data's label order, if every file is in one."""
-    from aigc_sdk.data.audio import audio_files
-
-    base = root if root.is_dir() else root.parent
-    parts = [path.relative_to(base).parts for path in audio_files(root)]
-    return sorted({p[0] for p in parts}) if all(len(p) >= 2 for p in parts) else []
 
 
 def crop_windows(

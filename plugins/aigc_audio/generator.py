@@ -12,8 +12,7 @@ from pathlib import Path
 
 import torch
 
-from aigc_sdk import GenerationResult, Generator, RequestError
-from aigc_sdk.generation import resolve_seed
+from aigc_sdk import GenerationResult, Generator, RequestError, resolve_seed
 from aigc_sdk.ops import has_kernel, sample
 
 from .model import START, ConvQueues, NumpyConvQueues, QueuePlan, WaveNet, mu_law_decode

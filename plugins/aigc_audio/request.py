@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aigc_sdk import AudioRequest, RequestError
-from aigc_sdk.generation import request_field
+from aigc_sdk import AudioRequest, RequestError, request_field
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from aigc_sdk import GenerationResult, Generator, RequestError, checkpoint, media
-from aigc_sdk.generation import resolve_seed
+from aigc_sdk import GenerationResult, Generator, RequestError, checkpoint, media, resolve_seed
 
 from .model import GANConfig, GeneratorNet, fuse_generator, slerp
 from .request import GANRequest

@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aigc_sdk import ImageRequest, RequestError
-from aigc_sdk.generation import check, request_field
+from aigc_sdk import ImageRequest, RequestError, check, request_field
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import torch
 
-from aigc_sdk import GenerationResult, Generator, RequestError, TextRequest
-from aigc_sdk.generation import resolve_seed
+from aigc_sdk import GenerationResult, Generator, RequestError, TextRequest, resolve_seed
 
 from . import pretrained
 from .decode import BACKENDS, DecodeSession, DecodeWeights, Sampling, decode

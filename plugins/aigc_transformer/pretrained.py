@@ -12,8 +12,7 @@ from typing import Any
 
 import torch
 
-from aigc_sdk import checkpoint
-from aigc_sdk.errors import CheckpointError
+from aigc_sdk import CheckpointError, checkpoint
 
 from .model import ModelConfig, Transformer
 from .tokenizer import TOKENIZER_FILE, BPETokenizer

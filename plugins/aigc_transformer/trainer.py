@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from aigc_sdk import GenerationResult, TextRequest
-from aigc_sdk.data import Splits, text_dataset
-from aigc_sdk.data.text import TokenBlocks
+from aigc_sdk.data import Splits, TokenBlocks, text_dataset
 from aigc_sdk.training import ConfigError, TrainConfig, Trainer, option
 
 from . import pretrained

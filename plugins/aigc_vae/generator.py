@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from aigc_sdk import GenerationResult, Generator, RequestError, checkpoint, media
-from aigc_sdk.generation import resolve_seed
+from aigc_sdk import GenerationResult, Generator, RequestError, checkpoint, media, resolve_seed
 
 from .model import VAE, VAEConfig, fuse_decoder, per_image_terms, split_output
 from .request import VAERequest

@@ -8,16 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aigc_sdk import ImageRequest, RequestError
-from aigc_sdk.generation import request_field
+from aigc_sdk import ImageRequest, RequestError, check, request_field
 
 
 def _paths(value) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(p for p in value.split("|") if p) if value else ()
-    if isinstance(value, (list, tuple)) and all(isinstance(p, (str, Path)) for p in value):
-        return tuple(str(p) for p in value)
-    raise RequestError(f"interpolate must be two image paths ('a.png|b.png'), got {value!r}")
+    paths = isinstance(value, (list, tuple)) and all(isinstance(p, (str, Path)) for p in value)
+    check(paths, "interpolate", "two image paths ('a.png|b.png')", value)
+    return tuple(str(p) for p in value)
 
 
 def _require_file(option: str, path: str) -> None:
@@ -57,8 +56,8 @@ class VAERequest(ImageRequest):
         if paths and self.n != 1:
             raise RequestError(f"n: interpolate makes `frames` images; leave n at 1, got {self.n}")
         if self.reconstruct is not None:
-            if not isinstance(self.reconstruct, (str, Path)) or not str(self.reconstruct):
-                raise RequestError(f"reconstruct must be an image path, got {self.reconstruct!r}")
+            path = isinstance(self.reconstruct, (str, Path)) and str(self.reconstruct)
+            check(bool(path), "reconstruct", "an image path", self.reconstruct)
             object.__setattr__(self, "reconstruct", str(self.reconstruct))
             _require_file("reconstruct", self.reconstruct)
         for path in paths:
