@@ -9,8 +9,7 @@ import math
 
 import torch
 
-from aigc_sdk import AudioRequest, GenerationResult, Generator
-from aigc_sdk.generation import resolve_seed
+from aigc_sdk import AudioRequest, GenerationResult, Generator, RequestError, resolve_seed
 
 SAMPLE_RATE = 16_000
 SCALE = [0, 2, 4, 7, 9]  # major pentatonic, semitones above the root
@@ -44,6 +43,11 @@ class ChimeGenerator(Generator):
             raise ValueError("chime has no weights")
 
     def generate(self, request: AudioRequest) -> GenerationResult:
+        if int(request.seconds * SAMPLE_RATE) < 1:
+            raise RequestError(
+                f"seconds must hold at least one sample (>= {1 / SAMPLE_RATE:g}), "
+                f"got {request.seconds!r}"
+            )
         seed = resolve_seed(request.seed)
         rng = torch.Generator().manual_seed(seed)
         audio = torch.stack([chime(request.seconds, rng) for _ in range(request.n)])

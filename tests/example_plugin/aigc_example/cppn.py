@@ -55,7 +55,7 @@ class CPPNGenerator(Generator):
 
     @torch.no_grad()
     def generate(self, request: ImageRequest) -> GenerationResult:
-        from aigc_sdk.generation import resolve_seed
+        from aigc_sdk import resolve_seed
 
         seed = resolve_seed(request.seed)
         rng = torch.Generator().manual_seed(seed)  # CPU generator: a seed means the same everywhere

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from aigc_sdk import GenerationResult, Generator, TextRequest, checkpoint
-from aigc_sdk.generation import resolve_seed
+from aigc_sdk import GenerationResult, Generator, TextRequest, checkpoint, resolve_seed
 
 PLUGIN = "markov"
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "markov"
