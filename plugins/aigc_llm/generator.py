@@ -18,8 +18,14 @@ from pathlib import Path
 
 import torch
 
-from aigc_sdk import GenerationResult, Generator, RequestError, ops
-from aigc_sdk.generation import check_device, resolve_seed
+from aigc_sdk import (
+    GenerationResult,
+    Generator,
+    RequestError,
+    check_device,
+    ops,
+    resolve_seed,
+)
 
 from .chat_template import render_chat
 from .loading import DTYPES, load

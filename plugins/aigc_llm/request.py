@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from aigc_sdk import RequestError, TextRequest
-from aigc_sdk.generation import request_field
+from aigc_sdk import RequestError, TextRequest, request_field
 
 from .chat_template import check_messages
 
