@@ -1,6 +1,8 @@
 """Layers built on the fused ops.
 
-``FusedUpsample`` replaces ConvTranspose{1,2}d (+ BatchNorm) (+ activation):
+``UpBlock`` is ConvTranspose2d -> BatchNorm2d -> ReLU, the upsampling step of a
+DCGAN-style generator or decoder. ``FusedUpsample`` replaces
+ConvTranspose{1,2}d (+ BatchNorm) (+ activation):
 
     layer = FusedUpsample.from_modules(nn.ConvTranspose2d(512, 256, 4, 2, 1),
                                        nn.BatchNorm2d(256), nn.ReLU())
@@ -10,6 +12,9 @@ In eval mode (and whenever there is no BatchNorm) the whole block is one call of
 shift. In train mode the BatchNorm needs the statistics of the batch, so the layer runs
 the transposed convolution, then the BatchNorm module itself (updating its running
 statistics exactly as the original would), then the activation.
+
+Importing this module is cheap: the compiled extension loads when a fused layer
+is first made or run.
 """
 
 from __future__ import annotations
@@ -20,10 +25,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .ops import reference
-from .ops.upsample import ACTIVATIONS, upsample_conv2d
-
-__all__ = ["FusedUpsample"]
+__all__ = ["FusedUpsample", "UpBlock"]
 
 # Activation modules from_modules() understands, and the op's name for each.
 _ACTIVATION_MODULES = {
@@ -64,6 +66,8 @@ class FusedUpsample(nn.Module):
         dtype=None,
     ):
         super().__init__()
+        from .ops.upsample import ACTIVATIONS
+
         if dims not in (1, 2):
             raise ValueError(f"FusedUpsample: dims must be 1 or 2; got {dims}")
         if activation not in ACTIVATIONS:
@@ -158,6 +162,8 @@ class FusedUpsample(nn.Module):
         return bn is not None and (bn.training or bn.running_mean is None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .ops.upsample import reference, upsample_conv2d
+
         if self._uses_batch_statistics():
             # Train mode: BatchNorm must see this batch's statistics, so run it unfused.
             y = upsample_conv2d(
@@ -185,6 +191,8 @@ class FusedUpsample(nn.Module):
 
 def _activation_name(activation: nn.Module | str | None) -> tuple[str, float]:
     """The op's activation name and negative slope for a module, a name or None."""
+    from .ops.upsample import ACTIVATIONS
+
     if activation is None:
         return "none", 0.01
     if isinstance(activation, str):
@@ -200,3 +208,23 @@ def _activation_name(activation: nn.Module | str | None) -> tuple[str, float]:
         )
     slope = activation.negative_slope if isinstance(activation, nn.LeakyReLU) else 0.01
     return name, float(slope)
+
+
+class UpBlock(nn.Module):
+    """ConvTranspose2d (kernel 4, no bias) -> BatchNorm2d -> ReLU: one fusable upsampling step.
+
+    Its parameters are ``conv.weight`` and ``bn.*``, the names saved checkpoints
+    hold. ``fused()`` is the block as one ``FusedUpsample`` (copies of the weights).
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int, padding: int) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(cin, cout, 4, stride, padding, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    def fused(self) -> FusedUpsample:
+        return FusedUpsample.from_modules(self.conv, self.bn, self.act)

@@ -63,7 +63,9 @@ def test_generator_and_discriminator_shapes(classes, spectral_norm):
 
 def test_generator_is_conv_transpose_batchnorm_relu_blocks():
     # The fused upsample op folds exactly this pattern; keep the model in that shape.
-    from aigc_gan.model import GANConfig, GeneratorNet, UpBlock
+    from aigc_gan.model import GANConfig, GeneratorNet
+
+    from aigc_sdk.nn import UpBlock
 
     g = GeneratorNet(GANConfig())
     assert all(isinstance(b, UpBlock) for b in g.blocks)

@@ -132,7 +132,9 @@ def test_elbo_terms_add_up_and_train():
 
 
 def test_decoder_is_conv_transpose_batchnorm_relu_blocks():
-    from aigc_vae.model import VAE, UpBlock, VAEConfig
+    from aigc_vae.model import VAE, VAEConfig
+
+    from aigc_sdk.nn import UpBlock
 
     decoder = VAE(VAEConfig()).decoder
     assert all(isinstance(b, UpBlock) for b in decoder.blocks)

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc_sdk.nn import FusedUpsample, UpBlock
+
 
 @dataclass(frozen=True)
 class GANConfig:
@@ -61,19 +63,6 @@ class GANConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class UpBlock(nn.Module):
-    """ConvTranspose2d -> BatchNorm2d -> ReLU: one fusable upsampling step."""
-
-    def __init__(self, cin: int, cout: int, stride: int, padding: int) -> None:
-        super().__init__()
-        self.conv = nn.ConvTranspose2d(cin, cout, 4, stride, padding, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-        self.act = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
 
 
 class GeneratorNet(nn.Module):
@@ -145,9 +134,7 @@ def fuse_generator(model: GeneratorNet) -> nn.Sequential:
     into a per-channel scale and shift applied inside the op, with the ReLU (or
     the output's tanh) as its epilogue. The result holds copies of the weights.
     """
-    from aigc_sdk.nn import FusedUpsample
-
-    layers = [FusedUpsample.from_modules(b.conv, b.bn, b.act) for b in model.blocks]
+    layers = [block.fused() for block in model.blocks]
     layers.append(FusedUpsample.from_modules(model.to_image, None, model.out_act))
     return nn.Sequential(*layers).eval().requires_grad_(False)
 

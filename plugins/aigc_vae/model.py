@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc_sdk.nn import FusedUpsample, UpBlock
+
 LEVELS = 256  # 8-bit pixels
 BIN = 1.0 / (LEVELS - 1)  # half a bin's width in [-1, 1]
 MIN_LOG_SCALE = -7.0
@@ -66,19 +68,6 @@ class VAEConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class UpBlock(nn.Module):
-    """ConvTranspose2d -> BatchNorm2d -> ReLU: one fusable upsampling step."""
-
-    def __init__(self, cin: int, cout: int, stride: int, padding: int) -> None:
-        super().__init__()
-        self.conv = nn.ConvTranspose2d(cin, cout, 4, stride, padding, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-        self.act = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
 
 
 class Encoder(nn.Module):
@@ -245,9 +234,7 @@ def fuse_decoder(decoder: Decoder) -> nn.Sequential:
     mode) and its ReLU as the epilogue; the last layer is the op with a bias
     only. The result holds copies of the weights.
     """
-    from aigc_sdk.nn import FusedUpsample
-
-    layers = [FusedUpsample.from_modules(b.conv, b.bn, b.act) for b in decoder.blocks]
+    layers = [block.fused() for block in decoder.blocks]
     layers.append(FusedUpsample.from_modules(decoder.to_pixels))
     return nn.Sequential(*layers).eval().requires_grad_(False)
 
