@@ -102,8 +102,10 @@ def _carry_over_user_files(old: Path, new: Path) -> None:
                 shutil.copy2(path, target)
 
 
-def _remove_stale_temporaries(target: Path) -> None:
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+def remove_dead_temporaries(directory: Path, pattern: str) -> None:
+    """Deletes the temporary directories matching ``pattern`` (``...tmp-PID-ID``, as
+    ``atomic_directory`` names them) whose process is gone: what a kill mid-save left."""
+    for stale in directory.glob(pattern) if directory.is_dir() else ():
         pid = stale.name.rsplit("-", 2)[-2]
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
@@ -129,7 +131,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(target)
+    remove_dead_temporaries(target.parent, f".{target.name}.tmp-*")
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:

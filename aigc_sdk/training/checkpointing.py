@@ -12,7 +12,6 @@ a process killed at any moment leaves a usable run.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_directory
+from ..checkpoint import atomic_directory, remove_dead_temporaries
 from ..errors import CheckpointError
 from ..media import atomic_write
 from .state import dumps, sha256_file
@@ -127,26 +126,13 @@ def remove_leftovers(run_dir: Path) -> None:
     samples). Called when a run starts, before it writes anything.
     """
     root = run_dir / CHECKPOINTS
-    for path in root.glob(".step-*.tmp-*") if root.is_dir() else ():
-        pid = path.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+    remove_dead_temporaries(root, ".step-*.tmp-*")
     for path in root.glob(".step-*.deleting") if root.is_dir() else ():
         shutil.rmtree(path, ignore_errors=True)
     for directory in (run_dir, root, run_dir / "samples"):
         for path in directory.glob(".*.tmp") if directory.is_dir() else ():
             if path.is_file():
                 path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def prune(run_dir: Path, keep: int) -> list[Path]:
