@@ -12,11 +12,20 @@ from pathlib import Path
 
 from .media import MEDIA_SUFFIX
 from .sdk import SDK
+from .testing import SMALL_REQUESTS
 
+# Each modality's smallest request (the one every generator's tests make), made
+# large enough to look at.
 REQUESTS = {
-    "image": {"n": 16},
-    "text": {"prompt": "def ", "max_new_tokens": 200, "temperature": 0.8, "top_p": 0.95},
-    "audio": {"seconds": 2.0},
+    "image": {**SMALL_REQUESTS["image"], "n": 16},
+    "text": {
+        **SMALL_REQUESTS["text"],
+        "prompt": "def ",
+        "max_new_tokens": 200,
+        "temperature": 0.8,
+        "top_p": 0.95,
+    },
+    "audio": {**SMALL_REQUESTS["audio"], "seconds": 2.0},
 }
 # A generator whose requests take a conversation answers a fixed chat prompt.
 CHAT_REQUEST = {
