@@ -7,10 +7,11 @@ and optimizers are the GAN plugin's; the synchronisation is torch's own DDP
 forward that records gradients); the EMA is written out here from its
 definition. Data,
 initialisation and random streams follow the training loop's documented
-contract: models initialised from ``derived_seed(seed, 0)`` on every rank,
-each epoch a permutation drawn from ``derived_seed(seed, 7, epoch)``, rank r
-of w taking every w-th index of a step's global batch from r, and training
-randomness drawn from ``derived_seed(seed, 1, rank)``.
+contract: models initialised from ``derived_seed(seed, INIT_STREAM)`` on
+every rank, each epoch a permutation drawn from ``derived_seed(seed,
+SHUFFLE_STREAM, epoch)``, rank r of w taking every w-th index of a step's
+global batch from r, and training randomness drawn from ``derived_seed(seed,
+TRAINING_STREAM, rank)``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import default_collate
 
 from aigc_sdk import SDK
-from aigc_sdk.training.state import derived_seed, seed_everything
+from aigc_sdk.training.state import (
+    INIT_STREAM,
+    SHUFFLE_STREAM,
+    TRAINING_STREAM,
+    derived_seed,
+    seed_everything,
+)
 
 
 def train_with_ddp(options: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -34,7 +41,7 @@ def train_with_ddp(options: dict[str, Any]) -> dict[str, torch.Tensor]:
     trainer = SDK(plugins=["aigc_gan"], autoload=False).trainer("gan", **options)
 
     cfg = trainer.config
-    seed_everything(derived_seed(cfg.seed, 0))
+    seed_everything(derived_seed(cfg.seed, INIT_STREAM))
     trainer.splits = trainer.datasets(cfg.data)
     trainer.build()
     G, D = trainer.generator, trainer.discriminator
@@ -45,13 +52,12 @@ def train_with_ddp(options: dict[str, Any]) -> dict[str, torch.Tensor]:
     conditional = trainer.net_config.classes > 0
     latent = trainer.net_config.latent
 
-    seed_everything(derived_seed(cfg.seed, 1, rank))
+    seed_everything(derived_seed(cfg.seed, TRAINING_STREAM, rank))
     train = trainer.splits.train
     global_batch = cfg.batch_size * world
     assert cfg.steps * global_batch <= len(train), "one epoch only"
-    order = torch.randperm(
-        len(train), generator=torch.Generator().manual_seed(derived_seed(cfg.seed, 7, 0))
-    )
+    shuffle = torch.Generator().manual_seed(derived_seed(cfg.seed, SHUFFLE_STREAM, 0))
+    order = torch.randperm(len(train), generator=shuffle)
     for step in range(cfg.steps):
         chunk = order[step * global_batch : (step + 1) * global_batch]
         real, labels = default_collate([train[i] for i in chunk[rank::world].tolist()])

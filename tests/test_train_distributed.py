@@ -203,11 +203,11 @@ def test_audio_counts_the_labels_of_every_process(tmp_path):
 
     # What one process with the same global batch counts: the labels of every clip trained on.
     from aigc_sdk.data import audio_dataset
-    from aigc_sdk.training.state import derived_seed
+    from aigc_sdk.training.state import SHUFFLE_STREAM, derived_seed
 
     train = audio_dataset("tones", sample_rate=4000, clip_seconds=0.05).train
     seen = torch.randperm(
-        len(train), generator=torch.Generator().manual_seed(derived_seed(0, 7, 0))
+        len(train), generator=torch.Generator().manual_seed(derived_seed(0, SHUFFLE_STREAM, 0))
     )
     labels = torch.tensor([train[i][1] for i in seen[: 4 * 2 * 2].tolist()])
     expected = torch.bincount(labels, minlength=128).float()

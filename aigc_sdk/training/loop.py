@@ -44,6 +44,10 @@ from .metrics import MetricsLog, plot_metrics
 from .progress import Progress, format_metrics
 from .sampler import DataPosition, StepBatches
 from .state import (
+    DATA_WORKER_STREAM,
+    EVALUATION_STREAM,
+    INIT_STREAM,
+    TRAINING_STREAM,
     derived_seed,
     digest_tensors,
     dumps,
@@ -179,7 +183,7 @@ class Loop:
         t.device, t.rank, t.world_size = self.device, self.dist.rank, self.dist.world_size
         t.run_dir, t.step = self.run_dir, 0
         # Initialisation draws from a stream shared by every rank; training from one per rank.
-        seed_everything(derived_seed(cfg.seed, 0))
+        seed_everything(derived_seed(cfg.seed, INIT_STREAM))
         self.splits = t.datasets(cfg.data)
         if not isinstance(self.splits, Splits):
             raise PluginError(
@@ -212,7 +216,7 @@ class Loop:
         )
         self.batches = None
         self.wants_step_hook = self._has_hook("aigc_train_step_end")
-        seed_everything(derived_seed(cfg.seed, 1, self.dist.rank))
+        seed_everything(derived_seed(cfg.seed, TRAINING_STREAM, self.dist.rank))
 
     def _build_models(self) -> dict[str, torch.nn.Module]:
         models = self.trainer.build()
@@ -364,7 +368,7 @@ class Loop:
         cfg, t = self.config, self.trainer
         self.sampler.position = DataPosition(self.position.epoch, self.position.offset)
         generator = torch.Generator().manual_seed(
-            derived_seed(cfg.seed, 5, self.position.epoch, self.dist.rank)
+            derived_seed(cfg.seed, DATA_WORKER_STREAM, self.position.epoch, self.dist.rank)
         )
         loader = torch.utils.data.DataLoader(
             self.splits.train,
@@ -514,7 +518,7 @@ class Loop:
         )
         sums: dict[str, float] = {}
         count = 0
-        with self._inference(derived_seed(cfg.seed, 3)):
+        with self._inference(derived_seed(cfg.seed, EVALUATION_STREAM)):
             for index, batch in enumerate(loader):
                 if cfg.eval_batches and index >= cfg.eval_batches:
                     break
@@ -688,7 +692,7 @@ class Loop:
             f"the checkpoint was written by {len(saved)} processes, this run has "
             f"{self.dist.world_size}: random streams restart (the run is no longer exact)"
         )
-        seed_everything(derived_seed(self.config.seed, 1, self.dist.rank, self.step))
+        seed_everything(derived_seed(self.config.seed, TRAINING_STREAM, self.dist.rank, self.step))
 
     def _note_config_changes(self, saved: dict[str, Any]) -> None:
         current = self.config.to_dict()

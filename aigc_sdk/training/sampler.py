@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data import DataError
-from .state import derived_seed
+from .state import SHUFFLE_STREAM, derived_seed
 
 
 @dataclass
@@ -46,7 +46,7 @@ class StepBatches(torch.utils.data.Sampler[list[int]]):
     def order(self, epoch: int) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(self.size)
-        generator = torch.Generator().manual_seed(derived_seed(self.seed, 7, epoch))
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, SHUFFLE_STREAM, epoch))
         return torch.randperm(self.size, generator=generator)
 
     def fits(self, offset: int) -> bool:

@@ -120,8 +120,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# The random streams of a run, one per purpose: derived_seed(seed, STREAM, ...),
+# so that more draws for one purpose never shift another's. Every run's numbers
+# depend on these values: they never change.
+INIT_STREAM = 0  # model initialisation, the same on every rank
+TRAINING_STREAM = 1  # the training steps' draws (dropout, noise), one stream per rank
+EVALUATION_STREAM = 3  # held-out evaluation, the same at every evaluation
+DATA_WORKER_STREAM = 5  # the DataLoader's worker seeds, per epoch and rank
+SHUFFLE_STREAM = 7  # the order of each epoch's examples
+
+
 def derived_seed(*parts: int) -> int:
-    """A seed for one purpose (model init, rank r's dropout, epoch e's workers)."""
+    """A seed for one purpose: ``derived_seed(seed, STREAM, ...)`` with a ``*_STREAM``
+    constant and what else tells its draws apart (rank, epoch, step)."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
 
 
