@@ -31,13 +31,16 @@ def aigc_register_generators(register):
     """Declare the generators this plugin provides.
 
     Called once per SDK when the plugin is loaded. Call
-    ``register(name, factory, modality=..., description=...)`` once per
-    generator. ``factory`` is a ``Generator`` subclass, a zero-argument
+    ``register(name, factory, modality=..., description=..., request=...)``
+    once per generator. ``factory`` is a ``Generator`` subclass, a zero-argument
     callable returning a generator, or a ``"package.module:attr"`` string
     naming one; a string is imported only when the generator is first used,
     so listing plugins never imports model code. ``modality`` is ``"image"``,
-    ``"text"`` or ``"audio"``. Two plugins registering one name is an error
-    that names both.
+    ``"text"`` or ``"audio"``. ``request`` (optional) is the generator's
+    ``Request`` class or a ``"module:attr"`` string naming it, in a module
+    that does not import torch: the SDK checks requests and describes the
+    fields from it without importing the factory. Two plugins registering
+    one name is an error that names both.
     """
 
 
