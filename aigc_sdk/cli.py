@@ -217,8 +217,9 @@ def _default_out(name: str, modality: str) -> str:
 
 
 def _bounds_text(prop: dict[str, Any]) -> str:
-    if "maxLength" in prop:
-        return f"at most {prop['maxLength']:g} characters"
+    most = prop.get("maxLength", prop.get("x-maxCharacters"))
+    if most is not None:
+        return f"at most {most:g} characters"
     return range_text(prop)
 
 

@@ -255,7 +255,7 @@ class Request:
         for name, maximum in self.effective_limits(overrides).items():
             if maximum is None:
                 continue
-            for value in self._limited_values(name):
+            for value in self.limited_values(name):
                 if isinstance(value, str):
                     if len(value) > maximum:
                         raise RequestError(
@@ -265,8 +265,13 @@ class Request:
                 elif _is_number(value) and value > maximum:
                     raise RequestError(f"{name} must be <= {maximum:g}{where}, got {value!r}")
 
-    def _limited_values(self, name: str) -> list[Any]:
-        """The values a limit on field ``name`` applies to (each string of a tuple too)."""
+    def limited_values(self, name: str) -> list[Any]:
+        """The values a limit on field ``name`` applies to: numbers (capped) and
+        strings (their length capped); each string of a tuple by default.
+
+        A subclass overrides it for a field that is neither, e.g. to count a
+        conversation's characters: ``["".join(m["content"] for m in self.messages)]``.
+        """
         value = getattr(self, name)
         return list(value) if isinstance(value, tuple) else [value]
 
@@ -280,8 +285,9 @@ def request_schema(
     false, "properties": {field: {"type", "default", "description",
     "minimum", "maximum", "maxLength", ...}}}``: the field types, defaults,
     help lines and bounds, with the limits (``cls.limits`` with ``limits``
-    applied) as ``maximum`` (numbers) or ``maxLength`` (text). Every value
-    is JSON-serializable.
+    applied) as ``maximum`` (numbers), ``maxLength`` (text) or
+    ``x-maxCharacters`` (the characters of another field's text, e.g. a
+    conversation). Every value is JSON-serializable.
     """
     effective = cls.effective_limits(limits)
     types_ = _field_types(cls)
@@ -296,8 +302,13 @@ def request_schema(
         prop.update({k: f.metadata[k] for k in BOUNDS if k in f.metadata})
         maximum = effective.get(f.name)
         if maximum is not None:
-            texts = "string" in json_types(prop)
-            key = "maxLength" if texts else "maximum"
+            kinds = json_types(prop)
+            if "integer" in kinds or "number" in kinds:
+                key = "maximum"
+            elif "string" in kinds:
+                key = "maxLength"
+            else:  # limited_values turned the field into text: its characters are capped
+                key = "x-maxCharacters"
             prop[key] = min(maximum, prop.get(key, math.inf))
         properties[f.name] = prop
     doc = inspect.getdoc(cls) or ""

@@ -371,3 +371,25 @@ def test_request_schema_describes_fields_types_defaults_bounds_and_limits():
         RippleRequest(speed=0)
     with pytest.raises(RequestError, match=r"^speed must be <= 5, got 6$"):
         RippleRequest.from_kwargs(speed=6)
+
+
+def test_a_request_caps_the_text_of_a_structured_field_through_limited_values():
+    from dataclasses import dataclass
+
+    from aigc_sdk.generation import request_schema
+
+    @dataclass(frozen=True, kw_only=True)
+    class NotesRequest(TextRequest):
+        limits = {**TextRequest.limits, "notes": 10}
+        notes: tuple[dict, ...] = ()
+
+        def limited_values(self, name):
+            if name == "notes":
+                return ["".join(note["text"] for note in self.notes)]
+            return super().limited_values(name)
+
+    assert NotesRequest.from_kwargs(notes=({"text": "abcde"}, {"text": "fghij"})).notes
+    with pytest.raises(RequestError, match=r"^notes must be at most 10 characters, got 11$"):
+        NotesRequest.from_kwargs(notes=({"text": "abcde"}, {"text": "fghijk"}))
+    notes = request_schema(NotesRequest)["properties"]["notes"]
+    assert notes["type"] == "array" and notes["x-maxCharacters"] == 10

@@ -48,7 +48,7 @@ class ChatRequest(TextRequest):
         if self.raw and (self.messages is not None or self.system is not None):
             raise RequestError("raw=True takes a prompt, not messages or a system prompt")
 
-    def _limited_values(self, name: str) -> list[Any]:
+    def limited_values(self, name: str) -> list[Any]:
         if name == "messages":
             return ["".join(m["content"] for m in self.messages or ())]
-        return super()._limited_values(name)
+        return super().limited_values(name)
