@@ -40,14 +40,14 @@ def engine(generator):
     engine.close()
 
 
-def run(engine, request, busy: list[int] | None = None, started: threading.Event | None = None):
-    """Each sequence's (text, finish reason, tokens), recording the slots in use at each
-    piece in ``busy`` and setting ``started`` at the first piece."""
+def run(engine, request, busy: list | None = None, started: threading.Event | None = None):
+    """Each sequence's (text, finish reason, tokens), recording (slots in use, batch width)
+    at each piece in ``busy`` and setting ``started`` at the first piece."""
     events: queue.SimpleQueue = queue.SimpleQueue()
 
     def listener(event):
         if busy is not None:
-            busy.append(engine.stats().slots_used)
+            busy.append((engine.stats().slots_used, engine.width))
         if started is not None:
             started.set()
         events.put(event)
@@ -68,27 +68,31 @@ def run(engine, request, busy: list[int] | None = None, started: threading.Event
 
 def test_a_request_gives_the_same_text_alone_and_among_seven_others(generator, engine):
     requests = [generator.Request(max_new_tokens=TOKENS, **fields) for fields in REQUESTS]
-    alone = [run(engine, r) for r in requests]
+    lone: list = []
+    alone = [run(engine, r, lone) for r in requests]
+    assert {width for _, width in lone} == {1, 2}  # a batch of one (two for n=2)
 
     # The same requests at once, half of them joining a batch already decoding.
     together: list = [None] * len(requests)
-    busy: list[int] = []
-    first = threading.Event()
+    busy: list = []
+    started = [threading.Event() for _ in requests]
 
     def worker(i):
-        together[i] = run(engine, requests[i], busy, first if i == 0 else None)
+        together[i] = run(engine, requests[i], busy, started[i])
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(requests))]
     for t in threads[:4]:
         t.start()
-    assert first.wait(120)
+    assert all(event.wait(120) for event in started[:4])
     for t in threads[4:]:
         t.start()
     for t in threads:
         t.join(300)
     assert together == alone
     # Nine sequences for eight slots: the batch was full, and one request had to wait.
-    assert max(busy) == 8
+    # The batch grew as requests joined (its sequences copied to a wider cache).
+    assert max(used for used, _ in busy) == 8
+    assert {width for _, width in busy} >= {4, 8}
 
     for request, answers in zip(requests, alone, strict=True):
         result = generator.generate(request)
@@ -111,9 +115,10 @@ def test_a_cancelled_request_frees_its_slot_at_once(generator, engine):
     while engine.stats().slots_used and time.monotonic() < deadline:
         time.sleep(0.01)
     assert engine.stats() == engine.stats().__class__(waiting=0, running=0, slots_used=0, slots=8)
-    # The engine goes on serving.
-    again = run(engine, generator.Request(prompt="Hi!", max_new_tokens=4, seed=1))
-    assert again[0][2] >= 1
+    # The engine goes on serving, a lone request as a batch of one.
+    widths: list = []
+    again = run(engine, generator.Request(prompt="Hi!", max_new_tokens=4, seed=1), widths)
+    assert again[0][2] >= 1 and {width for _, width in widths} == {1}
 
 
 def test_requests_the_engine_cannot_hold_are_refused_before_queueing(generator):

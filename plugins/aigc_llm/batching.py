@@ -12,9 +12,12 @@ generator. One decode thread owns a ``KVCache`` of ``max_batch`` slots of
    each slot's own length), then draws each request's next tokens.
 
 A sequence that ends (end token, stop string, ``max_new_tokens``, full context)
-frees its slot at once. The step always spans every slot (the fused decode op
-takes the whole contiguous cache), free ones masked out: a lone request pays for
-the batch width, and every row is computed in a step of the same shape.
+frees its slot at once. A step costs about its number of rows (the quantized
+matmuls' small-batch path works row by row), so the batch runs at the narrowest
+of the widths 1, 2, 4, ..., ``max_batch`` that holds its sequences: one cache per
+width, the sequences copied into the first slots of another when the width
+changes (at once to grow; after ``SHRINK_AFTER`` steps to shrink). A lone
+request decodes as a batch of one.
 
 Independence. Each request is sampled in its own call of ``ops.sample``, its
 sequences as rows 0..n-1 and its own step count as the offset, exactly as
@@ -39,9 +42,11 @@ from .generator import ChatGenerator, _Sampler, _TextOf
 from .model import KVCache
 from .request import ChatRequest
 
-# Positions each slot holds unless told otherwise: with 8 slots, SmolLM2's float32
-# cache is 46 KB a position, 0.75 GB in all. Longer contexts are a server option.
-DEFAULT_CONTEXT = 2048
+# Positions each sequence holds unless told otherwise. SmolLM2's float32 cache takes
+# 46 KB a position: the caches of widths 1, 2, 4 and 8 hold 15 sequences, 0.7 GB.
+DEFAULT_CONTEXT = 1024
+# Steps a narrower batch must have sufficed before the engine moves to it.
+SHRINK_AFTER = 16
 
 
 @dataclass(eq=False)
@@ -88,10 +93,14 @@ class BatchEngine:
         self.stop_ids = generator.tokenizer.stop_ids
         self.max_batch = max_batch
         self.context = min(context or DEFAULT_CONTEXT, generator.context_length)
-        self.cache = KVCache(generator.config, max_batch, self.context, self.model.dtype)
         self.model.check_length(self.context)
-        self._owner: list[_Job | None] = [None] * max_batch  # the job decoding in each slot
-        self._next = torch.zeros(max_batch, dtype=torch.int64)  # each slot's token to append
+        # Widths the batch runs at: powers of two, and max_batch.
+        self.widths = sorted({min(2**k, max_batch) for k in range(max_batch.bit_length() + 1)})
+        self._caches: dict[int, KVCache] = {}
+        self.cache = self._cache(1)
+        self._owner: list[_Job | None] = [None]  # the job decoding in each slot of the cache
+        self._next = torch.zeros(1, dtype=torch.int64)  # each slot's token to append
+        self._narrow_steps = 0  # consecutive steps a narrower width would have held the batch
         self._waiting: collections.deque[_Job] = collections.deque()
         self._running: list[_Job] = []
         self._cond = threading.Condition()
@@ -129,6 +138,11 @@ class BatchEngine:
             self._cond.notify()
         return job
 
+    @property
+    def width(self) -> int:
+        """Slots of the cache in use now (the rows of a decode step)."""
+        return self.cache.slots
+
     def stats(self) -> BatchStats:
         with self._cond:
             return BatchStats(
@@ -165,23 +179,72 @@ class BatchEngine:
             self._emit(job, RuntimeError("the batch engine was closed"))
 
     def _admit(self) -> list[_Job]:
-        """Waiting jobs (in order) that fit the free slots now; called under the lock."""
+        """Waiting jobs (in order) that fit the batch now, given slots at the width that
+        holds them all; called under the lock."""
+        decoding = sum(owner is not None for owner in self._owner)
         admitted = []
-        free = [slot for slot, owner in enumerate(self._owner) if owner is None]
         while self._waiting:
             job = self._waiting[0]
             if job.cancelled:
                 self._waiting.popleft()
                 continue
-            if job.sequences > len(free):
+            if decoding + job.sequences > self.max_batch:
                 break
             self._waiting.popleft()
+            decoding += job.sequences
+            admitted.append(job)
+        self._resize(decoding)
+        free = [slot for slot, owner in enumerate(self._owner) if owner is None]
+        for job in admitted:
             job.slots, free = free[: job.sequences], free[job.sequences :]
             for slot in job.slots:
                 self._owner[slot] = job
             self._running.append(job)
-            admitted.append(job)
         return admitted
+
+    def _resize(self, sequences: int) -> None:
+        """Moves the batch to the narrowest width holding ``sequences``: at once to grow
+        or when no sequence must be copied; to shrink, only once a narrower width has
+        sufficed for SHRINK_AFTER steps (sequences come and go: copying them back and
+        forth would cost more than the wider steps)."""
+        width = next(w for w in self.widths if w >= max(sequences, 1))
+        decoding = any(owner is not None for owner in self._owner)
+        if width < self.width and decoding:
+            self._narrow_steps += 1
+            if self._narrow_steps < SHRINK_AFTER:
+                return
+        self._narrow_steps = 0
+        if width != self.width:
+            self._repack(width)
+
+    def _repack(self, width: int) -> None:
+        """Copies the decoding sequences into the first slots of the ``width``-slot cache."""
+        old, new = self.cache, self._cache(width)
+        new.lengths.zero_()
+        owner: list[_Job | None] = [None] * width
+        tokens = torch.zeros(width, dtype=torch.int64)
+        moved: dict[int, int] = {}
+        for slot, job in enumerate(self._owner):
+            if job is None:
+                continue
+            to = len(moved)
+            length = int(old.lengths[slot])
+            new.k_rows[:, to, :length] = old.k_rows[:, slot, :length]
+            new.v_rows[:, to, :length] = old.v_rows[:, slot, :length]
+            new.lengths[to] = length
+            tokens[to], owner[to], moved[slot] = self._next[slot], job, to
+        for job in self._running:
+            job.slots = [None if s is None else moved[s] for s in job.slots]
+        old.lengths.zero_()
+        self.cache, self._owner, self._next = new, owner, tokens
+
+    def _cache(self, width: int) -> KVCache:
+        """The cache of ``width`` slots, made on first use and kept."""
+        cache = self._caches.get(width)
+        if cache is None:
+            cfg, dtype = self.generator.config, self.model.dtype
+            cache = self._caches[width] = KVCache(cfg, width, self.context, dtype)
+        return cache
 
     def _start(self, job: _Job) -> None:
         """Prefills a new job into its slots and draws its first tokens."""
