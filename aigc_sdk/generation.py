@@ -482,9 +482,12 @@ class GenerationResult:
         """Writes the outputs and returns the files written.
 
         A path ending in ``/`` (or an existing directory) gets one file per
-        output; a file path gets one file (several images become a grid,
-        several texts one file separated by blank lines, several clips
-        numbered files). Each attachment ``{suffix: data}`` is written beside
+        output, the directory made if missing; a file path gets one file
+        (several images become a grid, several texts one file separated by
+        blank lines, several clips numbered files) in the format its suffix
+        names (``media.OUTPUT_FORMATS``), in a folder that must exist: any
+        other suffix, or a missing folder, is an ``OutputPathError`` before
+        anything is written. Each attachment ``{suffix: data}`` is written beside
         them: ``a.wav`` gets ``a<suffix>``, a directory ``d/`` gets
         ``d/<modality><suffix>``.
         """
