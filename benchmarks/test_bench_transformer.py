@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from decode_throughput import hf_available, make_decoders
+
+from .decode_throughput import hf_available, make_decoders
 
 NEW_TOKENS = 64
 

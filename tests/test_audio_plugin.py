@@ -246,6 +246,7 @@ def test_the_default_weights_make_neither_silence_nor_noise(sdk):
     assert got["spectral_flatness"] < 0.05, got
 
 
+@pytest.mark.cli
 def test_cli_writes_wav_and_spectrogram_beside_it(tiny_weights, tmp_path):
     env = dict(
         os.environ,

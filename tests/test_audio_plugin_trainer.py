@@ -19,6 +19,8 @@ from aigc_audio.model import START, WaveNet, WaveNetConfig  # noqa: E402
 from aigc_audio.objective import clip_nats, window_loss  # noqa: E402
 from aigc_audio.trainer import WaveNetTrainer  # noqa: E402
 
+pytestmark = pytest.mark.train
+
 SMALL = dict(
     residual=8, gate=8, skip=16, dilation_cycle=4, stacks=2, crop=300, batch_size=2,
     eval_batches=1, sample_seconds=0.02, warmup_steps=2,

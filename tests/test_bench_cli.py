@@ -7,6 +7,7 @@ from conftest import run_aigc
 from PIL import Image
 
 
+@pytest.mark.cli
 def test_bench_writes_json_and_a_chart(tmp_path):
     out = run_aigc(
         "bench", "sample", "upsample_conv2d", "--repeats", "1", "--no-compile",
@@ -29,6 +30,7 @@ def test_bench_writes_json_and_a_chart(tmp_path):
     assert "x vs torch" in out.stdout and "x vs eager" in out.stdout
 
 
+@pytest.mark.cli
 def test_bench_names_an_unknown_op(tmp_path):
     out = run_aigc("bench", "softmax", "--out", str(tmp_path))
     assert out.returncode == 1

@@ -11,6 +11,8 @@ from PIL import Image
 
 from aigc_sdk.generation import json_types
 
+pytestmark = pytest.mark.cli
+
 
 def _one_line_error(out, code=1):
     assert out.returncode == code, (out.stdout, out.stderr)

@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import run_aigc
 
 from aigc_sdk.scaffold import new_plugin
+
+pytestmark = pytest.mark.cli
 
 
 def _one_line_error(out):

@@ -9,6 +9,8 @@ from emulation import load_binding
 
 from aigc_sdk.ops import reference
 
+pytestmark = pytest.mark.build
+
 # Without GNU-unique symbols each binding keeps its own copy of the emulator's
 # inline thread_locals; with them, the first binding loaded in the process
 # would own the dynamic shared memory pool of the bindings loaded after it.

@@ -13,6 +13,8 @@ import pytest
 import torch
 from emulation import dynamic_shared_symbols, load_binding
 
+pytestmark = pytest.mark.build
+
 
 @pytest.fixture(scope="module")
 def st():

@@ -245,6 +245,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.cli
 def test_cli_writes_a_grid_and_a_directory(tmp_path):
     done = _cli("generate", "gan", "--seed", "3", "-n", "64", "--out", "grid.png", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -265,6 +266,7 @@ def test_cli_writes_a_grid_and_a_directory(tmp_path):
 # -- training ------------------------------------------------------------------------------
 
 
+@pytest.mark.train
 @pytest.mark.parametrize(
     "options",
     [
@@ -291,6 +293,7 @@ def test_trainer_exports_a_loadable_generator(sdk, tmp_path, options):
     assert images.shape == (3, 1, 32, 32) and torch.isfinite(images).all()
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("folders", [["a", "b", "c"], ["."]], ids=["classes", "flat"])
 def test_trainer_reads_an_image_folder(sdk, tmp_path, folders):
     from aigc_gan.generator import GANGenerator
@@ -312,6 +315,7 @@ def test_trainer_reads_an_image_folder(sdk, tmp_path, folders):
     assert GANGenerator(weights=result.export).config.classes == (3 if len(folders) > 1 else 0)
 
 
+@pytest.mark.train
 def test_export_recalibrates_the_ema_batchnorm(sdk, tmp_path):
     from safetensors.torch import load_file
 

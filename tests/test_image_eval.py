@@ -80,6 +80,7 @@ def test_augment_pads_with_background(ev):
     torch.testing.assert_close(blank, torch.full_like(blank, -1.0))
 
 
+@pytest.mark.train
 def test_classifier_training_runs(ev, tmp_path):
     model, accuracy = ev.train_classifier(steps=3, batch_size=8, out=tmp_path / "clf")
     assert 0 <= accuracy <= 1 and (tmp_path / "clf" / "model.safetensors").is_file()

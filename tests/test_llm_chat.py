@@ -104,6 +104,7 @@ def test_bad_messages_are_one_line_errors():
         sdk.generate("chat", messages=[{"role": "user", "content": "a"}], prompt="b")
 
 
+@pytest.mark.cli
 def test_aigc_chat_answers_over_several_turns():
     turns = "Write a haiku about the sea.\nNow make it about mountains.\n/exit\nnever read\n"
     done = subprocess.run(
@@ -121,6 +122,7 @@ def test_aigc_chat_answers_over_several_turns():
     assert answers[-1] != answers[0]
 
 
+@pytest.mark.cli
 def test_prompt_longer_than_the_context_is_refused_before_writing(tmp_path):
     hf_model("llama", tmp_path / "model", max_position_embeddings=64)
     out = tmp_path / "answer.txt"
@@ -146,6 +148,7 @@ def test_prompt_longer_than_the_context_is_refused_before_writing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(
     "content, message",
     [

@@ -73,6 +73,7 @@ def _elf_section_names(path: Path) -> set[str]:
     return names
 
 
+@pytest.mark.cli
 def test_doctor_reports_the_kernels_the_dispatcher_has():
     import torch
 

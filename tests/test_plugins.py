@@ -234,6 +234,7 @@ def test_lazy_factory_that_fails_to_import_names_plugin_and_cause():
         sdk.generate("ghost")
 
 
+@pytest.mark.cli
 def test_plugins_json_lists_everything(with_broken_plugins):
     from conftest import run_aigc
 
@@ -254,6 +255,7 @@ def test_a_plugin_named_explicitly_and_autoloaded_registers_once():
     assert sdk.generate("cppn", seed=1).images
 
 
+@pytest.mark.cli
 def test_a_plugin_exiting_on_import_is_reported_not_fatal(tmp_path, monkeypatch):
     from conftest import run_aigc
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from emulation import source_closure
 
+pytestmark = pytest.mark.build
+
 REPO = Path(__file__).resolve().parents[1]
 CSRC = REPO / "csrc"
 REFERENCE = REPO / "aigc_sdk" / "ops" / "reference.py"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.build
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "ptxas_report.py"
 

@@ -13,6 +13,8 @@ from test_quant_linear import K_OF, TYPES, dequantized, float_bound, random_weig
 
 from aigc_sdk.ops import reference
 
+pytestmark = pytest.mark.build
+
 # Without GNU-unique symbols each binding keeps its own copy of the emulator's
 # inline thread_locals (see test_decode_attention_cuda.py).
 EMU_FLAGS = ["-fno-gnu-unique"]

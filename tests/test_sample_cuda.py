@@ -13,6 +13,8 @@ from aigc_sdk import ops
 from aigc_sdk.ops import reference
 from aigc_sdk.ops._extension import has_kernel
 
+pytestmark = pytest.mark.build
+
 # Without GNU-unique symbols each binding keeps its own copy of the emulator's
 # inline thread_locals; with them, the first binding loaded in the process
 # would own the dynamic shared memory pool of the bindings loaded after it.

@@ -165,6 +165,7 @@ def _module_env():
     return env
 
 
+@pytest.mark.cli
 def test_module_entry_help_and_one_line_errors(tmp_path):
     run = [sys.executable, "-m", "aigc_sdk.training"]
     shown = subprocess.run(

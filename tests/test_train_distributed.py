@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 
 from aigc_sdk.training.metrics import read_metrics
 
+pytestmark = [pytest.mark.train, pytest.mark.cli]
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = Path(__file__).parent / "example_plugin"
 if importlib.util.find_spec("aigc_sdk.cli") is not None:

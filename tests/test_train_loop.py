@@ -27,6 +27,8 @@ if str(EXAMPLE) not in sys.path:
 
 from aigc_example import tiny_trainer  # noqa: E402
 
+pytestmark = pytest.mark.train
+
 
 class TinyPlugin:
     """Registers the example's trainer at run time, as SDK(plugins=[...]) allows."""

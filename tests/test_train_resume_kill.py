@@ -8,11 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from aigc_sdk.training.checkpointing import list_checkpoints
 from aigc_sdk.training.metrics import read_metrics
+
+pytestmark = [pytest.mark.train, pytest.mark.cli]
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = Path(__file__).parent / "example_plugin"

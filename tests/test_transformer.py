@@ -322,6 +322,7 @@ def test_default_weights_write_python_looking_text(sdk):
     assert any(word in text for word in ("(", ":", "return", "self", "=")), text
 
 
+@pytest.mark.cli
 def test_cli_streams_generated_text(tmp_path):
     env = {
         "AIGC_DISABLE_PLUGIN_AUTOLOAD": "1",
@@ -341,6 +342,8 @@ def test_cli_streams_generated_text(tmp_path):
 # -- training ---------------------------------------------------------------------------
 
 
+@pytest.mark.train
+@pytest.mark.cli
 def test_aigc_train_transformer_trains_a_tokenizer_and_exports_a_loadable_model(tmp_path):
     data = tmp_path / "data"
     data.mkdir()

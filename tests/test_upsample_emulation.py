@@ -11,6 +11,8 @@ from emulation import load_binding
 from aigc_sdk.ops import reference
 from aigc_sdk.ops.upsample import ACTIVATIONS
 
+pytestmark = pytest.mark.build
+
 TOLERANCES = {
     torch.float32: dict(rtol=1e-4, atol=1e-4),
     torch.float16: dict(rtol=2e-3, atol=2e-3),

@@ -281,6 +281,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.cli
 def test_cli_reconstruct_interpolate_and_errors(digit_files, tmp_path):
     a, b = digit_files
     done = _cli(
@@ -303,6 +304,7 @@ def test_cli_reconstruct_interpolate_and_errors(digit_files, tmp_path):
 # -- training ---------------------------------------------------------------------------------
 
 
+@pytest.mark.train
 def test_trainer_evaluates_and_exports_a_loadable_vae(sdk, tmp_path):
     from aigc_vae.generator import VAEGenerator, VAERequest
 

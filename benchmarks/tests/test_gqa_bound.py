@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gqa_bound.py"
 
-pytestmark = pytest.mark.skipif(
-    torch.backends.cpu.get_cpu_capability() != "AVX512", reason="the ideal loop needs AVX-512"
-)
+pytestmark = [
+    pytest.mark.build,
+    pytest.mark.skipif(
+        torch.backends.cpu.get_cpu_capability() != "AVX512", reason="the ideal loop needs AVX-512"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
