@@ -34,6 +34,12 @@ QUANTIZABLE = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")  # gguf.quants.quantize s
 K_OF = {name: 608 if reference.QUANT_FORMATS[q][1] == 32 else 512 for name, q in TYPES.items()}
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test draws the same activations on every run."""
+    torch.manual_seed(0)
+
+
 def random_weight(name: str, N: int, K: int, seed: int = 0) -> QuantWeight:
     """Random weights quantized by gguf (32-wide types), or random valid blocks
     (K-quants, which gguf cannot quantize): every byte random except the

@@ -21,6 +21,12 @@ EMU_FLAGS = ["-fno-gnu-unique"]
 GEMV, GEMM = 1, 2
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test draws the same activations on every run."""
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope="module")
 def emu():
     return load_binding("quant_linear", "tests/quant_linear_emulation.cpp", extra_cflags=EMU_FLAGS)
@@ -99,5 +105,6 @@ def test_cuda_kernels_agree_with_cpu_exact_path(emu):
     if not has_kernel("quant_linear", "cpu"):
         pytest.skip("extension not built")
     w = random_weight("Q5_K", 33, 512, seed=6)
-    x = torch.randn(4, 512)
-    torch.testing.assert_close(run(emu, x, w), ops.quant_linear(x, w, exact=True))
+    x = torch.randn(4, 512, generator=torch.Generator().manual_seed(6))
+    err = (run(emu, x, w) - ops.quant_linear(x, w, exact=True)).abs()
+    assert bool((err <= 2 * float_bound(dequantized(w).abs(), x)).all())

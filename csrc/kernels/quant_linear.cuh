@@ -297,7 +297,8 @@ __global__ void __launch_bounds__(kGemmThreads, kGemmMinBlocks) quant_gemm(Linea
 #pragma unroll
     for (int j = 0; j < kMicro; ++j) {
       const int n = n0 + tx * kMicro + j;
-      if (n < p.N) out[int64_t(m) * p.N + n] = from_float<T>(acc[i][j] + (p.bias ? p.bias[n] : 0.0f));
+      if (n < p.N)
+        out[int64_t(m) * p.N + n] = from_float<T>(acc[i][j] + (p.bias ? p.bias[n] : 0.0f));
     }
   }
 }
