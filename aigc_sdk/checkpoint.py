@@ -6,12 +6,18 @@ elsewhere two renames), so a process killed mid-save leaves the previous
 checkpoint intact. config.json records the plugin, the format version and the
 SHA-256 of the weights file and of each tensor, so a damaged or mismatched
 file is named, with the tensor, not loaded.
+
+A model folder is the common case: ``save_model`` writes a module with its
+config dataclass, ``load_model`` builds the module from the stored config and
+loads its weights. Plugins with more to store (a tokenizer, how the model was
+trained) pass it as ``extra`` and ``extra_files``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import errno
 import hashlib
 import itertools
@@ -35,8 +41,10 @@ __all__ = [
     "WEIGHTS_FILE",
     "atomic_directory",
     "load_into",
+    "load_model",
     "load_pretrained",
     "read_config",
+    "save_model",
     "save_pretrained",
 ]
 
@@ -317,3 +325,79 @@ def load_into(
     if problems:
         raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
     module.load_state_dict(tensors, strict=True)
+
+
+# -- model folders ---------------------------------------------------------------
+
+
+def save_model(
+    directory: str | Path,
+    module: torch.nn.Module,
+    config: Any,
+    *,
+    plugin: str,
+    config_key: str | None = None,
+    extra: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
+    """Writes ``module``'s weights and its config dataclass as a model folder.
+
+    The model config is ``config``'s fields: the whole ``config`` record of
+    config.json, or, with ``config_key``, its entry under that key beside
+    ``extra`` (how the model was trained, its scores). ``dtype`` stores the
+    floating-point tensors in that dtype (``load_model`` casts them back to
+    the module's). ``load_model`` with the same ``plugin`` and ``config_key``
+    reads it back.
+    """
+    fields = dataclasses.asdict(config)
+    if config_key is None:
+        if extra:
+            raise ValueError("extra needs a config_key to sit beside the model config")
+        record = fields
+    else:
+        record = {config_key: fields, **(extra or {})}
+    tensors = module.state_dict()
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    return save_pretrained(
+        directory, plugin=plugin, config=record, tensors=tensors, extra_files=extra_files
+    )
+
+
+def load_model(
+    directory: str | Path,
+    model_class: Any,
+    config_class: Any,
+    *,
+    plugin: str,
+    config_key: str | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[Any, dict[str, Any]]:
+    """``(model_class(config) with the folder's weights, in eval mode on device, config.json's
+    whole config record)`` from a folder ``save_model`` wrote.
+
+    The stored model config must name only fields of ``config_class``: a key it
+    does not know (a folder of a newer or another model) is an error naming
+    the file and the key, never silently dropped, and so is a value the
+    dataclass refuses.
+    """
+    directory = Path(directory)
+    record, tensors = load_pretrained(directory, plugin)
+    where = directory / CONFIG_FILE
+    values = record if config_key is None else record.get(config_key)
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{where}: no model config ({config_key or 'config'})")
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CheckpointError(
+            f"{where}: unknown {config_class.__name__} keys: {', '.join(unknown)}"
+        )
+    try:
+        config = config_class(**values)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: bad {config_class.__name__}: {exc}") from None
+    model = model_class(config)
+    load_into(model, tensors, directory)
+    return model.to(device).eval(), record

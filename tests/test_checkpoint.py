@@ -1,5 +1,6 @@
 """save_pretrained / from_pretrained: round trips, damage, mismatches, interrupted writes."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -245,3 +246,69 @@ def test_from_pretrained_loads_what_save_pretrained_wrote(tmp_path):
     assert not torch.equal(images(loaded), default)
     with pytest.raises(CheckpointError, match="does not exist"):
         CPPNGenerator.from_pretrained(tmp_path / "nowhere")
+
+
+# -- model folders: save_model / load_model --------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPConfig:
+    width: int = 8
+    outputs: int = 2
+
+    def __post_init__(self):
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, got {self.width}")
+
+
+class MLP(torch.nn.Sequential):
+    def __init__(self, config: MLPConfig):
+        super().__init__(
+            torch.nn.Linear(4, config.width), torch.nn.ReLU(), torch.nn.Linear(config.width, 2)
+        )
+        self.config = config
+
+
+def _edit_config(folder, edit):
+    path = folder / "config.json"
+    record = json.loads(path.read_text())
+    edit(record["config"])
+    path.write_text(json.dumps(record))
+
+
+def test_a_model_folder_round_trips_its_module_and_config(tmp_path):
+    torch.manual_seed(0)
+    model = MLP(MLPConfig(width=6))
+    ckpt.save_model(tmp_path / "flat", model, model.config, plugin="demo")
+    loaded, record = ckpt.load_model(tmp_path / "flat", MLP, MLPConfig, plugin="demo")
+    assert record == {"width": 6, "outputs": 2} and loaded.config == model.config
+    assert not loaded.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    # Under a key, beside what else the folder records; tensors stored as float16.
+    ckpt.save_model(
+        tmp_path / "nested", model, model.config, plugin="demo", config_key="model",
+        extra={"info": {"steps": 3}}, dtype=torch.float16,
+    )  # fmt: skip
+    loaded, record = ckpt.load_model(
+        tmp_path / "nested", MLP, MLPConfig, plugin="demo", config_key="model"
+    )
+    assert record == {"model": {"width": 6, "outputs": 2}, "info": {"steps": 3}}
+    assert loaded[0].weight.dtype == torch.float32
+    torch.testing.assert_close(loaded[0].weight, model[0].weight, atol=1e-3, rtol=1e-3)
+
+
+def test_a_model_folder_with_unknown_or_bad_config_is_refused_by_name(tmp_path):
+    model = MLP(MLPConfig())
+    ckpt.save_model(tmp_path / "ck", model, model.config, plugin="demo")
+    _edit_config(tmp_path / "ck", lambda c: c.update(depth=3, dropout=0.1))
+    with pytest.raises(
+        CheckpointError, match=r"ck/config.json: unknown MLPConfig keys: depth, dropout"
+    ):
+        ckpt.load_model(tmp_path / "ck", MLP, MLPConfig, plugin="demo")
+    ckpt.save_model(tmp_path / "ck", model, model.config, plugin="demo")
+    _edit_config(tmp_path / "ck", lambda c: c.update(width=0))
+    with pytest.raises(CheckpointError, match=r"config.json: bad MLPConfig: width must be >= 1"):
+        ckpt.load_model(tmp_path / "ck", MLP, MLPConfig, plugin="demo")
+    with pytest.raises(CheckpointError, match=r"config.json: no model config \(model\)"):
+        ckpt.load_model(tmp_path / "ck", MLP, MLPConfig, plugin="demo", config_key="model")

@@ -19,7 +19,7 @@ on a CPU is several times faster than ``conv1d`` with dilation.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -67,17 +67,6 @@ class WaveNetConfig:
     def receptive_field(self) -> int:
         """How many input samples one output sample depends on."""
         return sum(self.dilations) + 1
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> WaveNetConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown WaveNet config keys: {', '.join(unknown)}")
-        return cls(**values)
 
 
 class ResidualLayer(nn.Module):

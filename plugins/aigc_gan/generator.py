@@ -34,11 +34,11 @@ class GANGenerator(Generator):
     ) -> None:
         """``fused=False`` runs the plain PyTorch layers (the benchmarks' baseline)."""
         source = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        config, tensors = checkpoint.load_pretrained(source, plugin=PLUGIN)
-        self.config = GANConfig.from_dict(config)
-        self.model = GeneratorNet(self.config)
-        checkpoint.load_into(self.model, tensors, source)
-        self.model.eval().requires_grad_(False).to(device)
+        self.model, _ = checkpoint.load_model(
+            source, GeneratorNet, GANConfig, plugin=PLUGIN, device=device
+        )
+        self.model.requires_grad_(False)
+        self.config = self.model.config
         self.device = torch.device(device)
         self.fused = fused
         # Inference runs each block as one fused op with its BatchNorm folded in.
@@ -114,6 +114,4 @@ class GANGenerator(Generator):
 
 def save_generator(model: GeneratorNet, directory: str | Path) -> Path:
     """Writes a generator network in the format ``GANGenerator`` loads."""
-    return checkpoint.save_pretrained(
-        directory, plugin=PLUGIN, config=model.config.to_dict(), tensors=model.state_dict()
-    )
+    return checkpoint.save_model(directory, model, model.config, plugin=PLUGIN)

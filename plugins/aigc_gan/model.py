@@ -15,7 +15,7 @@ the generator's input and uses a projection discriminator (Miyato & Koyama
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import pairwise
 
 import torch
@@ -55,14 +55,6 @@ class GANConfig:
     def hidden_widths(self) -> list[int]:
         """Channels of each hidden block, from the 4x4 one down to size/2."""
         return [self.width * 2 ** (self.upsamplings - i) for i in range(self.upsamplings + 1)]
-
-    @classmethod
-    def from_dict(cls, values: dict) -> GANConfig:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class GeneratorNet(nn.Module):

@@ -33,15 +33,17 @@ def save(
         raise ValueError(
             f"the tokenizer has {tokenizer.vocab_size} tokens, the model {model.cfg.vocab_size}"
         )
-    tensors = {k: v.to(dtype) for k, v in model.state_dict().items()}
-    config = {"model": model.cfg.to_dict(), "dtype": str(dtype).removeprefix("torch.")}
+    extra: dict[str, Any] = {"dtype": str(dtype).removeprefix("torch.")}
     if info:
-        config["info"] = info
-    return checkpoint.save_pretrained(
+        extra["info"] = info
+    return checkpoint.save_model(
         directory,
+        model,
+        model.cfg,
         plugin=PLUGIN,
-        config=config,
-        tensors=tensors,
+        config_key="model",
+        extra=extra,
+        dtype=dtype,
         extra_files={TOKENIZER_FILE: tokenizer.to_json().encode()},
     )
 
@@ -51,13 +53,10 @@ def load(
 ) -> tuple[Transformer, BPETokenizer, dict[str, Any]]:
     """(model in eval mode, tokenizer, whole config) from a checkpoint directory."""
     directory = Path(directory or DEFAULT_WEIGHTS)
-    config, tensors = checkpoint.load_pretrained(directory, plugin=PLUGIN)
-    try:
-        cfg = ModelConfig.from_dict(config["model"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(
-            f"{directory / checkpoint.CONFIG_FILE}: bad model config: {exc}"
-        ) from None
+    model, config = checkpoint.load_model(
+        directory, Transformer, ModelConfig, plugin=PLUGIN, config_key="model", device=device
+    )
+    cfg = model.cfg
     tokenizer_path = directory / TOKENIZER_FILE
     if not tokenizer_path.is_file():
         raise CheckpointError(f"{tokenizer_path} is missing: the model needs its tokenizer")
@@ -70,6 +69,4 @@ def load(
             f"{tokenizer_path} has {tokenizer.vocab_size} tokens but the model expects "
             f"{cfg.vocab_size}"
         )
-    model = Transformer(cfg)
-    checkpoint.load_into(model, {k: v.float() for k, v in tensors.items()}, directory)
-    return model.to(device).eval(), tokenizer, config
+    return model, tokenizer, config

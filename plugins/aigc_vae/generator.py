@@ -59,11 +59,9 @@ class VAEGenerator(Generator):
     ) -> None:
         """``fused=False`` decodes with the plain PyTorch layers (the benchmarks' baseline)."""
         source = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        config, tensors = checkpoint.load_pretrained(source, plugin=PLUGIN)
-        self.config = VAEConfig.from_dict(config)
-        self.model = VAE(self.config)
-        checkpoint.load_into(self.model, tensors, source)
-        self.model.eval().requires_grad_(False).to(device)
+        self.model, _ = checkpoint.load_model(source, VAE, VAEConfig, plugin=PLUGIN, device=device)
+        self.model.requires_grad_(False)
+        self.config = self.model.config
         self.device = torch.device(device)
         self.fused = fused
         # Decoding runs each block as one fused op with its BatchNorm folded in.
@@ -142,9 +140,7 @@ class VAEGenerator(Generator):
 
 def save_vae(model: VAE, directory: str | Path) -> Path:
     """Writes a VAE in the format ``VAEGenerator`` loads."""
-    return checkpoint.save_pretrained(
-        directory, plugin=PLUGIN, config=model.config.to_dict(), tensors=model.state_dict()
-    )
+    return checkpoint.save_model(directory, model, model.config, plugin=PLUGIN)
 
 
 def bits_per_dim(nats: float, dims: int) -> float:

@@ -15,7 +15,7 @@ true lower bound on log p(x) and its negative is in nats per image.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import pairwise
 
 import torch
@@ -61,13 +61,6 @@ class VAEConfig:
     def dims(self) -> int:
         """Pixel values per image (for bits per dimension)."""
         return self.channels * self.size * self.size
-
-    @classmethod
-    def from_dict(cls, values: dict) -> VAEConfig:
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Encoder(nn.Module):
