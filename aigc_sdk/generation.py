@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from .batching import BatchEngine
 
 MODALITIES = ("image", "text", "audio")
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+FLOAT32_MAX = 3.4028234663852886e38
 BOUNDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
 
 
@@ -398,6 +400,16 @@ class SamplingRequest(Request):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # The samplers compute in float32: a value that becomes 0 or infinity there would
+        # reach them as something other than what was asked (and fail inside the kernel).
+        for name in ("temperature", "top_p", "min_p", "repetition_penalty"):
+            value = getattr(self, name)
+            check(
+                value == 0 or FLOAT32_TINY <= value <= FLOAT32_MAX,
+                name,
+                f"0 or in [{FLOAT32_TINY:.3g}, {FLOAT32_MAX:.3g}] (the samplers use float32)",
+                value,
+            )
         stop = (self.stop,) if isinstance(self.stop, str) else self.stop
         check(
             isinstance(stop, (tuple, list)) and all(isinstance(s, str) and s for s in stop),

@@ -261,6 +261,7 @@ def test_a_full_queue_answers_429_at_once_and_serves_again_after(sdk):
 # -- aigc serve and SIGTERM -----------------------------------------------------------------
 
 
+@pytest.mark.cli
 def test_aigc_serve_drains_in_flight_streams_on_sigterm_then_exits():
     with aigc_serve("--generators", "chat", "--max-batch", "2", "--context", "256") as (
         url,

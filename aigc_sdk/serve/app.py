@@ -134,6 +134,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.server = server
+    app.openapi = lambda: _openapi(app)
     _errors(app, server)
     _openai_routes(app, server, drain_timeout)
     _generic_routes(app, server, drain_timeout)
@@ -141,6 +142,47 @@ def create_app(
     app.add_middleware(Guard, api_key=api_key, max_body=max_body)
     app.add_middleware(Instrument, metrics=metrics)
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's OpenAPI document, with the errors this server really answers: OpenAI's
+    error body for every 4xx (validation included: 400, not FastAPI's 422) and 500."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            responses["4XX"] = {"description": "A mistake in the request", **error}
+            responses["500"] = {"description": "The generator failed", **error}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    text = {"type": ["string", "null"]}
+    components["Error"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": text,
+                    "code": text,
+                },  # fmt: skip
+            }
+        },
+    }
+    app.openapi_schema = schema
+    return schema
 
 
 def _served(sdk, generators: list[str] | None) -> list[str]:
@@ -201,10 +243,14 @@ def _message(exc: BaseException) -> str:
 def _openai_routes(app: FastAPI, server: Server, drain_timeout: float) -> None:
     limits = server.sdk.limits
     most_n = int(_limit(limits.get("n"), 64))
+    by_modality = {kind: [n for n, lane in server.lanes.items() if lane.modality == kind]
+                   for kind in ("text", "image")}  # fmt: skip
     models = openai_models(
         max_n=min(most_n, server.max_batch),
         max_tokens=int(_limit(limits.get("max_new_tokens"), 4096)),
         max_images=most_n,
+        text_models=by_modality["text"],
+        image_models=by_modality["image"],
     )
     ChatBody, CompletionBody, ImageBody = models.chat, models.completion, models.image
 

@@ -85,15 +85,26 @@ class OpenAIModels:
     image: type[BaseModel]
 
 
-def openai_models(max_n: int, max_tokens: int, max_images: int) -> OpenAIModels:
-    """Request models whose bounds are these limits."""
+def openai_models(
+    max_n: int,
+    max_tokens: int,
+    max_images: int,
+    text_models: list[str] = (),
+    image_models: list[str] = (),
+) -> OpenAIModels:
+    """Request models whose bounds are these limits; ``model`` lists the served names
+    in the schema (any string is accepted: an unknown one is a 404, as OpenAI answers)."""
+
+    def named(names) -> dict:
+        return {"json_schema_extra": {"enum": list(names)}} if names else {}
+
     Tokens = Annotated[int, Field(ge=1, le=max_tokens)]
     N = Annotated[int, Field(ge=1, le=max_n)]
     Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
     Stop = str | Annotated[list[str], Field(max_length=16)]
 
     class Sampling(Unsupported):
-        model: str = Field(min_length=1)
+        model: str = Field(min_length=1, **named(text_models))
         max_tokens: Tokens | None = None
         temperature: float | None = Field(None, ge=0, le=2)
         top_p: float | None = Field(None, ge=0, le=1)
@@ -125,7 +136,7 @@ def openai_models(max_n: int, max_tokens: int, max_images: int) -> OpenAIModels:
         """POST /v1/images/generations."""
 
         model_config = ConfigDict(extra="ignore")
-        model: str | None = Field(None, min_length=1)
+        model: str | None = Field(None, min_length=1, **named(image_models))
         prompt: str = ""
         n: Annotated[int, Field(ge=1, le=max_images)] = 1
         response_format: Literal["b64_json", "url"] = "b64_json"
