@@ -1,5 +1,5 @@
 """torch's thread settings for a host application, measured: the figures behind
-docs/plugins.md's "Threads" paragraph.
+docs/plugins.md's "Threads" paragraph, kept in docs/performance.md.
 
     python benchmarks/host_threads.py [--rounds 5] [--calls 1 4]
 
