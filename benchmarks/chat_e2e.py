@@ -120,7 +120,10 @@ class LlamaCpp:
         llm.eval(prompt)
         tokens = []
         for step in range(new_tokens):
-            token = int(self.np.argmax(llm.scores[llm.n_tokens - 1]))
+            # Without logits_all, llama-cpp-python keeps no scores: read the last logits
+            # straight from the context.
+            last = self.np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+            token = int(self.np.argmax(last))
             tokens.append(token)
             if step + 1 < new_tokens:
                 llm.eval([token])
