@@ -82,7 +82,7 @@ struct Parts {
 
 // out[b] = x[b] / sqrt(mean(x[b]^2) + eps) * gain
 void rms_norm(const at::Tensor& x, const at::Tensor& gain, double eps, at::Tensor& out) {
-  const int64_t B = x.size(0), dim = x.size(1);
+  const int64_t B = x.size(0);
   const float* g = gain.data_ptr<float>();
   for (int64_t b = 0; b < B; ++b) {
     const float* xr = x.data_ptr<float>() + b * dim;
@@ -137,7 +137,7 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
             k_rows.is_contiguous() && v_rows.is_contiguous() &&
             k_rows.scalar_type() == at::kFloat && v_rows.scalar_type() == at::kFloat,
         "k_rows and v_rows must be contiguous float32 [layers, B, max_len, Hkv, D]");
-  const int64_t B = x.size(0), dim = x.size(1);
+  const int64_t B = x.size(0);
   const int64_t T = k_rows.size(2), D = k_rows.size(4);
   check(k_rows.size(1) == B && k_rows.size(3) == n_kv_heads, "the cache does not match x");
   check(n_heads % n_kv_heads == 0 && D % 2 == 0, "bad head counts");
