@@ -346,17 +346,24 @@ def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
     """An interactive, multi-turn conversation with a chat generator, streamed."""
     sdk = _make_sdk(args)
     name = args.name
-    options = _generator_options(args)
-    generator = sdk.generator(name, **options)
-    if "messages" not in generator.Request.field_names():
+    unknown = [flag for flag in extra if flag.startswith("--")]
+    if unknown and name not in sdk.generators.names():
+        # argparse took the unknown option's value for NAME: name the option instead.
+        raise AigcError(f"unknown option {unknown[0]} for aigc chat (see aigc chat --help)")
+    request_type = sdk.request_type(name)
+    if "messages" not in request_type.field_names():
         raise AigcError(f"{name} is not a chat generator (its requests take no messages)")
-    kwargs = _request_kwargs(generator.Request, extra)
+    kwargs = _request_kwargs(request_type, extra, generator=name)
     for flag, _, _ in CHAT_SAMPLING:
         key = flag[2:].replace("-", "_")
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     if args.seed is not None:
         kwargs["seed"] = args.seed
+    # Everything the user can get wrong is checked before the model loads.
+    sdk.request(name, messages=[{"role": "user", "content": "check"}], **kwargs)
+    options = _generator_options(args)
+    sdk.generator(name, **options)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"Chatting with {name}. Type /exit or press Ctrl-D to quit.", file=sys.stderr)
@@ -433,6 +440,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         context=args.context,
         max_body=args.max_body,
         preload=args.preload,
+        threads=args.threads,
     )
     return 0
 
@@ -583,6 +591,12 @@ def build_parser() -> ArgumentParser:
         "--max-body", type=_positive_int, default=1 << 20, help="largest request body, in bytes"
     )
     p.add_argument("--preload", action="store_true", help="load the generators at start-up")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch's intra-op threads (default: one per core; 1 on a machine shared with "
+        "other work, see docs/plugins.md)",
+    )
 
     p = sub.add_parser("doctor", help="versions, build and kernel status", allow_abbrev=False)
     p.add_argument("--json", action="store_true")

@@ -200,3 +200,28 @@ def test_loading_smollm2_keeps_its_weights_quantized_in_memory():
     added = int(done.stdout.split()[-1])
     budget = 1.3 * default_weights().stat().st_size + 100 * 2**20
     assert added <= budget, f"{added / 2**20:.0f} MB added, budget {budget / 2**20:.0f} MB"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--temperature", "-1"], "temperature must be a finite number >= 0, got -1.0"),
+        (["--bogus", "1"], "unknown option --bogus for aigc chat"),
+        (["gan"], "gan is not a chat generator"),
+    ],
+)
+def test_aigc_chat_checks_its_options_before_loading_a_model(argv, message):
+    script = (
+        "import sys\n"
+        "from aigc_sdk.cli import main\n"
+        f"code = main(['chat', *{argv!r}])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], input="hi\n", capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [f"aigc: error: {message}"] or (
+        message in done.stderr and done.stderr.count("\n") == 1
+    ), done.stderr
