@@ -381,3 +381,22 @@ def test_bench_cases_compare_like_with_like():
         assert bool(((results["aigc"] - results["dense matmul"]).abs() <= bound).all())
         assert (case.flops > 0) == (M >= bench_quant.GEMM_ROWS)
         assert case.weight_bytes == w.nbytes
+
+
+def test_reference_fallback(monkeypatch):
+    w = random_weight("Q4_1", 24, 96)
+    x = torch.randn(2, 3, 96)
+    bias = torch.randn(24)
+    want = ops.quant_linear(x, w, bias, exact=True)
+    monkeypatch.setattr(quant, "has_kernel", lambda op, device: False)
+    monkeypatch.setattr(ops._extension, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="quant_linear.*pure-PyTorch reference"):
+        got = ops.quant_linear(x, w, bias)
+    assert got.shape == (2, 3, 24)
+    x2 = x.reshape(6, 96)
+    assert bool(
+        (
+            (got.reshape(6, 24) - want.reshape(6, 24)).abs()
+            <= float_bound(dequantized(w).abs(), x2)
+        ).all()
+    )
