@@ -6,10 +6,15 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
+import shlex
 import signal
+import subprocess
+import sys
 import threading
 import time
 import wave
+from pathlib import Path
 
 import pytest
 
@@ -261,13 +266,32 @@ def test_a_full_queue_answers_429_at_once_and_serves_again_after(sdk):
 # -- aigc serve and SIGTERM -----------------------------------------------------------------
 
 
+def readme_serving() -> tuple[list[str], str, str]:
+    """The README's serving section: (aigc serve's arguments, the curl command, the
+    Python snippet), as a reader would copy them."""
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("## Serving over HTTP", 1)[1].split("\n## ", 1)[0]
+    bash, python = re.findall(r"```(?:bash|python)\n(.*?)```", section, re.S)[:2]
+    serve, curl = bash.split("\n", 1)
+    serve_args = shlex.split(serve.split("#")[0])[2:]
+    return serve_args, curl.replace("\\\n", " "), python
+
+
 @pytest.mark.cli
-def test_aigc_serve_drains_in_flight_streams_on_sigterm_then_exits():
-    with aigc_serve("--generators", "chat", "--max-batch", "2", "--context", "256") as (
-        url,
-        process,
-    ):
-        assert httpx.get(url + "/v1/models").json()["data"][0]["id"] == "chat"
+def test_aigc_serve_works_as_the_readme_shows_and_drains_on_sigterm(tmp_path):
+    serve_args, curl, python = readme_serving()
+    with aigc_serve(*serve_args) as (url, process):
+        port = url.rsplit(":", 1)[1]
+        out = subprocess.run(
+            curl.replace(":8000", f":{port}"), shell=True, capture_output=True, text=True
+        )
+        answer = json.loads(out.stdout)
+        assert answer["choices"][0]["message"]["content"], out.stdout
+        script = tmp_path / "client.py"
+        script.write_text(python.replace(":8000", f":{port}"))
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+        assert out.returncode == 0 and len(out.stdout) > 10, out.stderr
+
         body = {**CHAT, "max_tokens": 24, "stream": True, "temperature": 0}
         with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=300) as r:
             lines = stream_lines(r)

@@ -25,17 +25,24 @@ def run(
     *,
     log_level: str = "info",
     drain_timeout: float = 60.0,
+    threads: int | None = None,
     **options: Any,
 ) -> None:
     """Serves ``create_app(**options)`` with uvicorn until SIGINT or SIGTERM.
 
     On either signal the server stops accepting connections, lets the requests in
     flight finish (streams included, for up to ``drain_timeout`` seconds), then exits.
+    ``threads`` sets torch's intra-op threads for the process (the server is the host).
     """
     import signal
     import threading
 
     import uvicorn
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
     app = create_app(drain_timeout=drain_timeout, **options)
     config = uvicorn.Config(
