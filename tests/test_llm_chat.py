@@ -17,6 +17,8 @@ from lm_fixtures import hf_model  # noqa: E402
 
 import aigc_sdk  # noqa: E402
 
+pytestmark = pytest.mark.model
+
 AIGC = [sys.executable, "-m", "aigc_sdk.cli"]
 PROMPTS = [
     "Write a haiku about the sea.",

@@ -27,6 +27,8 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode  # noqa: E402
 from aigc_sdk import CheckpointError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.model
+
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<s>", "</s>", "<unk>", "<|end|>"]
 
