@@ -3,11 +3,15 @@
     python benchmarks/serve_load.py [--requests 200] [--clients 16] [--max-tokens 32]
                                     [--max-batch 8] [--max-queue 32] [--json out.json]
     python benchmarks/serve_load.py --url http://127.0.0.1:8080 --model NAME --pid PID
+    python benchmarks/serve_load.py --threads 1 --peer http://127.0.0.1:8080 --peer-pid PID
 
 Without ``--url`` it starts ``aigc serve --generators chat`` on a free port of
 127.0.0.1 (twice: with ``--max-batch N`` and with ``--max-batch 1``) and stops it at
 the end; with ``--url`` it measures a server already running there (``--pid`` names
-its process for the memory figures), e.g. llama-cpp-python's for comparison.
+its process for the memory figures). ``--peer`` adds another server to the same run
+(e.g. llama-cpp-python's, on the same GGUF file: ``python -m llama_cpp.server --model
+FILE --model_alias chat --port 8080 --n_threads 1``), the two taking turns in each
+phase so that a busy machine slows them alike.
 
 1. Load: ``--requests`` chat requests from ``--clients`` concurrent clients (httpx and
    asyncio), each streamed with ``stream_options.include_usage``. Every request must
@@ -60,6 +64,8 @@ class Outcome:
     first_token: float | None = None  # seconds from sending to the first text
     seconds: float = 0.0
     completion_tokens: int = 0
+    pieces: int = 0  # text chunks: the token count of a server that sends no usage
+    usage: bool = False  # the server sent usage (exact token counts)
     finish_reasons: list[str] = field(default_factory=list)
     done: bool = False
     problem: str = ""
@@ -104,15 +110,20 @@ async def _stream(client, path: str, body: dict, timeout: float, chat: bool) -> 
                     break
                 if chunk.get("usage"):
                     out.completion_tokens = chunk["usage"]["completion_tokens"]
+                    out.usage = True
                 for choice in chunk.get("choices") or []:
                     text = choice["delta"].get("content") if chat else choice.get("text")
-                    if text and out.first_token is None:
-                        out.first_token = time.perf_counter() - start
+                    if text:
+                        out.pieces += 1
+                        if out.first_token is None:
+                            out.first_token = time.perf_counter() - start
                     if choice.get("finish_reason"):
                         out.finish_reasons.append(choice["finish_reason"])
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
         out.problem = f"{type(exc).__name__}: {exc}"
     out.seconds = time.perf_counter() - start
+    if out.done and not out.completion_tokens:
+        out.completion_tokens = out.pieces  # no usage sent (llama-cpp-python's server)
     return out
 
 
@@ -126,7 +137,8 @@ def judge(out: Outcome, max_tokens: int) -> str:
         return "no [DONE]: cut short"
     if len(out.finish_reasons) != 1:
         return f"finish reasons {out.finish_reasons}"
-    if out.finish_reasons[0] == "length" and out.completion_tokens != max_tokens:
+    # Without usage a chunk may hold several tokens: the count is then no evidence.
+    if out.usage and out.finish_reasons[0] == "length" and out.completion_tokens != max_tokens:
         return f"length after {out.completion_tokens} of {max_tokens} tokens: cut short"
     if out.completion_tokens < 1:
         return "no tokens"
@@ -195,21 +207,21 @@ async def decode(url: str, model: str, streams: int, tokens: int, timeout: float
         begin = time.perf_counter()
         results = await asyncio.gather(*(one(i) for i in range(streams)))
         wall = time.perf_counter() - begin
-    for out, _ in results:
-        verdict = judge(out, tokens)
-        if verdict != "ok":
-            raise SystemExit(f"decode run: {verdict}")
-    total = sum(out.completion_tokens for out, _ in results)
+    verdicts = [judge(out, tokens) for out, _ in results]
+    served = [(out, sent) for (out, sent), v in zip(results, verdicts, strict=True) if v == "ok"]
+    total = sum(out.completion_tokens for out, _ in served)
     # Decode only: from the last first token (every stream is in the batch) to the end.
-    first = max(sent + out.first_token for out, sent in results)
-    last = max(sent + out.seconds for out, sent in results)
-    after_first = sum(out.completion_tokens - 1 for out, _ in results)
+    first = max((sent + out.first_token for out, sent in served), default=0.0)
+    last = max((sent + out.seconds for out, sent in served), default=0.0)
+    after_first = sum(out.completion_tokens - 1 for out, _ in served)
     return {
         "streams": streams,
         "tokens_each": tokens,
+        "answered": len(served),
+        "failed": [v for v in verdicts if v != "ok"],
         "tokens_per_second": total / wall,
         "decode_tokens_per_second": after_first / max(last - first, 1e-9),
-        "first_token_ms": [1000 * out.first_token for out, _ in results],
+        "first_token_ms": [1000 * out.first_token for out, _ in served],
     }
 
 
@@ -267,24 +279,33 @@ def aigc_serve(max_batch: int, max_queue: int, context: int, threads: int | None
             process.kill()
 
 
-def measure(url: str, model: str, pid: int | None, args) -> dict:
-    warm = asyncio.run(decode(url, model, 1, 8, args.timeout))  # first requests pay set-up
-    del warm
-    report: dict = {"rss_mb_before": rss_mb(pid)}
-    report["load"] = asyncio.run(
-        load(url, model, args.requests, args.clients, args.max_tokens, args.timeout)
-    )
-    report["rss_mb_after"] = rss_mb(pid)
-    single = [asyncio.run(decode(url, model, 1, args.decode_tokens, args.timeout))
-              for _ in range(args.repeats)]  # fmt: skip
-    batch = [asyncio.run(decode(url, model, 8, args.decode_tokens, args.timeout))
-             for _ in range(args.repeats)]  # fmt: skip
-    report["single"] = max(single, key=lambda r: r["tokens_per_second"])
-    report["eight"] = max(batch, key=lambda r: r["tokens_per_second"])
-    report["eight_over_single"] = (
-        report["eight"]["tokens_per_second"] / report["single"]["tokens_per_second"]
-    )
-    return report
+def measure(targets: list[tuple[str, str, int | None]], args) -> list[dict]:
+    """Measures each (url, model, pid) phase by phase, the servers taking turns within
+    each phase, so that a busy machine slows them alike."""
+    runs = lambda f: [f(*t) for t in targets]  # noqa: E731
+    run = asyncio.run
+    runs(lambda url, model, pid: run(decode(url, model, 1, 8, args.timeout)))  # set-up paid
+    reports = [{"rss_mb_before": rss_mb(pid)} for _, _, pid in targets]
+    for report, (url, model, _) in zip(reports, targets, strict=True):
+        report["load"] = run(
+            load(url, model, args.requests, args.clients, args.max_tokens, args.timeout)
+        )
+    for report, (_, _, pid) in zip(reports, targets, strict=True):
+        report["rss_mb_after"] = rss_mb(pid)
+    singles: list[list[dict]] = [[] for _ in targets]
+    eights: list[list[dict]] = [[] for _ in targets]
+    for _ in range(args.repeats):
+        for i, (url, model, _) in enumerate(targets):
+            singles[i].append(run(decode(url, model, 1, args.decode_tokens, args.timeout)))
+        for i, (url, model, _) in enumerate(targets):
+            eights[i].append(run(decode(url, model, 8, args.decode_tokens, args.timeout)))
+    for report, single, eight in zip(reports, singles, eights, strict=True):
+        report["single"] = max(single, key=lambda r: r["tokens_per_second"])
+        report["eight"] = max(eight, key=lambda r: r["tokens_per_second"])
+        report["eight_over_single"] = (
+            report["eight"]["tokens_per_second"] / report["single"]["tokens_per_second"]
+        )
+    return reports
 
 
 def print_report(name: str, report: dict) -> None:
@@ -311,7 +332,8 @@ def print_report(name: str, report: dict) -> None:
         f"decode, {s['tokens_each']} tokens a stream: 1 stream {s['tokens_per_second']:.1f} "
         f"tokens/s; 8 streams {e['tokens_per_second']:.1f} tokens/s in aggregate "
         f"({report['eight_over_single']:.2f}x); decode only {s['decode_tokens_per_second']:.1f} "
-        f"vs {e['decode_tokens_per_second']:.1f} tokens/s"
+        f"vs {e['decode_tokens_per_second']:.1f} tokens/s; 8 streams: {e['answered']} answered"
+        + (f", failed: {sorted(set(e['failed']))}" if e["failed"] else "")
     )
     if "alone" in report:
         a = report["alone"]
@@ -326,6 +348,11 @@ def main() -> int:
     parser.add_argument("--url", help="an OpenAI-compatible server already running")
     parser.add_argument("--model", default="chat")
     parser.add_argument("--pid", type=int, help="the --url server's process, for its memory")
+    parser.add_argument(
+        "--peer", help="another server measured in the same run, taking turns with ours"
+    )
+    parser.add_argument("--peer-model", default="chat")
+    parser.add_argument("--peer-pid", type=int, help="the --peer server's process")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=32)
@@ -342,27 +369,36 @@ def main() -> int:
         parser.error("keep it bounded: --requests in [1, 2000], --clients in [1, 64]")
 
     results: dict = {"machine": machine(), "args": vars(args)}
+    peers = []
+    for url, model, pid in [(args.url, args.model, args.pid), (args.peer, args.peer_model,
+                                                               args.peer_pid)]:  # fmt: skip
+        if url is None:
+            continue
+        if not url.startswith(("http://127.0.0.1", "http://localhost")):
+            parser.error(f"{url}: servers must be on this machine (127.0.0.1): this is a load test")
+        peers.append((url, model, pid))
     if args.url:
-        if not args.url.startswith(("http://127.0.0.1", "http://localhost")):
-            parser.error("--url must be on this machine (127.0.0.1): this is a load test")
-        results[args.url] = measure(args.url, args.model, args.pid, args)
-        print_report(args.url, results[args.url])
+        for (url, _, _), report in zip(peers, measure(peers, args), strict=True):
+            results[url] = report
+            print_report(url, report)
     else:
         with aigc_serve(args.max_batch, args.max_queue, args.context, args.threads) as (url, pid):
-            report = measure(url, "chat", pid, args)
+            reports = measure([(url, "chat", pid), *peers], args)
         with aigc_serve(1, args.max_queue, args.context, args.threads) as (url, _):
             alone = [asyncio.run(decode(url, "chat", 1, args.decode_tokens, args.timeout))
                      for _ in range(args.repeats + 1)]  # fmt: skip
-            report["alone"] = max(alone[1:], key=lambda r: r["tokens_per_second"])
+            reports[0]["alone"] = max(alone[1:], key=lambda r: r["tokens_per_second"])
         name = f"aigc serve --max-batch {args.max_batch} --max-queue {args.max_queue}"
         name += f" --threads {args.threads}" if args.threads else ""
-        results[name] = report
-        print_report(name, report)
+        for key, report in zip([name] + [u for u, _, _ in peers], reports, strict=True):
+            results[key] = report
+            print_report(key, report)
     print(f"\nmachine: {results['machine']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     reports = [r for r in results.values() if isinstance(r, dict) and "load" in r]
-    return 1 if any(r["load"]["failed"] for r in reports) else 0
+    lost = any(r["load"]["failed"] or r["eight"]["failed"] for r in reports)
+    return 1 if lost else 0
 
 
 if __name__ == "__main__":
