@@ -314,6 +314,13 @@ function init() {
     $("chat-log").replaceChildren();
     selectGenerator(e.target.value).catch((err) => status(err.message, true));
   });
+  window.addEventListener("hashchange", () => {
+    const wanted = decodeURIComponent(location.hash.slice(1));
+    if (wanted && wanted !== state.name && state.cards && state.cards[wanted]) {
+      $("generator").value = wanted;
+      $("generator").dispatchEvent(new Event("change"));
+    }
+  });
   $("generate").addEventListener("click", generate);
   $("chat-form").addEventListener("submit", send);
   $("chat-input").addEventListener("keydown", (e) => {
