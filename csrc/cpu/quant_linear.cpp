@@ -498,9 +498,8 @@ inline void four_scales(const uint8_t* b0, int64_t bytes, __m128& d, __m128& c) 
   }
 }
 
-// RN weight rows (ws[i]) against R activation rows: out[i * R + r]. Two rows
-// at M = 1: independent chains for the out-of-order core and half the
-// per-row overhead, which is a fifth of the time at K = 576.
+// RN weight rows (ws[i]) against R activation rows: out[i * R + r] (int8_rows
+// says why it passes one).
 template <int QT, int RN, int R>
 void dot_rows_nibbles(const uint8_t* const* ws, int64_t K, const XRow* xs, float* out) {
   using T = Nibbles<QT>;
@@ -902,19 +901,10 @@ void dot_row(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
 template <int QT>
 void int8_rows(const uint8_t* w, int64_t row_bytes, int64_t K, const QuantRows& xq, int64_t M,
                int64_t n0, int64_t n1, float* out, int64_t ldo) {
-#ifdef AIGC_QL_AVX2
-  // Measured on Zen 3: two rows a pass made the 4/5-bit and Q8_0 kernels
-  // 1.1-1.25x faster at M = 1, and the K-quant ones neither faster nor slower.
-  if constexpr (pairs_nibbles(QT) || QT == kQ8_0) {
-    if (M == 1) {  // two weight rows a pass
-      const XRow x0{xq.q_row(0), xq.d_row(0), xq.s_row(0), xq.bs_row(0)};
-      for (; n0 + 2 <= n1; n0 += 2) {
-        const uint8_t* rows[2] = {w + n0 * row_bytes, w + (n0 + 1) * row_bytes};
-        dot_rows<QT, 2, 1>(rows, K, &x0, out + n0);
-      }
-    }
-  }
-#endif
+  // One weight row at a time, so each thread reads one sequential stream.
+  // dot_rows can take two rows a pass (RN = 2): with the weights in cache
+  // that was 1.1-1.25x faster at M = 1 (Zen 3), but streaming an 11008x4096
+  // matrix from memory it read 16-17 GB/s where one row at a time read 23-27.
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* wr = w + n * row_bytes;
     for (int64_t m0 = 0; m0 < M; m0 += kRowGroup) {
