@@ -82,7 +82,7 @@ struct Parts {
 
 // out[b] = x[b] / sqrt(mean(x[b]^2) + eps) * gain
 void rms_norm(const at::Tensor& x, const at::Tensor& gain, double eps, at::Tensor& out) {
-  const int64_t B = x.size(0);
+  const int64_t B = x.size(0), dim = x.size(1);
   const float* g = gain.data_ptr<float>();
   for (int64_t b = 0; b < B; ++b) {
     const float* xr = x.data_ptr<float>() + b * dim;
