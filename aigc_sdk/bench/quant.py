@@ -46,6 +46,11 @@ QUICK = [
     (t, M, s)
     for t in ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K")
     for M, s in [(1, (4096, 4096)), (1, (11008, 4096)), (8, (576, 1536)), (512, (4096, 4096))]
+] + [  # SmolLM2-135M's decode step: its Q4_1 projections and its Q8_0 output matrix
+    ("Q4_1", 1, (576, 576)),
+    ("Q4_1", 1, (1536, 576)),
+    ("Q4_1", 1, (576, 1536)),
+    ("Q8_0", 1, (49152, 576)),
 ]
 # From this many rows on, a case is scored as a GEMM (FLOP/s), below as a stream (bytes/s).
 GEMM_ROWS = 128
