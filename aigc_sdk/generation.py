@@ -23,7 +23,7 @@ import math
 import threading
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -550,6 +550,94 @@ class Generator:
         some other way overrides this.
         """
         return cls(weights=directory, **options)
+
+
+class TextStream:
+    """One sequence's output text as it is generated, ended by the first stop string.
+
+    A text generator feeds it what it decodes, a piece of text at a time (``add``)
+    or, given a ``decoder``, a token id at a time (``push``); each call returns the
+    part of its input that belongs to the output, so the pieces a generator
+    streams join to exactly its final text. ``finish()`` ends the text (at the
+    end-of-text token, or when the token budget is spent) and returns the rest.
+
+    The text ends at the first stop string to end (the earliest end; the longest
+    of several ending there), even one spread over several pieces; ``done`` is
+    then true and ``stop`` names it, and later input is ignored.
+
+    ``keep_stop=True`` (the SDK's generators): the stop string stays at the end
+    of the text, and every piece is returned as soon as it comes. ``keep_stop=False``
+    (OpenAI's API): the stop string is left out, so a tail that could be the
+    start of a stop string is held back until a later piece (or ``finish``)
+    shows whether it is one.
+
+    ``decoder``: any object with ``push(token) -> str`` (the text that token
+    completes, holding back an unfinished character) and ``flush() -> str``
+    (the rest); a tokenizer's incremental detokenizer. Token healing, leaving
+    out bytes of the first token that the prompt already has, belongs to the
+    decoder: it knows the tokens' bytes.
+    """
+
+    def __init__(
+        self, stops: Iterable[str] = (), *, decoder: Any = None, keep_stop: bool = True
+    ) -> None:
+        self.stops = tuple(s for s in stops if s)
+        self.decoder = decoder
+        self.keep_stop = keep_stop
+        self.text = ""  # the output so far: everything returned
+        self.done = False
+        self.stop: str | None = None
+        self._seen = ""  # every character added (up to the stop that ended it)
+        self._longest = max(map(len, self.stops), default=0)
+
+    def add(self, piece: str) -> str:
+        """Appends ``piece``; returns what of the output it makes certain."""
+        if self.done or not piece:
+            return ""
+        start = len(self._seen)
+        self._seen += piece
+        # Only a stop ending inside the new piece can be new: search from just before it.
+        window = max(0, start - self._longest + 1)
+        found = [
+            (at + len(s), -len(s)) for s in self.stops if (at := self._seen.find(s, window)) >= 0
+        ]
+        if found:
+            end, minus_length = min(found)
+            self._seen, self.stop, self.done = (
+                self._seen[:end],
+                self._seen[end + minus_length : end],
+                True,
+            )
+            return self._emit(end if self.keep_stop else end + minus_length)
+        return self._emit(len(self._seen) - (0 if self.keep_stop else self._held()))
+
+    def push(self, token: int) -> str:
+        """Decodes ``token`` with the decoder and appends its text."""
+        return self.add(self.decoder.push(token))
+
+    def finish(self) -> str:
+        """Ends the text: the decoder's last characters and anything held back."""
+        if self.done:
+            return ""
+        piece = self.add(self.decoder.flush()) if self.decoder is not None else ""
+        if not self.done:
+            piece += self._emit(len(self._seen))
+        self.done = True
+        return piece
+
+    def _emit(self, upto: int) -> str:
+        piece = self._seen[len(self.text) : max(upto, len(self.text))]
+        self.text += piece
+        return piece
+
+    def _held(self) -> int:
+        """The length of the longest end of the text that begins a stop string."""
+        unsent = len(self._seen) - len(self.text)
+        for size in range(min(unsent, self._longest - 1), 0, -1):
+            tail = self._seen[-size:]
+            if any(s.startswith(tail) for s in self.stops):
+                return size
+        return 0
 
 
 def resolve_seed(seed: int | None) -> int:

@@ -22,6 +22,7 @@ from aigc_sdk import (
     GenerationResult,
     Generator,
     RequestError,
+    TextStream,
     check_device,
     ops,
     resolve_seed,
@@ -33,34 +34,11 @@ from .model import KVCache, LanguageModel
 from .request import ChatRequest
 
 
-class _TextOf:
-    """The text of one sequence as tokens arrive, cut just after the first stop string."""
+class _TextOf(TextStream):
+    """One sequence's text as tokens arrive (the name ``.batching`` imports)."""
 
     def __init__(self, decoder, stops: tuple[str, ...]) -> None:
-        self.decoder, self.stops = decoder, stops
-        self.longest_stop = max((len(s) for s in stops), default=0)
-        self.text, self.done = "", False
-
-    def add(self, piece: str) -> str:
-        """Appends ``piece``; returns what of it belongs to the output."""
-        if not piece or self.done:
-            return ""
-        start = len(self.text)
-        self.text += piece
-        # Only a stop ending inside the new piece can be new: search from just before it.
-        window = max(0, start - self.longest_stop + 1)
-        ends = [end + len(s) for s in self.stops if (end := self.text.find(s, window)) >= 0]
-        if ends:
-            self.text, self.done = self.text[: min(ends)], True
-        return self.text[start:]
-
-    def push(self, token: int) -> str:
-        return self.add(self.decoder.push(token))
-
-    def finish(self) -> str:
-        piece = self.add(self.decoder.flush())
-        self.done = True
-        return piece
+        super().__init__(stops, decoder=decoder)
 
 
 class ChatGenerator(Generator):
@@ -146,7 +124,9 @@ class ChatGenerator(Generator):
         longest = max(len(p) for p in prompts)
         max_len = min(self.context_length, longest + request.max_new_tokens)
         texts = [
-            _TextOf(self.tokenizer.stream_decoder(skip_special_tokens=True), request.stop)
+            TextStream(
+                request.stop, decoder=self.tokenizer.stream_decoder(skip_special_tokens=True)
+            )
             for _ in prompts
         ]
         if request.max_new_tokens == 0:

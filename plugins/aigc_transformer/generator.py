@@ -20,48 +20,20 @@ from pathlib import Path
 
 import torch
 
-from aigc_sdk import GenerationResult, Generator, RequestError, TextRequest, resolve_seed
+from aigc_sdk import (
+    GenerationResult,
+    Generator,
+    RequestError,
+    TextRequest,
+    TextStream,
+    resolve_seed,
+)
 
 from . import pretrained
 from .decode import BACKENDS, DecodeSession, DecodeWeights, Sampling, decode
 from .model import Transformer
 from .request import TransformerRequest
 from .tokenizer import BPETokenizer, TextDecoder
-
-
-class _Sequence:
-    """The text of one sequence as it grows, cut at the first stop string."""
-
-    def __init__(self, decoder: TextDecoder, stops: tuple[str, ...], skip: int = 0) -> None:
-        self.decoder, self.stops = decoder, stops
-        self.skip = skip  # bytes of the first token that the prompt already has (healing)
-        self.longest_stop = max((len(s) for s in stops), default=0)
-        self.text, self.done = "", False
-
-    def add(self, piece: str) -> str:
-        """Appends ``piece``; returns what of it belongs to the output (all, or up to a stop)."""
-        if not piece or self.done:
-            return ""
-        start = len(self.text)
-        self.text += piece
-        # Only a stop ending inside the new piece can be new: search from just before it.
-        window = max(0, start - self.longest_stop + 1)
-        ends = [
-            found + len(stop) for stop in self.stops if (found := self.text.find(stop, window)) >= 0
-        ]
-        if ends:
-            self.text, self.done = self.text[: min(ends)], True
-        return self.text[start:]
-
-    def push(self, token: int) -> str:
-        skip, self.skip = self.skip, 0
-        return self.add(self.decoder.push(token, skip))
-
-    def finish(self) -> str:
-        """Ends the sequence, emitting any bytes held back (an incomplete UTF-8 character)."""
-        piece = self.add(self.decoder.flush())
-        self.done = True
-        return piece
 
 
 class TransformerGenerator(Generator):
@@ -150,7 +122,9 @@ class TransformerGenerator(Generator):
         healed, first_allowed = [0] * len(prompts), None
         if getattr(request, "token_healing", True) and request.max_new_tokens:
             prompts, healed, first_allowed = self._heal(prompts)
-        sequences = [_Sequence(TextDecoder(self.tokenizer), request.stop, skip) for skip in healed]
+        sequences = [
+            TextStream(request.stop, decoder=TextDecoder(self.tokenizer, skip)) for skip in healed
+        ]
         session = DecodeSession(
             self.model,
             batch=len(prompts),

@@ -105,12 +105,16 @@ class TextDecoder:
     the final ``flush`` equals ``tokenizer.decode(all tokens)``.
     """
 
-    def __init__(self, tokenizer: BPETokenizer) -> None:
+    def __init__(self, tokenizer: BPETokenizer, skip: int = 0) -> None:
+        """``skip``: bytes of the first token to leave out, those a healed prompt
+        already has (token healing)."""
         self._bytes = tokenizer.token_bytes
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._skip = skip
 
-    def push(self, token: int, skip: int = 0) -> str:
-        """The text completed by ``token``, leaving out its first ``skip`` bytes."""
+    def push(self, token: int) -> str:
+        """The text completed by ``token``."""
+        skip, self._skip = self._skip, 0
         return self._utf8.decode(self._bytes[token][skip:])
 
     def flush(self) -> str:
