@@ -10,7 +10,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,14 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..batching import Piece
 from ..errors import PluginError, UnknownNameError, UserError
-from ..generation import resolve_seed
+from ..generation import TextStream, resolve_seed
 from .errors import APIError, error_body
 from .guard import Guard, Instrument
 from .lanes import Lane, TextRun
 from .metrics import Metrics
 from .models import ChatMessage, openai_models
-from .text import StopTrimmer
 
 STATIC = Path(__file__).parent / "static"
 
@@ -453,8 +453,9 @@ async def _text_response(
         sdk_texts, reasons = collected
         texts = [""] * run.sequences
         for i, text in enumerate(sdk_texts):
-            trimmer = StopTrimmer(stops)
-            texts[i] = trimmer.push(text) + trimmer.finish(reasons[i])
+            stream = TextStream(stops, keep_stop=False)
+            texts[i] = stream.add(text) + stream.finish()
+            reasons[i] = "stop" if stream.stop is not None else reasons[i]
         lane.finished(run, request, sdk_texts, arrived)
         if chat:
             choices = [
@@ -506,41 +507,33 @@ async def _text_response(
             return {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
         return {"index": index, "text": text or "", "logprobs": None, "finish_reason": reason}
 
-    async def events() -> AsyncIterator[dict[str, str]]:
-        trimmers = [StopTrimmer(stops) for _ in range(run.sequences)]
-        texts = [""] * run.sequences
-        outcome = "cancelled"
-        try:
-            for i in range(run.sequences):
-                if chat:
-                    yield chunk([choice(i, "", None, role=True)])
-                elif echo:
-                    yield chunk([choice(i, echo[i], None)])
-            async for piece in run.pieces():
-                texts[piece.index] += piece.text
-                trimmer = trimmers[piece.index]
-                out = trimmer.push(piece.text)
-                if piece.finish_reason is not None:
-                    out += trimmer.finish(piece.finish_reason)
-                if out:
-                    yield chunk([choice(piece.index, out, None)])
-                if piece.finish_reason is not None:
-                    yield chunk([choice(piece.index, None, piece.finish_reason)])
-            outcome = "ok"
-            lane.finished(run, request, texts, arrived)
-            if include_usage:
-                yield chunk([], usage=usage())
-            yield {"data": "[DONE]"}
-        except Exception as exc:  # noqa: BLE001 - told to the client in the stream
-            outcome = "error"
-            lane.failed()
-            yield {"data": json.dumps(error_body(500, _message(exc)))}
-        finally:
-            lane.leave()
-            if outcome == "cancelled":
-                lane.cancelled()
+    # OpenAI's text leaves out the stop string the SDK's text ends with.
+    streams = [TextStream(stops, keep_stop=False) for _ in range(run.sequences)]
 
-    return _sse(events(), drain_timeout)
+    def opening() -> Iterator[dict[str, str]]:
+        for i in range(run.sequences):
+            if chat:
+                yield chunk([choice(i, "", None, role=True)])
+            elif echo:
+                yield chunk([choice(i, echo[i], None)])
+
+    def on_piece(piece: Piece) -> Iterator[dict[str, str]]:
+        stream, reason = streams[piece.index], piece.finish_reason
+        out = stream.add(piece.text)
+        if reason is not None:
+            out += stream.finish()
+        if out:
+            yield chunk([choice(piece.index, out, None)])
+        if reason is not None:
+            reason = "stop" if stream.stop is not None else reason
+            yield chunk([choice(piece.index, None, reason)])
+
+    def closing() -> Iterator[dict[str, str]]:
+        if include_usage:
+            yield chunk([], usage=usage())
+
+    events = _text_events(lane, run, request, arrived, on_piece, opening(), closing)
+    return _sse(events, drain_timeout)
 
 
 async def _collect(lane: Lane, run: TextRun, http: Request):
@@ -630,7 +623,7 @@ def _generic_routes(app: FastAPI, server: Server, drain_timeout: float) -> None:
         arrived = time.perf_counter()
         request, run = await _start_text(lane, fields, stream)
         if stream:
-            return _sse(_piece_events(lane, run, request, arrived), drain_timeout)
+            return _sse(_text_events(lane, run, request, arrived, _piece_event), drain_timeout)
         collected = await _collect(lane, run, http)
         if collected is None:
             return Response(status_code=CLIENT_GONE)
@@ -697,18 +690,42 @@ async def _json_object(http: Request) -> dict[str, Any]:
     return value
 
 
-async def _piece_events(lane: Lane, run: TextRun, request, arrived: float):
+def _piece_event(piece: Piece) -> Iterator[dict[str, str]]:
+    """The generic endpoint's event of one piece: the SDK's text as it is."""
+    data = {"index": piece.index, "text": piece.text}
+    if piece.finish_reason is not None:
+        data["finish_reason"] = piece.finish_reason
+    yield {"data": json.dumps(data)}
+
+
+async def _text_events(
+    lane: Lane,
+    run: TextRun,
+    request,
+    arrived: float,
+    on_piece: Callable[[Piece], Iterable[dict[str, str]]],
+    opening: Iterable[dict[str, str]] = (),
+    closing: Callable[[], Iterable[dict[str, str]]] = tuple,
+) -> AsyncIterator[dict[str, str]]:
+    """The server-sent events of a streamed text run: ``opening``, the events
+    ``on_piece`` makes of each piece, ``closing()`` and ``[DONE]``.
+
+    An error is told to the client in the stream. The run counts as finished,
+    failed or cancelled (the client left), and the lane gets its place back.
+    """
     texts = [""] * run.sequences
     outcome = "cancelled"
     try:
+        for event in opening:
+            yield event
         async for piece in run.pieces():
             texts[piece.index] += piece.text
-            data = {"index": piece.index, "text": piece.text}
-            if piece.finish_reason is not None:
-                data["finish_reason"] = piece.finish_reason
-            yield {"data": json.dumps(data)}
+            for event in on_piece(piece):
+                yield event
         outcome = "ok"
         lane.finished(run, request, texts, arrived)
+        for event in closing():
+            yield event
         yield {"data": "[DONE]"}
     except Exception as exc:  # noqa: BLE001 - told to the client in the stream
         outcome = "error"
