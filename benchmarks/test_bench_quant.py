@@ -10,46 +10,27 @@ cases (M >= 128) GFLOP/s.
     pytest benchmarks/test_bench_quant.py --benchmark-columns=median,ops
 """
 
-import os
-
 import pytest
-import torch
 
-from aigc_sdk import bench
 from aigc_sdk.bench import quant
 
-CASES = quant.cases(quick=os.environ.get("AIGC_BENCH_FULL") != "1")
+from .op_harness import QUICK, bandwidth, case_fixture, measure, median_seconds
+
+CASES = quant.cases(quick=QUICK)
 CONTENDERS = ["aigc", "dense matmul", "dequant+matmul"]
-
-
-@pytest.fixture(scope="session")
-def read_probe():
-    return bench.read_probe()
-
-
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: c.name.replace(" ", "-"))
-def case_inputs(request):
-    case = request.param
-    if case.peak_bytes() > 0.7 * bench.available_memory():
-        pytest.skip(f"needs {case.peak_bytes() / 2**30:.1f} GiB")
-    return case, case.inputs()
+case_inputs = case_fixture(CASES)
 
 
 @pytest.mark.parametrize("contender", CONTENDERS)
 def test_quant_linear(benchmark, case_inputs, contender, read_probe):
     case, inputs = case_inputs
     fn = case.contenders(inputs)[contender]
-    benchmark.group = f"quant_linear {case.name}"
-    out = benchmark.pedantic(fn, rounds=5, warmup_rounds=1)
+    out = measure(benchmark, f"quant_linear {case.name}", fn)
     assert out.shape == (case.M, case.shape[0]) and bool(out.isfinite().all())
-    if benchmark.stats is None:  # --benchmark-disable: a smoke run, no figures
+    if (seconds := median_seconds(benchmark)) is None:
         return
-    seconds = benchmark.stats.stats.median
-    info = {"threads": torch.get_num_threads(), "weight_bytes": case.weight_bytes}
+    benchmark.extra_info["weight_bytes"] = case.weight_bytes
     if case.flops:
-        info["gflops"] = case.flops / seconds / 1e9
+        benchmark.extra_info["gflops"] = case.flops / seconds / 1e9
     else:
-        read_bandwidth = bench.probe_rate(read_probe, repeats=3)
-        info["read_bandwidth_gbs"] = read_bandwidth / 1e9
-        info["bandwidth_fraction"] = case.bytes_read / seconds / read_bandwidth
-    benchmark.extra_info.update(info)
+        benchmark.extra_info.update(bandwidth(read_probe, case.bytes_read, seconds))

@@ -6,27 +6,20 @@ B in {1, 8, 64} x V in {32000, 50257, 128256}). One group per shape.
     pytest benchmarks/test_bench_sampling.py --benchmark-columns=median,ops
 """
 
-import os
-
 import pytest
-import torch
 
 from aigc_sdk.bench import sampling
 
-CASES = sampling.cases(quick=os.environ.get("AIGC_BENCH_FULL") != "1")
+from .op_harness import QUICK, case_fixture, measure
+
+CASES = sampling.cases(quick=QUICK)
 CONTENDERS = ["aigc", "torch", "torch+compile"]
-
-
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: c.name.replace(" ", "-"))
-def case_inputs(request):
-    return request.param, request.param.inputs()
+case_inputs = case_fixture(CASES)
 
 
 @pytest.mark.parametrize("contender", CONTENDERS)
 def test_sample(benchmark, case_inputs, contender):
     case, inputs = case_inputs
     fn = case.contenders(inputs, compile=contender.endswith("compile"))[contender]
-    benchmark.group = f"sample {case.name}"
-    tokens = benchmark.pedantic(fn, rounds=5, warmup_rounds=1)
-    benchmark.extra_info.update(threads=torch.get_num_threads())
+    tokens = measure(benchmark, f"sample {case.name}", fn)
     assert tokens.shape == (case.B,) and bool(((tokens >= 0) & (tokens < case.V)).all())

@@ -7,33 +7,23 @@ for batch 64). One group per shape and dtype; extra_info holds GFLOP/s.
     pytest benchmarks/test_bench_upsample.py --benchmark-columns=median,ops
 """
 
-import os
-
 import pytest
 import torch
 
 from aigc_sdk.bench import upsample
 
-QUICK = os.environ.get("AIGC_BENCH_FULL") != "1"
+from .op_harness import QUICK, case_fixture, measure, median_seconds
+
 CASES = [c for dtype in (torch.float32, torch.bfloat16) for c in upsample.cases(QUICK, dtype)]
 CONTENDERS = ["aigc", "eager", "eager+compile"]
-
-
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: c.name.replace(" ", "-"))
-def case_inputs(request):
-    return request.param, request.param.inputs()
+case_inputs = case_fixture(CASES)
 
 
 @pytest.mark.parametrize("contender", CONTENDERS)
 def test_upsample_conv2d(benchmark, case_inputs, contender):
     case, inputs = case_inputs
     fn = case.contenders(inputs, compile=contender.endswith("compile"))[contender]
-    benchmark.group = f"upsample_conv2d {case.name}"
-    out = benchmark.pedantic(fn, rounds=5, warmup_rounds=1)
+    out = measure(benchmark, f"upsample_conv2d {case.name}", fn)
     assert out.dtype == case.dtype and bool(out.isfinite().all())
-    if benchmark.stats is None:  # --benchmark-disable: a smoke run, no figures
-        return
-    benchmark.extra_info.update(
-        gflops=case.flops / benchmark.stats.stats.median / 1e9,
-        threads=torch.get_num_threads(),
-    )
+    if (seconds := median_seconds(benchmark)) is not None:
+        benchmark.extra_info["gflops"] = case.flops / seconds / 1e9
