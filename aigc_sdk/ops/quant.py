@@ -194,8 +194,8 @@ def quant_linear(
     ``exact=True`` keeps the activations in float32 on every path (see the
     module's doc for what the default int8 path rounds).
     """
-    # Called once per projection per decoded token: the checks are the cheap
-    # ones (a reshape alone costs 2 us), the kernels check the rest.
+    # Called once per projection per decoded token, where Python-side work costs
+    # as much as a small kernel: only the cheap checks here, the kernels check the rest.
     if not isinstance(weight, QuantWeight):
         raise TypeError(f"quant_linear: weight must be a QuantWeight, got {type(weight)}")
     if not isinstance(x, torch.Tensor):

@@ -17,9 +17,9 @@ class WaveNetRequest(AudioRequest):
 
     Sampling defaults to min-p 0.1 (tokens under a tenth of the likeliest
     one's probability are never drawn): cutting the unlikely tail removes the
-    clicks and hiss a small WaveNet's rare bad draws add (spectral flatness
-    0.035 -> 0.0019 on the default weights, the data's 0.0005). Harder cuts
-    (temperature 0.8 as well) let notes collapse into silence within 0.3 s.
+    clicks and hiss a small WaveNet's rare bad draws add, while harder cuts (a
+    lower temperature as well) let notes collapse into silence
+    (docs/performance.md has the measures).
     ``--min-p 0`` samples the model's own distribution.
     """
 

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0,
         help="a wall-time budget instead: the schedule follows the time used, and training "
-        "stops when it is spent (on a shared machine the step count then varies)",
+        "stops when it is spent (the step count then depends on the machine and its load)",
     )
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--block-size", type=int, default=512)
