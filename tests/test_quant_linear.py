@@ -195,6 +195,19 @@ def test_threads_do_not_change_the_int8_result():
     assert torch.equal(one, two)
 
 
+@pytest.mark.parametrize("name", list(TYPES))
+@pytest.mark.parametrize("N", [5, 24, 67])
+def test_a_rows_result_does_not_depend_on_the_rows_beside_it(name, N):
+    """Continuous batching relies on this: a request decodes to the same tokens alone or
+    in a batch, so each row of x must give bit-identical outputs whatever M is."""
+    w = random_weight(name, N, 512, seed=N)
+    x = torch.randn(9, 512, generator=torch.Generator().manual_seed(N)) * 2
+    together = ops.quant_linear(x, w)
+    for m in range(9):
+        assert torch.equal(ops.quant_linear(x[m : m + 1], w), together[m : m + 1]), m
+    assert torch.equal(ops.quant_linear(x[3:7], w), together[3:7])
+
+
 def test_empty_inputs():
     w = random_weight("Q8_0", 8, 64)
     assert ops.quant_linear(torch.randn(0, 64), w).shape == (0, 8)

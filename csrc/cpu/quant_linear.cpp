@@ -11,8 +11,9 @@
 //    once a block (once a super-block for the K-quants, whose sub-block scales
 //    are integers and go into vpmaddwd). The weight stream is the only memory
 //    traffic that grows with the matrix, so the goal is the read bandwidth.
-//    A weight row is used for up to kRowGroup rows of x at a time while its
-//    blocks are in registers, and from L1 for the next groups.
+//    The 32-wide types go 8 weight rows at a time, unpacked once for all rows
+//    of x ("column tiles" below); the K-quants one weight row at a time, for
+//    up to kRowGroup rows of x while its blocks are in registers.
 //  * fp32 (large M, and `exact`): a tile of W rows is dequantized into float32
 //    (the same float operations as gguf's dequantization) and multiplied with
 //    x by the BLAS GEMM (at::mm), one tile per work item on each thread: the
@@ -188,13 +189,6 @@ void dequantize_row(int qtype, const uint8_t* row, int64_t K, float* out) {
 // consecutive q (int16, for the K-quants), and s, d times the sum of each 32
 // q (float, for the 32-wide types' offsets and mins).
 // reference.quantize_activations rounds the same way.
-//
-// For the 4/5-bit 32-wide types the AVX2 kernel unpacks two blocks at a time
-// from one 256-bit load of their packed bytes, which gives the low nibbles of
-// both blocks (elements 0-15 of each) in one register and the high nibbles
-// (16-31) in another: those rows of q are stored in that order, each 64
-// activations as [x0[0:16], x1[0:16], x0[16:32], x1[16:32]] (an odd last
-// block stays as it is).
 struct QuantRows {
   int64_t K, block;
   std::vector<int8_t> q;
@@ -254,26 +248,6 @@ void quantize_row(const float* x, int64_t K, int64_t block, int8_t* q, float* d,
   }
 }
 
-// Reorders a row of q for the paired-nibble kernels (see QuantRows).
-void pair_nibble_order(int8_t* q, int64_t K) {
-  int8_t tmp[64];
-  for (int64_t b = 0; b + 64 <= K; b += 64) {
-    std::memcpy(tmp, q + b, 64);
-    std::memcpy(q + b, tmp, 16);
-    std::memcpy(q + b + 16, tmp + 32, 16);
-    std::memcpy(q + b + 32, tmp + 16, 16);
-    std::memcpy(q + b + 48, tmp + 48, 16);
-  }
-}
-
-constexpr bool pairs_nibbles(int qtype) {
-#ifdef AIGC_QL_AVX2
-  return qtype == kQ4_0 || qtype == kQ4_1 || qtype == kQ5_0 || qtype == kQ5_1;
-#else
-  return false;
-#endif
-}
-
 // x: [M, K] float rows with row stride ldx, for weights of type qtype.
 void quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int qtype,
                    QuantRows& out) {
@@ -293,7 +267,6 @@ void quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int qtype,
     float* s = out.s.data() + m * (K / 32);
     for (int64_t b = 0; b < K / 32; ++b)
       s[b] = d[b * 32 / block] * static_cast<float>(bs[2 * b] + bs[2 * b + 1]);
-    if (pairs_nibbles(qtype)) pair_nibble_order(q, K);
   }
 }
 
@@ -360,72 +333,12 @@ inline void prefetch_ahead(const uint8_t* p) {
     _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes + o, _MM_HINT_T0);
 }
 
-// f(0), f(1), f(2), f(3) with the index a constant (an immediate for the permutes).
-template <typename F>
-[[gnu::always_inline]] inline void static_for_4(F&& f) {
-  f(std::integral_constant<int, 0>{});
-  f(std::integral_constant<int, 1>{});
-  f(std::integral_constant<int, 2>{});
-  f(std::integral_constant<int, 3>{});
-}
-
 inline __m256i load_256(const void* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
 
-// Q8_0: w = d * q, q signed, through the sign trick (|q| unsigned, the sign
-// moved onto the activation). Four blocks a step (their scales in one
-// conversion); RN weight rows against R activation rows: out[n * R + r].
-template <int RN, int R>
-void dot_rows_q8_0(const uint8_t* const* ws, int64_t K, const XRow* xs, float* out) {
-  const int64_t nb = K / 32;
-  __m256 acc[RN * R];
-  for (int i = 0; i < RN * R; ++i) acc[i] = _mm256_setzero_ps();
-  int64_t b = 0;
-  for (; b + 4 <= nb; b += 4) {
-    for (int n = 0; n < RN; ++n) {
-      const uint8_t* b0 = ws[n] + b * 34;
-      prefetch_ahead<4 * 34>(b0);
-      const uint32_t lo = uint32_t(load_u16(b0)) | uint32_t(load_u16(b0 + 34)) << 16;
-      const uint32_t hi = uint32_t(load_u16(b0 + 68)) | uint32_t(load_u16(b0 + 102)) << 16;
-      const __m128 d = _mm_cvtph_ps(
-          _mm_insert_epi32(_mm_cvtsi32_si128(static_cast<int>(lo)), static_cast<int>(hi), 1));
-      for (int r = 0; r < R; ++r) {
-        const __m256 scale = _mm256_castps128_ps256(_mm_mul_ps(d, _mm_loadu_ps(xs[r].d + b)));
-        __m256& a = acc[n * R + r];
-        static_for_4([&](auto j) {
-          const __m256i q = load_256(b0 + 34 * j + 2);
-          const __m256i p = dot_u8s8(_mm256_sign_epi8(q, q),
-                                     _mm256_sign_epi8(load_256(xs[r].q + 32 * (b + j)), q));
-          a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                              _mm256_permutevar8x32_ps(scale, _mm256_set1_epi32(j)), a);
-        });
-      }
-    }
-  }
-  for (; b < nb; ++b) {
-    for (int n = 0; n < RN; ++n) {
-      const uint8_t* blk = ws[n] + b * 34;
-      const float d = load_half(blk);
-      const __m256i q = load_256(blk + 2);
-      for (int r = 0; r < R; ++r) {
-        const __m256i p =
-            dot_u8s8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(load_256(xs[r].q + 32 * b), q));
-        __m256& a = acc[n * R + r];
-        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xs[r].d[b]), a);
-      }
-    }
-  }
-  for (int i = 0; i < RN * R; ++i) out[i] = hsum(acc[i]);
-}
-
-// The 4/5-bit 32-wide types, w = d * (q - offset) + m with q unsigned:
-//   sum_j w_j x_j = d dx (q . xq) + c s,   s = dx sum(xq),
-// c = m (Q4_1, Q5_1) or -offset d (Q4_0: 8, Q5_0: 16). Two blocks a step: one
-// 256-bit load of their packed bytes gives both blocks' low nibbles in one
-// register and their high nibbles in another (the activations are stored to
-// match, see QuantRows); one vpmaddwd sums both, its low four int32 lanes
-// block 0's, the high four block 1's, scaled by [d0 dx0 x4, d1 dx1 x4].
+// The 32-wide types, w = d * q + c with q unsigned (4 or 5 bits; c = m for
+// Q4_1 and Q5_1, -8 d and -16 d for Q4_0 and Q5_0) or signed (Q8_0, c = 0).
 template <int QT>
 struct Nibbles {
   static constexpr bool has_min = QT == kQ4_1 || QT == kQ5_1;
@@ -434,151 +347,260 @@ struct Nibbles {
   static constexpr float offset = QT == kQ4_0 ? 8.0f : QT == kQ5_0 ? 16.0f : 0.0f;
 };
 
-// The float16 fields at byte `at` of two blocks, as floats [f0, f1, 0, 0].
-inline __m128 two_halves(const uint8_t* b0, const uint8_t* b1, int at) {
-  const uint32_t both = uint32_t(load_u16(b0 + at)) | uint32_t(load_u16(b1 + at)) << 16;
-  return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(both)));
-}
+// ------------------------------------------------------ column tiles --
+// The 32-wide types run 8 weight rows (8 output columns) at a time. A tile's
+// blocks are unpacked once into bytes laid out so that int32 lane j of every
+// product belongs to column j: step c of a block holds w_j[4c .. 4c+3] in lane
+// j, and the activations' bytes x[4c .. 4c+3] are broadcast to all lanes. One
+// vpmaddubsw then serves 8 columns, a block's scales multiply a vector of 8
+// column sums, no horizontal sum is needed, and the unpacking is paid once for
+// all rows of x, so each extra row costs little more than its multiplies.
+// Every row of x is computed the same way whatever M is, so a row's result
+// does not depend on the rows beside it.
 
-inline __m128 load_two_floats(const float* p) {
-  return _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p)));
-}
+constexpr int kTileCols = 8;
 
-// The unpacked weights of two consecutive blocks: lo = low nibbles of both
-// (elements 0-15 of each), hi = the high ones (16-31), fifth bits included.
-template <int QT>
-inline void unpack_pair(const uint8_t* b0, const uint8_t* b1, __m256i& lo, __m256i& hi) {
-  using T = Nibbles<QT>;
-  const __m256i low4 = _mm256_set1_epi8(15);
-  const __m256i v =
-      _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + T::qs_offset)),
-                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + T::qs_offset)));
-  lo = _mm256_and_si256(v, low4);
-  hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-  if constexpr (T::five_bit) {
-    // Bits 0-15 of qh are the fifth bits of the low nibbles, 16-31 of the high ones.
-    const int at = T::has_min ? 4 : 2;
-    const uint32_t h0 = load_u32(b0 + at), h1 = load_u32(b1 + at);
-    lo = _mm256_or_si256(lo, bits_x16((h0 & 0xffffu) | h1 << 16));
-    hi = _mm256_or_si256(hi, bits_x16(h0 >> 16 | (h1 & 0xffff0000u)));
+struct alignas(32) TileBlock {
+  __m256i w[8];  // step c: lane j = column j's weights 4c .. 4c+3 (|q| for Q8_0)
+  __m256 d;      // the columns' scales
+  __m256 c;      // their offsets (unused for Q8_0)
+};
+
+// Q8_0's signs, kept apart: the sign trick moves them onto the activations.
+struct alignas(32) TileSigns {
+  __m256i q[8];
+};
+
+// In place: r[c] lane j <- r[j] lane c (8x8 32-bit elements).
+inline void transpose_8x8(__m256i r[8]) {
+  __m256 t[8], s[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(_mm256_castsi256_ps(r[2 * i]), _mm256_castsi256_ps(r[2 * i + 1]));
+    t[2 * i + 1] =
+        _mm256_unpackhi_ps(_mm256_castsi256_ps(r[2 * i]), _mm256_castsi256_ps(r[2 * i + 1]));
+  }
+  for (int i = 0; i < 2; ++i) {
+    s[4 * i + 0] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    s[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+    s[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    s[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_castps_si256(_mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
+    r[i + 4] = _mm256_castps_si256(_mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
   }
 }
 
-// q . xq of a pair of blocks: int32 lanes 0-3 hold block 0's sums, 4-7 block 1's.
-inline __m256i dot_pair(__m256i lo, __m256i hi, const int8_t* xq) {
-#if defined(AIGC_QL_VNNI)
-  return _mm256_dpbusd_epi32(dot_u8s8(lo, load_256(xq)), hi, load_256(xq + 32));
-#elif defined(AIGC_QL_AVXVNNI)
-  return _mm256_dpbusd_avx_epi32(dot_u8s8(lo, load_256(xq)), hi, load_256(xq + 32));
-#else
-  // Each int16 lane at most 2 * 2 * 31 * 127 < 2^15.
-  return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, load_256(xq)),
-                                            _mm256_maddubs_epi16(hi, load_256(xq + 32))),
-                           _mm256_set1_epi16(1));
-#endif
-}
-
-// The float16 d (and m) of four blocks: d = [d0 d1 d2 d3], c = [m0 m1 m2 m3]
-// for the types with a min, else d.
+// One block (32 weights) of a row as 32 bytes in order, unsigned (signed for Q8_0).
 template <int QT>
-inline void four_scales(const uint8_t* b0, int64_t bytes, __m128& d, __m128& c) {
-  if constexpr (Nibbles<QT>::has_min) {
-    // d and m are adjacent: one 32-bit load a block, [d0 m0 d1 m1 ...] deinterleaved.
-    __m128i h = _mm_cvtsi32_si128(static_cast<int>(load_u32(b0)));
-    h = _mm_insert_epi32(h, static_cast<int>(load_u32(b0 + bytes)), 1);
-    h = _mm_insert_epi32(h, static_cast<int>(load_u32(b0 + 2 * bytes)), 2);
-    h = _mm_insert_epi32(h, static_cast<int>(load_u32(b0 + 3 * bytes)), 3);
-    const __m256 f = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(h),
-                                              _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
-    d = _mm256_castps256_ps128(f);
-    c = _mm256_extractf128_ps(f, 1);
+inline __m256i block_bytes(const uint8_t* blk) {
+  if constexpr (QT == kQ8_0) {
+    return load_256(blk + 2);
   } else {
-    const uint32_t lo = uint32_t(load_u16(b0)) | uint32_t(load_u16(b0 + bytes)) << 16;
-    const uint32_t hi =
-        uint32_t(load_u16(b0 + 2 * bytes)) | uint32_t(load_u16(b0 + 3 * bytes)) << 16;
-    d = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(static_cast<int>(lo)),
-                                      static_cast<int>(hi), 1));
-    c = d;
+    using T = Nibbles<QT>;
+    __m256i q = nibbles_32(blk + T::qs_offset);
+    if constexpr (T::five_bit)
+      q = _mm256_or_si256(q, bits_x16(load_u32(blk + (T::has_min ? 4 : 2))));
+    return q;
   }
 }
 
-// RN weight rows (ws[i]) against R activation rows: out[i * R + r] (int8_rows
-// says why it passes one).
-template <int QT, int RN, int R>
-void dot_rows_nibbles(const uint8_t* const* ws, int64_t K, const XRow* xs, float* out) {
+// The float16 d (at byte 0) and m (at byte 2) of 8 blocks, as floats.
+inline void eight_scales(const uint8_t* const* blk, __m256& d, __m256& m) {
+  // [d0 m0 d1 m1 ...] from one 32-bit load a block, then deinterleaved.
+  const __m128i lo = _mm_setr_epi32(static_cast<int>(load_u32(blk[0])), static_cast<int>(load_u32(blk[1])),
+                                    static_cast<int>(load_u32(blk[2])), static_cast<int>(load_u32(blk[3])));
+  const __m128i hi = _mm_setr_epi32(static_cast<int>(load_u32(blk[4])), static_cast<int>(load_u32(blk[5])),
+                                    static_cast<int>(load_u32(blk[6])), static_cast<int>(load_u32(blk[7])));
+  const __m128i split = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const __m128i a = _mm_shuffle_epi8(lo, split), b = _mm_shuffle_epi8(hi, split);
+  d = _mm256_cvtph_ps(_mm_unpacklo_epi64(a, b));
+  m = _mm256_cvtph_ps(_mm_unpackhi_epi64(a, b));
+}
+
+// The 4-bit types' weights of 8 blocks, step by step (see TileBlock::w): each
+// 32-bit word of a block's packed bytes holds 4 consecutive weights in its low
+// nibbles and the 4 weights 16 further on in its high ones, so a 4x4 transpose
+// of the packed words gives steps c and c + 4 at once.
+template <int QT>
+inline void unpack_4bit(const uint8_t* const* blk, __m256i* w) {
+  constexpr int at = Nibbles<QT>::qs_offset;
+  __m256i p[4];
+  for (int i = 0; i < 4; ++i)
+    p[i] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(blk[i + 4] + at),
+                               reinterpret_cast<const __m128i*>(blk[i] + at));
+  const __m256i t0 = _mm256_unpacklo_epi32(p[0], p[1]), t1 = _mm256_unpackhi_epi32(p[0], p[1]);
+  const __m256i t2 = _mm256_unpacklo_epi32(p[2], p[3]), t3 = _mm256_unpackhi_epi32(p[2], p[3]);
+  const __m256i words[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                            _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+  const __m256i low4 = _mm256_set1_epi8(15);
+  for (int c = 0; c < 4; ++c) {
+    w[c] = _mm256_and_si256(words[c], low4);
+    w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(words[c], 4), low4);
+  }
+}
+
+// Unpacks the tile's 8 weight rows into tb[0, nb) (and their signs into ts
+// for Q8_0).
+template <int QT>
+void unpack_tile(const uint8_t* const* rows, int64_t nb, TileBlock* tb, TileSigns* ts) {
   using T = Nibbles<QT>;
   constexpr int bytes = format_of(QT).bytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk[8];
+    for (int j = 0; j < 8; ++j) {
+      blk[j] = rows[j] + b * bytes;
+      prefetch_ahead<bytes>(blk[j]);
+    }
+    TileBlock& t = tb[b];
+    __m256 m;
+    eight_scales(blk, t.d, m);
+    if constexpr (QT == kQ4_0 || QT == kQ4_1) {
+      unpack_4bit<QT>(blk, t.w);
+    } else {
+      __m256i r[8];
+      for (int j = 0; j < 8; ++j) r[j] = block_bytes<QT>(blk[j]);
+      transpose_8x8(r);
+      for (int c = 0; c < 8; ++c) {
+        if constexpr (QT == kQ8_0) {
+          ts[b].q[c] = r[c];
+          t.w[c] = _mm256_sign_epi8(r[c], r[c]);
+        } else {
+          t.w[c] = r[c];
+        }
+      }
+    }
+    if constexpr (QT != kQ8_0)
+      t.c = T::has_min ? m : _mm256_mul_ps(t.d, _mm256_set1_ps(-T::offset));
+  }
+}
+
+inline __m256i broadcast_4_bytes(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// The int32 sums of one block for the tile's 8 columns against R rows'
+// activations xq[r] (32 bytes each): sum[r] lane j = sum_k q_j[k] xq_r[k]. Rows
+// go in pairs so that each step's weights are loaded once for both.
+template <int QT, int R>
+inline void tile_block_dot(const TileBlock& t, const TileSigns* s, const int8_t* const* xq,
+                           __m256i* sum) {
+  if constexpr (QT == kQ8_0) {
+    for (int r = 0; r < R; ++r) sum[r] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      const __m256i w = t.w[c], sign = s->q[c];
+      for (int r = 0; r < R; ++r) {
+        const __m256i x = _mm256_sign_epi8(broadcast_4_bytes(xq[r] + 4 * c), sign);
+#if defined(AIGC_QL_VNNI)
+        sum[r] = _mm256_dpbusd_epi32(sum[r], w, x);
+#elif defined(AIGC_QL_AVXVNNI)
+        sum[r] = _mm256_dpbusd_avx_epi32(sum[r], w, x);
+#else
+        // |w| <= 128 and |x| <= 127: each int16 pair sum stays below 2^15.
+        sum[r] = _mm256_add_epi32(
+            sum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
+#endif
+      }
+    }
+  } else {
+#if defined(AIGC_QL_VNNI) || defined(AIGC_QL_AVXVNNI)
+    for (int r = 0; r < R; ++r) sum[r] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      const __m256i w = t.w[c];
+      for (int r = 0; r < R; ++r) {
+#if defined(AIGC_QL_VNNI)
+        sum[r] = _mm256_dpbusd_epi32(sum[r], w, broadcast_4_bytes(xq[r] + 4 * c));
+#else
+        sum[r] = _mm256_dpbusd_avx_epi32(sum[r], w, broadcast_4_bytes(xq[r] + 4 * c));
+#endif
+      }
+    }
+#else
+    // Steps summed as int16 before widening: each step's lanes are at most
+    // 2 * 15 * 127 for 4-bit weights (eight steps: 30480 < 2^15), 2 * 31 * 127
+    // for 5-bit ones (four steps: 31496).
+    constexpr int group = Nibbles<QT>::five_bit ? 4 : 8;
+    for (int g = 0; g < 8 / group; ++g) {
+      __m256i p[R];
+      for (int c = 0; c < group; ++c) {
+        const __m256i w = t.w[group * g + c];
+        for (int r = 0; r < R; ++r) {
+          const __m256i d =
+              _mm256_maddubs_epi16(w, broadcast_4_bytes(xq[r] + 4 * (group * g + c)));
+          p[r] = c == 0 ? d : _mm256_add_epi16(p[r], d);
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m256i wide = _mm256_madd_epi16(p[r], _mm256_set1_epi16(1));
+        sum[r] = g == 0 ? wide : _mm256_add_epi32(sum[r], wide);
+      }
+    }
+#endif
+  }
+}
+
+// out[m * ldo + j] for the tile's first `cols` columns and R rows of x from m0:
+// sum_b (d_b dx_b) (q_b . xq_b) + c_b s_b, added block by block, the same
+// operations for every row whatever R is.
+template <int QT, int R>
+void tile_rows(const TileBlock* tb, const TileSigns* ts, int64_t nb, const QuantRows& xq,
+               int64_t m0, int cols, float* out, int64_t ldo) {
+  const int8_t* q[R];
+  const float* dx[R];
+  const float* sx[R];
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) {
+    q[r] = xq.q_row(m0 + r);
+    dx[r] = xq.d_row(m0 + r);
+    sx[r] = xq.s_row(m0 + r);
+    acc[r] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const TileBlock& t = tb[b];
+    const int8_t* xb[R];
+    for (int r = 0; r < R; ++r) xb[r] = q[r] + 32 * b;
+    __m256i sum[R];
+    tile_block_dot<QT, R>(t, ts + b, xb, sum);
+    for (int r = 0; r < R; ++r) {
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r]),
+                               _mm256_mul_ps(t.d, _mm256_set1_ps(dx[r][b])), acc[r]);
+      if constexpr (QT != kQ8_0) acc[r] = _mm256_fmadd_ps(t.c, _mm256_set1_ps(sx[r][b]), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float* o = out + (m0 + r) * ldo;
+    if (cols == kTileCols) {
+      _mm256_storeu_ps(o, acc[r]);
+    } else {
+      alignas(32) float tmp[kTileCols];
+      _mm256_store_ps(tmp, acc[r]);
+      std::copy(tmp, tmp + cols, o);
+    }
+  }
+}
+
+// Columns [n0, n1) of the output (weight rows), n0 a multiple of 8.
+template <int QT>
+void int8_tiles(const uint8_t* w, int64_t row_bytes, int64_t K, const QuantRows& xq,
+                int64_t M, int64_t n0, int64_t n1, float* out, int64_t ldo) {
   const int64_t nb = K / 32;
-  const __m256i spread01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-  const __m256i spread23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
-  __m256 acc[RN * R];
-  __m128 corr[RN * R];
-  for (int i = 0; i < RN * R; ++i) {
-    acc[i] = _mm256_setzero_ps();
-    corr[i] = _mm_setzero_ps();
-  }
-  int64_t b = 0;
-  // Four blocks a step: their scales in one conversion.
-  for (; b + 4 <= nb; b += 4) {
-    for (int n = 0; n < RN; ++n) {
-      const uint8_t* b0 = ws[n] + b * bytes;
-      prefetch_ahead<4 * bytes>(b0);
-      __m128 d, c;
-      four_scales<QT>(b0, bytes, d, c);
-      __m256i lo0, hi0, lo1, hi1;
-      unpack_pair<QT>(b0, b0 + bytes, lo0, hi0);
-      unpack_pair<QT>(b0 + 2 * bytes, b0 + 3 * bytes, lo1, hi1);
-      for (int r = 0; r < R; ++r) {
-        const int8_t* xq = xs[r].q + 32 * b;
-        const __m256 scale = _mm256_castps128_ps256(_mm_mul_ps(d, _mm_loadu_ps(xs[r].d + b)));
-        const __m256 p0 = _mm256_cvtepi32_ps(dot_pair(lo0, hi0, xq));
-        const __m256 p1 = _mm256_cvtepi32_ps(dot_pair(lo1, hi1, xq + 64));
-        __m256& a = acc[n * R + r];
-        a = _mm256_fmadd_ps(p0, _mm256_permutevar8x32_ps(scale, spread01), a);
-        a = _mm256_fmadd_ps(p1, _mm256_permutevar8x32_ps(scale, spread23), a);
-        corr[n * R + r] = _mm_fmadd_ps(c, _mm_loadu_ps(xs[r].s + b), corr[n * R + r]);
-      }
-    }
-  }
-  if (b + 2 <= nb) {  // a last pair (K = 576: four quads and a pair)
-    for (int n = 0; n < RN; ++n) {
-      const uint8_t* b0 = ws[n] + b * bytes;
-      const __m128 d = two_halves(b0, b0 + bytes, 0);
-      const __m128 c = T::has_min ? two_halves(b0, b0 + bytes, 2) : d;
-      __m256i lo, hi;
-      unpack_pair<QT>(b0, b0 + bytes, lo, hi);
-      for (int r = 0; r < R; ++r) {
-        const __m256 scale =
-            _mm256_castps128_ps256(_mm_mul_ps(d, load_two_floats(xs[r].d + b)));
-        const __m256 p = _mm256_cvtepi32_ps(dot_pair(lo, hi, xs[r].q + 32 * b));
-        __m256& a = acc[n * R + r];
-        a = _mm256_fmadd_ps(p, _mm256_permutevar8x32_ps(scale, spread01), a);
-        corr[n * R + r] = _mm_fmadd_ps(c, load_two_floats(xs[r].s + b), corr[n * R + r]);
-      }
-    }
-    b += 2;
-  }
-  if (b < nb) {  // an odd last block, its activations in natural order
-    for (int n = 0; n < RN; ++n) {
-      const uint8_t* b0 = ws[n] + b * bytes;
-      const float d = load_half(b0);
-      const float c = T::has_min ? load_half(b0 + 2) : d;
-      __m256i q = nibbles_32(b0 + T::qs_offset);
-      if constexpr (T::five_bit)
-        q = _mm256_or_si256(q, bits_x16(load_u32(b0 + (T::has_min ? 4 : 2))));
-      for (int r = 0; r < R; ++r) {
-        const __m256i p = dot_u8s8(q, load_256(xs[r].q + 32 * b));
-        __m256& a = acc[n * R + r];
-        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xs[r].d[b]), a);
-        corr[n * R + r] = _mm_add_ss(corr[n * R + r], _mm_set_ss(c * xs[r].s[b]));
-      }
-    }
-  }
-  for (int i = 0; i < RN * R; ++i) {
-    __m128 cs = _mm_add_ps(corr[i], _mm_movehl_ps(corr[i], corr[i]));
-    cs = _mm_add_ss(cs, _mm_movehdup_ps(cs));
-    const float total = _mm_cvtss_f32(cs);
-    out[i] = hsum(acc[i]) + (T::has_min ? total : -T::offset * total);
+  static thread_local std::vector<TileBlock> blocks;
+  static thread_local std::vector<TileSigns> signs;
+  if (static_cast<int64_t>(blocks.size()) < nb) blocks.resize(nb);
+  if (QT == kQ8_0 && static_cast<int64_t>(signs.size()) < nb) signs.resize(nb);
+  for (int64_t n = n0; n < n1; n += kTileCols) {
+    const int cols = static_cast<int>(std::min<int64_t>(kTileCols, n1 - n));
+    // A partial tile repeats its last row in the missing lanes (lanes are
+    // independent; those results are not stored).
+    const uint8_t* rows[kTileCols];
+    for (int j = 0; j < kTileCols; ++j) rows[j] = w + (n + std::min(j, cols - 1)) * row_bytes;
+    unpack_tile<QT>(rows, nb, blocks.data(), signs.data());
+    int64_t m = 0;
+    for (; m + 2 <= M; m += 2)
+      tile_rows<QT, 2>(blocks.data(), signs.data(), nb, xq, m, cols, out + n, ldo);
+    if (m < M) tile_rows<QT, 1>(blocks.data(), signs.data(), nb, xq, m, cols, out + n, ldo);
   }
 }
 
@@ -796,12 +818,8 @@ template <int QT, int RN, int R>
 void dot_rows(const uint8_t* const* ws, int64_t K, const XRow* xs, float* out) {
   if constexpr (QT == kQ6_K)
     dot_rows_q6k<RN, R>(ws, K, xs, out);
-  else if constexpr (QT == kQ4_K || QT == kQ5_K)
-    dot_rows_q45k<QT, RN, R>(ws, K, xs, out);
-  else if constexpr (QT == kQ8_0)
-    dot_rows_q8_0<RN, R>(ws, K, xs, out);
   else
-    dot_rows_nibbles<QT, RN, R>(ws, K, xs, out);
+    dot_rows_q45k<QT, RN, R>(ws, K, xs, out);
 }
 
 template <int QT, int R>
@@ -902,13 +920,12 @@ void dot_row(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
 #endif
 
 // Rows [n0, n1) of W against all M quantized rows: out[m * ldo + n].
+// The K-quants (and every type in the portable build) go one weight row at a
+// time, so each thread reads one sequential stream, for up to kRowGroup rows of
+// x a pass.
 template <int QT>
 void int8_rows(const uint8_t* w, int64_t row_bytes, int64_t K, const QuantRows& xq, int64_t M,
                int64_t n0, int64_t n1, float* out, int64_t ldo) {
-  // One weight row at a time, so each thread reads one sequential stream.
-  // dot_rows can take two rows a pass (RN = 2): with the weights in cache
-  // that was 1.1-1.25x faster at M = 1 (Zen 3), but streaming an 11008x4096
-  // matrix from memory it read 16-17 GB/s where one row at a time read 23-27.
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* wr = w + n * row_bytes;
     for (int64_t m0 = 0; m0 < M; m0 += kRowGroup) {
@@ -960,12 +977,23 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
   static thread_local QuantRows rows;
   QuantRows& xq = rows;
   quantize_rows(xf.data_ptr<float>(), xf.stride(0), M, K, qtype, xq);
-  const int64_t step = rows_per_item(N, 4);
-  const int64_t items = (N + step - 1) / step;
   dispatch_type(qtype, [&](auto qt) {
+    constexpr int QT = decltype(qt)::value;
+#ifdef AIGC_QL_AVX2
+    constexpr bool tiles = !is_k_quant(QT);
+#else
+    constexpr bool tiles = false;
+#endif
+    const int64_t step = rows_per_item(N, tiles ? kTileCols : 4);
+    const int64_t items = (N + step - 1) / step;
     aigc::parallel_items(items, N * K * M, kSerialWeights, [&](int64_t item, int) {
       const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
-      int8_rows<decltype(qt)::value>(w, row_bytes, K, xq, M, n0, n1, out, N);
+#ifdef AIGC_QL_AVX2
+      if constexpr (tiles)
+        int8_tiles<QT>(w, row_bytes, K, xq, M, n0, n1, out, N);
+      else
+#endif
+        int8_rows<QT>(w, row_bytes, K, xq, M, n0, n1, out, N);
     });
   });
 }
