@@ -140,6 +140,46 @@ def test_the_fused_decode_step_equals_the_step_op_by_op(quantized, tmp_path):
     )
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_steps_over_the_first_slots_of_a_larger_cache(fused, tmp_path):
+    """A batch engine steps over ``KVCache.prefix(width)`` of one cache; moving a slot
+    down keeps its sequence. Both must decode exactly as a cache of that width."""
+    model = hf_model("llama", tmp_path)
+    path = write_gguf(model, "llama", tmp_path / "model.gguf", QUANTIZED)
+    cfg, tensors, _ = load(path, torch.float32, quantized=True)
+    lm = LanguageModel(cfg, tensors)
+    if not fused:
+        lm._fused_layers = None
+    prompts = [[5, 6, 7, 8, 9], [11, 12, 13]]
+
+    def decode(cache, slots):
+        logits = lm.prefill(prompts, cache, slots)
+        out = []
+        for _ in range(6):
+            tokens = torch.zeros(cache.slots, dtype=torch.int64)
+            tokens[slots] = logits.argmax(-1)
+            logits = lm.step(tokens, cache)[slots]
+            out.append(logits)
+        return torch.stack(out)
+
+    alone = decode(KVCache(cfg, 2, 32, torch.float32), [0, 1])
+    big = KVCache(cfg, 8, 32, torch.float32)
+    torch.testing.assert_close(decode(big.prefix(2), [0, 1]), alone, rtol=0, atol=0)
+    assert big.lengths[:2].tolist() == [11, 9] and big.lengths[2:].sum() == 0
+
+    # A sequence prefilled into slot 3 of 4, then moved to slot 1.
+    big = KVCache(cfg, 8, 32, torch.float32)
+    four = big.prefix(4)
+    lm.prefill(prompts, four, [0, 3])
+    big.move(3, 1)
+    big.lengths[3] = 0
+    two = big.prefix(2)
+    fresh = KVCache(cfg, 2, 32, torch.float32)
+    lm.prefill(prompts, fresh, [0, 1])
+    tokens = torch.tensor([1, 2])
+    torch.testing.assert_close(lm.step(tokens, two), lm.step(tokens, fresh), rtol=0, atol=0)
+
+
 def test_gguf_without_quantization_equals_the_folder(tmp_path):
     """The GGUF conversion permutes llama's q/k rows; loading must undo it exactly."""
     model = hf_model("llama", tmp_path)

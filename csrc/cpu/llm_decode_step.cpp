@@ -134,11 +134,20 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
   check(qkv_bias.empty() || static_cast<int64_t>(qkv_bias.size()) == L,
         "qkv_bias must be empty or have one entry per layer");
   check(k_rows.dim() == 5 && k_rows.sizes() == v_rows.sizes() && k_rows.size(0) == L &&
-            k_rows.is_contiguous() && v_rows.is_contiguous() &&
             k_rows.scalar_type() == at::kFloat && v_rows.scalar_type() == at::kFloat,
-        "k_rows and v_rows must be contiguous float32 [layers, B, max_len, Hkv, D]");
+        "k_rows and v_rows must be float32 [layers, B, max_len, Hkv, D]");
   const int64_t B = x.size(0);
   const int64_t T = k_rows.size(2), D = k_rows.size(4);
+  // Each layer's [B, max_len, Hkv, D] block must be contiguous; the layers may lie
+  // further apart, so that a step can run over the first B slots of a larger cache.
+  const auto slots_contiguous = [&](const at::Tensor& c) {
+    return c.stride(4) == 1 && c.stride(3) == D && c.stride(2) == c.size(3) * D &&
+           c.stride(1) == T * c.size(3) * D && c.stride(0) >= B * T * c.size(3) * D &&
+           c.stride(0) == k_rows.stride(0);
+  };
+  check(slots_contiguous(k_rows) && slots_contiguous(v_rows),
+        "each layer of k_rows and v_rows must be a contiguous [B, max_len, Hkv, D] block");
+  const int64_t layer_stride = k_rows.stride(0);
   check(k_rows.size(1) == B && k_rows.size(3) == n_kv_heads, "the cache does not match x");
   check(n_heads % n_kv_heads == 0 && D % 2 == 0, "bad head counts");
   check(positions.scalar_type() == at::kLong && positions.numel() == B &&
@@ -162,8 +171,8 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
     const int64_t width = proj.size(1);
     check(width == q_width + 2 * kv_width, "qkv has the wrong number of rows");
     float* p = proj.data_ptr<float>();
-    float* kc = k_rows.data_ptr<float>() + l * B * T * kv_width;
-    float* vc = v_rows.data_ptr<float>() + l * B * T * kv_width;
+    float* kc = k_rows.data_ptr<float>() + l * layer_stride;
+    float* vc = v_rows.data_ptr<float>() + l * layer_stride;
     for (int64_t b = 0; b < B; ++b) {
       float* row = p + b * width;
       const float* c = cos.data_ptr<float>() + pos[b] * D;
@@ -176,8 +185,10 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
     const at::Tensor q = proj.narrow(1, 0, q_width).view({B, n_heads, D});
     // Layer l's cache as the [B, Hkv, T, D] view attention reads (one op, not three).
     const std::vector<int64_t> sizes{B, n_kv_heads, T, D}, strides{T * kv_width, D, kv_width, 1};
-    const at::Tensor k_cache = k_rows.as_strided(sizes, strides, l * B * T * kv_width);
-    const at::Tensor v_cache = v_rows.as_strided(sizes, strides, l * B * T * kv_width);
+    const at::Tensor k_cache =
+        k_rows.as_strided(sizes, strides, k_rows.storage_offset() + l * layer_stride);
+    const at::Tensor v_cache =
+        v_rows.as_strided(sizes, strides, v_rows.storage_offset() + l * layer_stride);
     const at::Tensor attention = decode_attention(q, k_cache, v_cache, lengths, scale);
     x.add_(linear(attention.view({B, q_width}), out_proj[l], out_types[l]));
 

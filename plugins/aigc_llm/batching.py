@@ -12,12 +12,12 @@ generator. One decode thread owns a ``KVCache`` of ``max_batch`` slots of
    each slot's own length), then draws each request's next tokens.
 
 A sequence that ends (end token, stop string, ``max_new_tokens``, full context)
-frees its slot at once. A step costs about its number of rows (the quantized
-matmuls' small-batch path works row by row), so the batch runs at the narrowest
-of the widths 1, 2, 4, ..., ``max_batch`` that holds its sequences: one cache per
-width, the sequences copied into the first slots of another when the width
-changes (at once to grow; after ``SHRINK_AFTER`` steps to shrink). A lone
-request decodes as a batch of one.
+frees its slot at once. Each row of a step costs its own multiplies, so the
+batch runs at the narrowest of the widths 1, 2, 4, ..., ``max_batch`` that holds
+its sequences: a step runs over the first ``width`` slots of the cache (a
+``KVCache.prefix`` view), and when the width shrinks the sequences beyond it are
+copied into free slots below (after ``SHRINK_AFTER`` steps: sequences come and
+go). A lone request decodes as a batch of one.
 
 Independence. Each request is sampled in its own call of ``ops.sample``, its
 sequences as rows 0..n-1 and its own step count as the offset, exactly as
@@ -43,7 +43,7 @@ from .model import KVCache
 from .request import ChatRequest
 
 # Positions each sequence holds unless told otherwise. SmolLM2's float32 cache takes
-# 46 KB a position: the caches of widths 1, 2, 4 and 8 hold 15 sequences, 0.7 GB.
+# 46 KB a position: 8 slots of 1024 positions take 0.38 GB.
 DEFAULT_CONTEXT = 1024
 # Steps a narrower batch must have sufficed before the engine moves to it.
 SHRINK_AFTER = 16
@@ -96,8 +96,9 @@ class BatchEngine:
         self.model.check_length(self.context)
         # Widths the batch runs at: powers of two, and max_batch.
         self.widths = sorted({min(2**k, max_batch) for k in range(max_batch.bit_length() + 1)})
-        self._caches: dict[int, KVCache] = {}
-        self.cache = self._cache(1)
+        cfg, dtype = generator.config, self.model.dtype
+        self._slots = KVCache(cfg, max_batch, self.context, dtype)
+        self.cache = self._slots.prefix(1)  # the slots a step runs over
         self._owner: list[_Job | None] = [None]  # the job decoding in each slot of the cache
         self._next = torch.zeros(1, dtype=torch.int64)  # each slot's token to append
         self._narrow_steps = 0  # consecutive steps a narrower width would have held the batch
@@ -218,9 +219,8 @@ class BatchEngine:
             self._repack(width)
 
     def _repack(self, width: int) -> None:
-        """Copies the decoding sequences into the first slots of the ``width``-slot cache."""
-        old, new = self.cache, self._cache(width)
-        new.lengths.zero_()
+        """Moves the batch to ``width`` slots: the decoding sequences keep their order in
+        the first slots (a sequence only ever moves down, so none is overwritten)."""
         owner: list[_Job | None] = [None] * width
         tokens = torch.zeros(width, dtype=torch.int64)
         moved: dict[int, int] = {}
@@ -228,23 +228,13 @@ class BatchEngine:
             if job is None:
                 continue
             to = len(moved)
-            length = int(old.lengths[slot])
-            new.k_rows[:, to, :length] = old.k_rows[:, slot, :length]
-            new.v_rows[:, to, :length] = old.v_rows[:, slot, :length]
-            new.lengths[to] = length
+            if to != slot:
+                self._slots.move(slot, to)
             tokens[to], owner[to], moved[slot] = self._next[slot], job, to
         for job in self._running:
             job.slots = [None if s is None else moved[s] for s in job.slots]
-        old.lengths.zero_()
-        self.cache, self._owner, self._next = new, owner, tokens
-
-    def _cache(self, width: int) -> KVCache:
-        """The cache of ``width`` slots, made on first use and kept."""
-        cache = self._caches.get(width)
-        if cache is None:
-            cfg, dtype = self.generator.config, self.model.dtype
-            cache = self._caches[width] = KVCache(cfg, width, self.context, dtype)
-        return cache
+        self._slots.lengths[len(moved) :] = 0
+        self.cache, self._owner, self._next = self._slots.prefix(width), owner, tokens
 
     def _start(self, job: _Job) -> None:
         """Prefills a new job into its slots and draws its first tokens."""

@@ -30,14 +30,32 @@ class KVCache:
 
     def __init__(self, cfg: LMConfig, slots: int, max_len: int, dtype: torch.dtype) -> None:
         shape = (cfg.n_layers, slots, max_len, cfg.n_kv_heads, cfg.head_dim)
-        self.k_rows = torch.zeros(shape, dtype=dtype)
-        self.v_rows = torch.zeros(shape, dtype=dtype)
-        self.k, self.v = self.k_rows.transpose(2, 3), self.v_rows.transpose(2, 3)
-        self.lengths = torch.zeros(slots, dtype=torch.int64)
-        self.slots, self.max_len = slots, max_len
-        width = cfg.n_kv_heads * cfg.head_dim
-        self.k_flat = self.k_rows.view(cfg.n_layers, slots * max_len, width)
-        self.v_flat = self.v_rows.view(cfg.n_layers, slots * max_len, width)
+        self._views(
+            torch.zeros(shape, dtype=dtype),
+            torch.zeros(shape, dtype=dtype),
+            torch.zeros(slots, dtype=torch.int64),
+        )
+
+    def _views(self, k_rows: torch.Tensor, v_rows: torch.Tensor, lengths: torch.Tensor) -> None:
+        self.k_rows, self.v_rows, self.lengths = k_rows, v_rows, lengths
+        self.k, self.v = k_rows.transpose(2, 3), v_rows.transpose(2, 3)
+        layers, self.slots, self.max_len = k_rows.shape[:3]
+        self.k_flat = k_rows.view(layers, self.slots * self.max_len, -1)
+        self.v_flat = v_rows.view(layers, self.slots * self.max_len, -1)
+
+    def prefix(self, slots: int) -> KVCache:
+        """The first ``slots`` slots, sharing this cache's storage and lengths: a decode
+        step over them costs ``slots`` rows, however many the whole cache has."""
+        view = object.__new__(KVCache)
+        view._views(self.k_rows[:, :slots], self.v_rows[:, :slots], self.lengths[:slots])
+        return view
+
+    def move(self, source: int, target: int) -> None:
+        """Copies slot ``source``'s positions and length into slot ``target``."""
+        length = int(self.lengths[source])
+        self.k_rows[:, target, :length] = self.k_rows[:, source, :length]
+        self.v_rows[:, target, :length] = self.v_rows[:, source, :length]
+        self.lengths[target] = length
 
 
 def linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:
