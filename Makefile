@@ -47,7 +47,7 @@ extension: $(STAMP_EXTENSION)
 demo: $(STAMP_EXTENSION)
 	$(AIGC) doctor
 	$(AIGC) plugins
-	$(PY) -m aigc_sdk.demo --out $(OUT)
+	$(PY) -m aigc_sdk.cli.demo --out $(OUT)
 
 test: $(STAMP_EXTENSION)
 	@if [ -x "$(CUDA_HOME)/bin/nvcc" ]; then \

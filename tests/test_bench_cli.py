@@ -15,7 +15,7 @@ def test_bench_writes_json_and_a_chart(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
-    assert report["peaks"]["read_bandwidth"] > 0
+    assert report["peaks"]["read_bandwidth"] > 0 and report["threads"] >= 1
     rows = report["rows"]
     units = {"sample": "GB/s", "upsample_conv2d": "GFLOP/s"}
     assert {r["op"] for r in rows} == set(units)
@@ -37,6 +37,23 @@ def test_bench_names_an_unknown_op(tmp_path):
     assert "unknown op softmax; known: upsample_conv2d, decode_attention, sample" in out.stderr
 
 
+def test_every_family_states_the_work_its_rate_counts():
+    """The one runner scores every case alike: by its ``flops`` (compute-bound) or,
+    without them, by its ``bytes_read`` (memory-bound)."""
+    import importlib
+
+    import torch
+
+    from aigc_sdk import bench
+    from aigc_sdk.bench.probes import case_work
+
+    for op, name in bench.FAMILIES.items():
+        module = importlib.import_module(name, "aigc_sdk.bench")
+        for case in module.cases(True, torch.float32) + module.cases(False, torch.float32):
+            work, unit = case_work(case)
+            assert work > 0 and unit in ("GB/s", "GFLOP/s"), (op, case.name)
+
+
 def test_upsample_bench_cases_compare_like_with_like():
     """Every upsample case's fused contender computes what its PyTorch peer does,
     the whole DCGAN generator included, so the ratios compare equal work."""
@@ -56,7 +73,7 @@ def test_upsample_bench_cases_compare_like_with_like():
 def test_interleaved_rounds_rotate_which_contender_comes_first():
     """No contender always runs right after the same one (e.g. right after
     the read probe, whose 1 GiB sum leaves every cache cold)."""
-    from aigc_sdk.bench import time_interleaved
+    from aigc_sdk.bench.timing import time_interleaved
 
     calls = []
     contenders = {name: (lambda name=name: calls.append(name)) for name in "abc"}
@@ -69,7 +86,7 @@ def test_interleaved_rounds_rotate_which_contender_comes_first():
 def test_a_fast_contender_makes_one_untimed_call_per_round():
     from collections import Counter
 
-    from aigc_sdk.bench import time_interleaved
+    from aigc_sdk.bench.timing import time_interleaved
 
     calls = Counter()
     contenders = {name: (lambda name=name: calls.update(name)) for name in "ab"}
@@ -89,6 +106,7 @@ def test_every_case_compiles_its_own_peer(monkeypatch):
     from rich.progress import Progress
 
     from aigc_sdk import bench
+    from aigc_sdk.bench import timing
 
     graphs = []
 
@@ -117,6 +135,6 @@ def test_every_case_compiles_its_own_peer(monkeypatch):
     monkeypatch.setitem(bench.FAMILIES, "twelve_shapes", ".twelve_shapes")
     probes = {"read": bench.Probe("read probe", lambda: None, 1.0)}
     with Progress(disable=True) as progress:
-        rows = bench.run_family("twelve_shapes", True, "float32", 1, True, {}, probes, progress)
+        rows = timing.run_family("twelve_shapes", True, "float32", 1, True, {}, probes, progress)
     assert len(rows) == 12
     assert len(graphs) == 12  # 8 without the reset: the last 4 cases ran eagerly

@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import run_aigc
 
-from aigc_sdk.scaffold import new_plugin
+from aigc_sdk.cli.plugins import new_plugin
 
 pytestmark = pytest.mark.cli
 

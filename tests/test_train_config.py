@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from aigc_sdk import hookimpl
+from aigc_sdk.cli.train import cli_main
 from aigc_sdk.errors import AigcError, UnknownNameError
 from aigc_sdk.sdk import SDK
-from aigc_sdk.training import ConfigError, TrainConfig, cli_main
+from aigc_sdk.training import ConfigError, TrainConfig
 from aigc_sdk.training.checkpointing import STATE_FILE, step_dir
 
 EXAMPLE = Path(__file__).parent / "example_plugin"
@@ -200,3 +201,11 @@ def test_aigc_errors_are_one_line():
     with pytest.raises(AigcError) as info:
         Config.from_dict({"warmup_steps": -1})
     assert "\n" not in str(info.value)
+
+
+def test_cli_main_of_aigc_sdk_training_is_deprecated():
+    """The command line moved to the CLI; the old public name works for one more release."""
+    import aigc_sdk.training
+
+    with pytest.warns(DeprecationWarning, match="aigc_sdk.training.cli_main is deprecated"):
+        assert aigc_sdk.training.cli_main is cli_main

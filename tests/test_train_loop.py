@@ -14,11 +14,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from aigc_sdk import GenerationResult, hookimpl
+from aigc_sdk.cli.train import cli_main, make_trainer
 from aigc_sdk.data import DataError, Splits
 from aigc_sdk.errors import AigcError, CheckpointError, PluginError
 from aigc_sdk.sdk import SDK
 from aigc_sdk.training import ConfigError, TrainConfig, Trainer, fit, option
-from aigc_sdk.training.cli import make_trainer
 from aigc_sdk.training.metrics import read_metrics
 
 EXAMPLE = Path(__file__).parent / "example_plugin"
@@ -392,8 +392,6 @@ def test_trainer_errors_name_the_plugin(tmp_path):
 
 
 def test_trainer_registered_at_run_time_through_cli_main(tmp_path):
-    from aigc_sdk.training import cli_main
-
     sdk = SDK(plugins=[TinyPlugin()], autoload=False)
     trainer = make_trainer(sdk, "tiny", tiny_trainer.TinyTrainer.Config(steps=1))
     assert isinstance(trainer, tiny_trainer.TinyTrainer) and trainer.name == "tiny"

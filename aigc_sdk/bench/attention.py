@@ -4,7 +4,7 @@ fraction of the machine's read bandwidth each one reaches.
 
 Decode attention reads every K/V byte once, so its figure of merit is
 KV bytes / time / read bandwidth, the bandwidth measured in the same
-interleaved rounds as the case (see aigc_sdk/bench/__init__.py).
+interleaved rounds as the case (see aigc_sdk/bench/probes.py).
 Shapes: H = 32 query heads, D = 128, full-length sequences (SDPA gets no mask),
 Hkv = 32 (no GQA) or 8 (4:1 GQA, SDPA with enable_gqa=True).
 """
@@ -39,6 +39,11 @@ class AttentionCase:
     @property
     def kv_bytes(self) -> int:
         return 2 * self.B * self.Hkv * self.T * D * self.dtype.itemsize
+
+    @property
+    def bytes_read(self) -> int:
+        """The bytes the figure of merit counts: the K/V caches, read once."""
+        return self.kv_bytes
 
     def peak_bytes(self) -> int:
         """Memory the case needs: the caches, plus a GQA-expanded copy SDPA may make."""

@@ -6,15 +6,12 @@ random logits; every contender draws one token per row.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 from dataclasses import dataclass
 
 import torch
 
 from .. import ops
-from ..media import atomic_write
 
 FULL = [(B, V) for B in (1, 8, 64) for V in (32000, 50257, 128256)]
 QUICK = [(1, 50257), (8, 32000), (64, 32000)]
@@ -35,6 +32,11 @@ class SamplingCase:
     @property
     def logits_bytes(self) -> int:
         return self.B * self.V * self.dtype.itemsize
+
+    @property
+    def bytes_read(self) -> int:
+        """The bytes the figure of merit counts: the logits, read once."""
+        return self.logits_bytes
 
     def inputs(self, seed: int = 0) -> tuple[torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
@@ -73,50 +75,3 @@ def compiled_torch_top_p():
 
 def cases(quick: bool = True, dtype: torch.dtype = torch.float32) -> list[SamplingCase]:
     return [SamplingCase(B, V, dtype) for B, V in (QUICK if quick else FULL)]
-
-
-# --------------------------------------------------------------- stand-alone run
-# `python -m aigc_sdk.bench.sampling [--full] [--repeats N] [--json PATH]`.
-
-
-def run(case_list, repeats: int = 5, compile: bool = True, log=print) -> dict:
-    from . import time_interleaved
-
-    rows = []
-    for case in case_list:
-        times = time_interleaved(case.contenders(case.inputs(), compile), repeats)
-        for name, seconds in times.items():
-            rows.append(
-                dict(
-                    op="sample",
-                    case=case.name,
-                    contender=name,
-                    ms=seconds * 1e3,
-                    speedup=seconds / times["aigc"],
-                )
-            )
-            log(
-                f"{case.name:<36} {name:<14} {seconds * 1e3:9.3f} ms  "
-                f"x{seconds / times['aigc']:7.1f} vs aigc"
-            )
-    return dict(threads=torch.get_num_threads(), rows=rows)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aigc_sdk.bench.sampling")
-    parser.add_argument("--full", action="store_true", help="B in {1, 8, 64} x every V")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads for every contender")
-    parser.add_argument("--json")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    result = run(cases(not args.full), args.repeats, not args.no_compile)
-    if args.json:
-        atomic_write(args.json, json.dumps(result, indent=1).encode())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -4,6 +4,10 @@ Every config key of the trainer is a flag (``--batch-size 64``) and can be
 set with ``--set batch_size=64`` or from ``--config file.json``. Precedence:
 defaults (or, with ``--resume``, the run's saved config) < ``--config`` <
 flags and ``--set``.
+
+``python -m aigc_sdk.training NAME [options]`` runs the same command line
+(``module_main``): handy under ``torchrun`` (``torchrun --nproc_per_node=2 -m
+aigc_sdk.training NAME ...``) and wherever the ``aigc`` script is not on the PATH.
 """
 
 from __future__ import annotations
@@ -14,19 +18,36 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..arguments import ArgumentParser
-from ..errors import PluginError, UserError
-from ..generation import check_device
-from . import checkpointing
-from .config import ConfigError, TrainConfig, describe_type, is_bool, parse_text
-from .trainer import Trainer
+from ..errors import AigcError, PluginError, UserError
+from .arguments import ArgumentParser
+from .common import make_sdk
+
+if TYPE_CHECKING:  # aigc_sdk.training imports torch: only inside the command
+    from ..training import TrainConfig, Trainer
 
 RESERVED = {"out", "resume", "config", "set", "quiet", "print_config", "help"}
+MODULE_USAGE = "usage: python -m aigc_sdk.training NAME [options]   (NAME --help for the options)"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model (see: aigc train NAME --help)",
+        add_help=False,
+        allow_abbrev=False,
+    )
+    p.add_argument("name")
+
+
+def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    return cli_main(make_sdk(args), args.name, extra)
 
 
 def config_class(factory: Any) -> type[TrainConfig]:
+    from ..training import TrainConfig
+
     config = getattr(factory, "Config", TrainConfig)
     if not (isinstance(config, type) and issubclass(config, TrainConfig)):
         raise PluginError(f"{factory!r}.Config must subclass aigc_sdk.training.TrainConfig")
@@ -34,6 +55,8 @@ def config_class(factory: Any) -> type[TrainConfig]:
 
 
 def build_parser(name: str, factory: Any, prog: str | None = None) -> argparse.ArgumentParser:
+    from ..training import TrainConfig
+
     config = config_class(factory)
     description = getattr(factory, "description", "") or (factory.__doc__ or "").strip()
     parser = ArgumentParser(
@@ -74,6 +97,8 @@ def build_parser(name: str, factory: Any, prog: str | None = None) -> argparse.A
 
 
 def _add_option(group: Any, config: type[TrainConfig], f: dataclasses.Field) -> None:
+    from ..training.config import describe_type, is_bool, parse_text
+
     flag = "--" + f.name.replace("_", "-")
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     help_text = f.metadata.get("help", "")
@@ -94,6 +119,8 @@ def resolve_config(
     factory: Any, args: argparse.Namespace, out: Path
 ) -> tuple[TrainConfig, Path | None]:
     """The run's config and, with ``--resume``, the checkpoint it continues from."""
+    from ..training import checkpointing
+
     config_type = config_class(factory)
     config = config_type()
     checkpoint = checkpointing.latest_checkpoint(out) if args.resume else None
@@ -116,6 +143,8 @@ def resolve_config(
 
 
 def make_trainer(sdk: Any, name: str, config: TrainConfig) -> Trainer:
+    from ..training import Trainer
+
     trainer = sdk.trainer(name, config=config)
     if not isinstance(trainer, Trainer):
         raise PluginError(
@@ -131,7 +160,8 @@ def cli_main(sdk: Any, name: str, argv: list[str], prog: str | None = None) -> i
     User errors raise ``UserError`` (the caller prints them as one line);
     ``--help`` and argument errors exit through argparse.
     """
-    from .loop import fit
+    from ..generation import check_device
+    from ..training import fit
 
     factory = sdk.trainers.get(name).resolve()
     parser = build_parser(name, factory, prog)
@@ -154,4 +184,19 @@ def cli_main(sdk: Any, name: str, argv: list[str], prog: str | None = None) -> i
     return 128 + signal.SIGTERM if result.stopped else 0
 
 
-__all__ = ["ConfigError", "build_parser", "cli_main", "make_trainer", "resolve_config"]
+def module_main(argv: list[str] | None = None) -> int:
+    """``python -m aigc_sdk.training NAME [options]``: ``aigc train`` without the script."""
+    from ..sdk import SDK
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        sdk = SDK()
+        if not argv or argv[0].startswith("-"):
+            names = sdk.trainers.names()
+            print(MODULE_USAGE, file=sys.stderr)
+            print(f"trainers: {', '.join(names) if names else 'none installed'}", file=sys.stderr)
+            return 0 if argv and argv[0] in ("-h", "--help") else 2
+        return cli_main(sdk, argv[0], argv[1:], prog=f"python -m aigc_sdk.training {argv[0]}")
+    except AigcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

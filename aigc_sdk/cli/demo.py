@@ -1,6 +1,6 @@
 """`make demo`: every installed generator makes something into ./out.
 
-python -m aigc_sdk.demo [--out DIR] [--seed N]
+python -m aigc_sdk.cli.demo [--out DIR] [--seed N]
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from .media import MEDIA_SUFFIX
-from .sdk import SDK
-from .testing import SMALL_REQUESTS
+from ..media import MEDIA_SUFFIX
+from ..sdk import SDK
+from ..testing import SMALL_REQUESTS
 
 # Each modality's smallest request (the one every generator's tests make), made
 # large enough to look at.
@@ -36,7 +36,7 @@ CHAT_REQUEST = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aigc_sdk.demo")
+    parser = argparse.ArgumentParser(prog="python -m aigc_sdk.cli.demo")
     parser.add_argument("--out", default="out")
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args(argv)

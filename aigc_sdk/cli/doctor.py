@@ -1,16 +1,32 @@
-"""`aigc doctor`: what is installed, what was built, what runs where."""
+"""``aigc doctor [--json]``: what is installed, what was built, what runs where."""
 
 from __future__ import annotations
 
-import platform
+import argparse
+import json
 import sys
 from typing import Any
 
+from .common import make_sdk
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("doctor", help="versions, build and kernel status", allow_abbrev=False)
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    report = collect(make_sdk(args))
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
 
 def collect(sdk: Any) -> dict[str, Any]:
+    import platform
+
     import torch
 
-    from . import __version__, ops
+    from .. import __version__, ops
 
     cuda_available = torch.cuda.is_available()
     plugins = sdk.plugins()
