@@ -348,15 +348,15 @@ struct Nibbles {
 };
 
 // ------------------------------------------------------ column tiles --
-// The 32-wide types run 8 weight rows (8 output columns) at a time. A tile's
-// blocks are unpacked once into bytes laid out so that int32 lane j of every
-// product belongs to column j: step c of a block holds w_j[4c .. 4c+3] in lane
-// j, and the activations' bytes x[4c .. 4c+3] are broadcast to all lanes. One
-// vpmaddubsw then serves 8 columns, a block's scales multiply a vector of 8
-// column sums, no horizontal sum is needed, and the unpacking is paid once for
-// all rows of x, so each extra row costs little more than its multiplies.
-// Every row of x is computed the same way whatever M is, so a row's result
-// does not depend on the rows beside it.
+// The 32-wide types run 8 weight rows (8 output columns) at a time. Each
+// block of a tile is unpacked once into bytes laid out so that int32 lane j of
+// every product belongs to column j: step c of a block holds w_j[4c .. 4c+3]
+// in lane j, and the activations' bytes x[4c .. 4c+3] are broadcast to all
+// lanes. One vpmaddubsw then serves 8 columns, a block's scales multiply a
+// vector of 8 column sums, no horizontal sum is needed, and the unpacking is
+// paid once for all rows of x, so each extra row costs little more than its
+// multiplies. Every row of x is computed the same way whatever M is, so a
+// row's result does not depend on the rows beside it.
 
 constexpr int kTileCols = 8;
 
@@ -440,39 +440,30 @@ inline void unpack_4bit(const uint8_t* const* blk, __m256i* w) {
   }
 }
 
-// Unpacks the tile's 8 weight rows into tb[0, nb) (and their signs into ts
-// for Q8_0).
+// Unpacks block b of the tile's 8 weight rows (blk[j] for column j) into t
+// (and the signs into ts for Q8_0).
 template <int QT>
-void unpack_tile(const uint8_t* const* rows, int64_t nb, TileBlock* tb, TileSigns* ts) {
+inline void unpack_block(const uint8_t* const* blk, TileBlock& t, TileSigns& ts) {
   using T = Nibbles<QT>;
-  constexpr int bytes = format_of(QT).bytes;
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk[8];
-    for (int j = 0; j < 8; ++j) {
-      blk[j] = rows[j] + b * bytes;
-      prefetch_ahead<bytes>(blk[j]);
-    }
-    TileBlock& t = tb[b];
-    __m256 m;
-    eight_scales(blk, t.d, m);
-    if constexpr (QT == kQ4_0 || QT == kQ4_1) {
-      unpack_4bit<QT>(blk, t.w);
-    } else {
-      __m256i r[8];
-      for (int j = 0; j < 8; ++j) r[j] = block_bytes<QT>(blk[j]);
-      transpose_8x8(r);
-      for (int c = 0; c < 8; ++c) {
-        if constexpr (QT == kQ8_0) {
-          ts[b].q[c] = r[c];
-          t.w[c] = _mm256_sign_epi8(r[c], r[c]);
-        } else {
-          t.w[c] = r[c];
-        }
+  __m256 m;
+  eight_scales(blk, t.d, m);
+  if constexpr (QT == kQ4_0 || QT == kQ4_1) {
+    unpack_4bit<QT>(blk, t.w);
+  } else {
+    __m256i r[8];
+    for (int j = 0; j < 8; ++j) r[j] = block_bytes<QT>(blk[j]);
+    transpose_8x8(r);
+    for (int c = 0; c < 8; ++c) {
+      if constexpr (QT == kQ8_0) {
+        ts.q[c] = r[c];
+        t.w[c] = _mm256_sign_epi8(r[c], r[c]);
+      } else {
+        t.w[c] = r[c];
       }
     }
-    if constexpr (QT != kQ8_0)
-      t.c = T::has_min ? m : _mm256_mul_ps(t.d, _mm256_set1_ps(-T::offset));
   }
+  if constexpr (QT != kQ8_0)
+    t.c = T::has_min ? m : _mm256_mul_ps(t.d, _mm256_set1_ps(-T::offset));
 }
 
 inline __m256i broadcast_4_bytes(const int8_t* p) {
@@ -541,66 +532,70 @@ inline void tile_block_dot(const TileBlock& t, const TileSigns* s, const int8_t*
   }
 }
 
-// out[m * ldo + j] for the tile's first `cols` columns and R rows of x from m0:
-// sum_b (d_b dx_b) (q_b . xq_b) + c_b s_b, added block by block, the same
-// operations for every row whatever R is.
+// One block's contribution to R rows' accumulators (8 columns each):
+// acc += (d dx) (q . xq) + c s, the same operations for every row whatever M is.
 template <int QT, int R>
-void tile_rows(const TileBlock* tb, const TileSigns* ts, int64_t nb, const QuantRows& xq,
-               int64_t m0, int cols, float* out, int64_t ldo) {
-  const int8_t* q[R];
-  const float* dx[R];
-  const float* sx[R];
-  __m256 acc[R];
+[[gnu::always_inline]] inline void tile_block_rows(const TileBlock& t, const TileSigns& ts,
+                                                   const XRow* xs, int64_t b, __m256* acc) {
+  const int8_t* xb[R];
+  for (int r = 0; r < R; ++r) xb[r] = xs[r].q + 32 * b;
+  __m256i sum[R];
+  tile_block_dot<QT, R>(t, &ts, xb, sum);
   for (int r = 0; r < R; ++r) {
-    q[r] = xq.q_row(m0 + r);
-    dx[r] = xq.d_row(m0 + r);
-    sx[r] = xq.s_row(m0 + r);
-    acc[r] = _mm256_setzero_ps();
-  }
-  for (int64_t b = 0; b < nb; ++b) {
-    const TileBlock& t = tb[b];
-    const int8_t* xb[R];
-    for (int r = 0; r < R; ++r) xb[r] = q[r] + 32 * b;
-    __m256i sum[R];
-    tile_block_dot<QT, R>(t, ts + b, xb, sum);
-    for (int r = 0; r < R; ++r) {
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r]),
-                               _mm256_mul_ps(t.d, _mm256_set1_ps(dx[r][b])), acc[r]);
-      if constexpr (QT != kQ8_0) acc[r] = _mm256_fmadd_ps(t.c, _mm256_set1_ps(sx[r][b]), acc[r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    float* o = out + (m0 + r) * ldo;
-    if (cols == kTileCols) {
-      _mm256_storeu_ps(o, acc[r]);
-    } else {
-      alignas(32) float tmp[kTileCols];
-      _mm256_store_ps(tmp, acc[r]);
-      std::copy(tmp, tmp + cols, o);
-    }
+    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r]),
+                             _mm256_mul_ps(t.d, _mm256_set1_ps(xs[r].d[b])), acc[r]);
+    if constexpr (QT != kQ8_0) acc[r] = _mm256_fmadd_ps(t.c, _mm256_set1_ps(xs[r].s[b]), acc[r]);
   }
 }
 
-// Columns [n0, n1) of the output (weight rows), n0 a multiple of 8.
+// Columns [n0, n1) of the output (weight rows), n0 a multiple of 8. Block by
+// block: each block of a tile is unpacked once into t (in L1) and then
+// serves every row of x, rows in pairs so that a step's weights load once for
+// two; the rows' accumulators wait in acc between blocks.
 template <int QT>
-void int8_tiles(const uint8_t* w, int64_t row_bytes, int64_t K, const QuantRows& xq,
+void int8_tiles(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const QuantRows& xq,
                 int64_t M, int64_t n0, int64_t n1, float* out, int64_t ldo) {
+  constexpr int bytes = format_of(QT).bytes;
   const int64_t nb = K / 32;
-  static thread_local std::vector<TileBlock> blocks;
-  static thread_local std::vector<TileSigns> signs;
-  if (static_cast<int64_t>(blocks.size()) < nb) blocks.resize(nb);
-  if (QT == kQ8_0 && static_cast<int64_t>(signs.size()) < nb) signs.resize(nb);
+  XRow xs[kFp32MinRows];
+  for (int64_t m = 0; m < M; ++m)
+    xs[m] = {xq.q_row(m), xq.d_row(m), xq.s_row(m), xq.bs_row(m)};
+  TileBlock t;
+  TileSigns ts;
+  __m256 acc[kFp32MinRows];
   for (int64_t n = n0; n < n1; n += kTileCols) {
     const int cols = static_cast<int>(std::min<int64_t>(kTileCols, n1 - n));
     // A partial tile repeats its last row in the missing lanes (lanes are
     // independent; those results are not stored).
     const uint8_t* rows[kTileCols];
     for (int j = 0; j < kTileCols; ++j) rows[j] = w + (n + std::min(j, cols - 1)) * row_bytes;
-    unpack_tile<QT>(rows, nb, blocks.data(), signs.data());
-    int64_t m = 0;
-    for (; m + 2 <= M; m += 2)
-      tile_rows<QT, 2>(blocks.data(), signs.data(), nb, xq, m, cols, out + n, ldo);
-    if (m < M) tile_rows<QT, 1>(blocks.data(), signs.data(), nb, xq, m, cols, out + n, ldo);
+    // The tile reads its 8 rows side by side, interleaved streams that the
+    // hardware prefetchers follow badly; the next tile is one sequential range,
+    // requested a few cache lines a block so that all of it is by the end.
+    const uint8_t* next = w + std::min(N, n + kTileCols) * row_bytes;
+    const uint8_t* next_end = w + std::min(N, n + 2 * kTileCols) * row_bytes;
+    const int64_t lines = ((next_end - next) / 64 + nb - 1) / nb;
+    for (int64_t m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int64_t i = 0; i < lines && next < next_end; ++i, next += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(next), _MM_HINT_T0);
+      const uint8_t* blk[kTileCols];
+      for (int j = 0; j < kTileCols; ++j) blk[j] = rows[j] + b * bytes;
+      unpack_block<QT>(blk, t, ts);
+      int64_t m = 0;
+      for (; m + 2 <= M; m += 2) tile_block_rows<QT, 2>(t, ts, xs + m, b, acc + m);
+      if (m < M) tile_block_rows<QT, 1>(t, ts, xs + m, b, acc + m);
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      float* o = out + m * ldo + n;
+      if (cols == kTileCols) {
+        _mm256_storeu_ps(o, acc[m]);
+      } else {
+        alignas(32) float tmp[kTileCols];
+        _mm256_store_ps(tmp, acc[m]);
+        std::copy(tmp, tmp + cols, o);
+      }
+    }
   }
 }
 
@@ -990,7 +985,7 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
       const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
 #ifdef AIGC_QL_AVX2
       if constexpr (tiles)
-        int8_tiles<QT>(w, row_bytes, K, xq, M, n0, n1, out, N);
+        int8_tiles<QT>(w, row_bytes, N, K, xq, M, n0, n1, out, N);
       else
 #endif
         int8_rows<QT>(w, row_bytes, K, xq, M, n0, n1, out, N);
