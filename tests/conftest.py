@@ -14,6 +14,20 @@ ROOT = TESTS.parent
 BIN = Path(sys.executable).parent
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test. For loops of tiny ops (a decode step of a tiny
+    model): on a busy machine an op that goes parallel can wait a scheduler slice for
+    its second thread, milliseconds for microseconds of work, which made such tests run
+    for minutes. Use it where the result does not depend on the thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def broken_plugins_dir(tmp_path_factory) -> Path:
     """The deliberately broken plugins, pip-installed into a directory of their own.

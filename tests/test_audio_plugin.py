@@ -75,6 +75,7 @@ def test_mu_law_round_trips_every_class_and_keeps_silence_silent():
 # -- incremental generation == the full causal forward -------------------------
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("queues_type", [ConvQueues, NumpyConvQueues])
 @pytest.mark.parametrize("prefix", [0, 3, 13, 40])
 @pytest.mark.parametrize("labels", [("C4", "E4", "G4"), ()])
@@ -89,6 +90,7 @@ def test_conv_queues_equal_the_full_forward(queues_type, prefix, labels):
     torch.testing.assert_close(steps, full[:, prefix:], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("queues_type", [ConvQueues, NumpyConvQueues])
 @pytest.mark.parametrize("labels", [("C4", "E4", "G4"), ()])
 def test_the_steady_start_equals_a_forward_over_a_receptive_field_of_it(queues_type, labels):
@@ -103,6 +105,7 @@ def test_the_steady_start_equals_a_forward_over_a_receptive_field_of_it(queues_t
         torch.testing.assert_close(steady.step(x[:, t]), primed.step(x[:, t]))
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_the_output_depends_on_exactly_the_receptive_field():
     model = tiny_model()
     rf = model.cfg.receptive_field
@@ -114,6 +117,7 @@ def test_the_output_depends_on_exactly_the_receptive_field():
     assert torch.nonzero(changed > 0).flatten().tolist() == list(range(rf, 2 * rf))
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_generation_is_seeded_and_each_clip_of_a_batch_is_its_own():
     model = tiny_model()
     labels = torch.tensor([1, 1])
@@ -134,6 +138,7 @@ def test_the_step_sampler_draws_what_the_sample_wrapper_draws():
     assert torch.equal(torch.stack(fast), torch.stack(slow))
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_greedy_generation_matches_the_naive_loop_that_recomputes_everything():
     model = tiny_model()
     label = torch.tensor([2])

@@ -87,6 +87,7 @@ def test_classifier_training_runs(ev, tmp_path):
     assert ev.load_classifier(tmp_path / "clf").head.out_features == 10
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_evaluate_gan_tiny(ev, tmp_path):
     report = ev.evaluate_gan(samples=100, seed=0, grid=str(tmp_path / "grid.png"))
     assert report.samples == 100 and (tmp_path / "grid.png").is_file()
@@ -100,6 +101,7 @@ def test_evaluate_gan_tiny(ev, tmp_path):
     }
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_shipped_gan_meets_its_targets(ev):
     # 500 samples: enough for the coverage and confidence targets to mean something
     # (each digit ~50 samples) and for the Fréchet distance's small-sample bias to stay
@@ -112,6 +114,7 @@ def test_shipped_gan_meets_its_targets(ev):
     )
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_evaluate_vae_tiny(ev):
     report = ev.evaluate_vae(importance=2, samples=50, seed=0)
     assert report.heldout_images == 297

@@ -81,12 +81,14 @@ def _check_against(reference, weights: Path) -> None:
     assert len(tokens) == 32 or tokens[-1] in tokenizer.stop_ids
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("arch", ARCHS)
 def test_hf_folder_matches_transformers(arch, tmp_path):
     reference = hf_model(arch, tmp_path)
     _check_against(reference, tmp_path)
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("types", [QUANTIZED, Q6_K, Q5_K], ids=["32-blocks+q4k", "q6k", "q5k"])
 def test_gguf_matches_transformers(arch, types, tmp_path):
@@ -98,6 +100,7 @@ def test_gguf_matches_transformers(arch, types, tmp_path):
     _check_against(reference, tmp_path / "model.gguf")
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_quantized_weights_track_their_dequantized_values(arch, tmp_path):
     """Kept quantized, a GGUF's matrices run through aigc_sdk.ops.quant_linear, whose
@@ -226,6 +229,7 @@ def test_bfloat16_activations_track_float32(tmp_path):
     assert (approx - exact).abs().max() < 0.1 * exact.abs().max()
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_a_ragged_batch_decodes_like_each_sequence_alone(tmp_path):
     hf_model("llama", tmp_path)
     generator = ChatGenerator(weights=tmp_path)

@@ -23,13 +23,18 @@ def per_row(logits, **params):
     return {name: ops.sampling._per_row(name, v, logits) for name, v in defaults.items()}
 
 
-def both(logits, **params):
-    """(kernel tokens, reference tokens) for the same arguments."""
+def sample_args(logits, **params) -> tuple:
+    """The arguments of torch.ops.aigc.sample (and of its reference) for ``params``."""
     rows = per_row(logits, **{k: v for k, v in params.items() if k not in ("prev", "penalty")})
     prev, pen = params.get("prev"), params.get("penalty")
     if pen is not None:
         pen = ops.sampling._per_row("repetition_penalty", pen, logits)
-    args = (logits, *rows.values(), prev, pen)
+    return (logits, *rows.values(), prev, pen)
+
+
+def both(logits, **params):
+    """(kernel tokens, reference tokens) for the same arguments."""
+    args = sample_args(logits, **params)
     return torch.ops.aigc.sample(*args), reference.sample(*args)
 
 
@@ -124,14 +129,18 @@ def test_a_single_wide_row_split_over_threads_stays_exact(dtype):
         dict(temperature=1.0),
         dict(temperature=0.7, top_p=0.95, prev=torch.tensor([[5, 17, 5]]), penalty=1.3),
     ]
+    cases = [(params, seed) for params in settings for seed in range(6)]
+    args = [sample_args(logits, seed=seed, **params) for params, seed in cases]
     threads = torch.get_num_threads()
     try:
+        # The oracle once, on one thread (on a busy machine its many small parallel ops
+        # would wait for a second thread); the kernel must match it on every count.
+        torch.set_num_threads(1)
+        wants = [reference.sample(*a) for a in args]
         for n in sorted({1, max(2, threads)}):
             torch.set_num_threads(n)
-            for params in settings:
-                for seed in range(6):
-                    got, want = both(logits, seed=seed, **params)
-                    assert torch.equal(got, want), (n, params, seed)
+            for case, a, want in zip(cases, args, wants, strict=True):
+                assert torch.equal(torch.ops.aigc.sample(*a), want), (n, *case)
     finally:
         torch.set_num_threads(threads)
 

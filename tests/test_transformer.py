@@ -25,6 +25,10 @@ from conftest import ROOT, run_aigc
 from aigc_sdk import SDK, RequestError, TextRequest
 from aigc_sdk.errors import CheckpointError
 
+# Decode loops of tiny models on one thread (the kernels' thread splits have their own
+# tests): see the one_thread fixture.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=128, max_seq_len=96)
 
 
