@@ -131,6 +131,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.cli  # a Python of its own, killed mid-save
 def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_intact(tmp_path):
     target = tmp_path / "ck"
     _save(target)

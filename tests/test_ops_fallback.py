@@ -10,6 +10,9 @@ from conftest import run_aigc, run_python
 
 from aigc_sdk.plugins import env_flag
 
+# Each test runs a Python of its own (without the extension, or `aigc doctor`): the cli tier.
+pytestmark = pytest.mark.cli
+
 # `make test` sets it: there a missing or broken build is a failure, not a skip.
 REQUIRE_EXTENSION = env_flag("AIGC_REQUIRE_EXTENSION")
 
@@ -73,7 +76,6 @@ def _elf_section_names(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.cli
 def test_doctor_reports_the_kernels_the_dispatcher_has():
     import torch
 

@@ -189,6 +189,7 @@ def test_a_raising_observer_does_not_break_generation_and_runs_no_more(with_brok
     ]
 
 
+@pytest.mark.cli  # a Python of its own that generates (imports torch)
 def test_trace_logs_every_hook_call_with_arguments_and_results():
     out = run_python(
         "import aigc_sdk; aigc_sdk.SDK().generate('cppn', seed=1)",

@@ -228,6 +228,7 @@ def smollm2():
     return {t.name: t for t in reader.tensors}
 
 
+@pytest.mark.model
 @pytest.mark.parametrize(
     "tensor", ["blk.0.attn_q.weight", "blk.3.attn_k.weight", "blk.7.ffn_down.weight"]
 )
@@ -238,6 +239,7 @@ def test_smollm2_q4_1_tensors(smollm2, tensor, M):
     check(torch.randn(M, w.shape[1]) * 2, w)
 
 
+@pytest.mark.model
 def test_smollm2_q8_0_embedding_rows(smollm2):
     t = smollm2["token_embd.weight"]
     assert t.tensor_type == gguf.GGMLQuantizationType.Q8_0

@@ -14,6 +14,9 @@ from aigc_sdk.batching import Piece, iter_pieces
 
 ChatGenerator = pytest.importorskip("aigc_llm.generator").ChatGenerator
 
+# Every test here decodes with the real chat model (SmolLM2): the model tier.
+pytestmark = pytest.mark.model
+
 # Varied sampling on purpose: every control a request carries must stay its own.
 REQUESTS = [
     dict(prompt="Write a haiku about the sea.", seed=1, temperature=0.8, top_p=0.9),

@@ -17,6 +17,9 @@ from aigc_sdk import SDK
 from aigc_sdk.media import png_bytes
 from aigc_sdk.serve import create_app
 
+# Every test here drives a browser, a process of its own: the cli tier.
+pytestmark = pytest.mark.cli
+
 CHROMIUM_ARGS = [
     "--no-sandbox",  # as root
     "--headless",
@@ -70,6 +73,7 @@ def page(browser):
     assert errors == []  # no uncaught script error on the way
 
 
+@pytest.mark.model  # the page's server runs the real chat model
 def test_the_page_generates_a_gan_grid(page, url, sdk, tmp_path):
     page.goto(f"{url}/#gan")
     page.wait_for_selector("#fields input[name=n]")
@@ -93,6 +97,7 @@ def test_the_page_generates_a_gan_grid(page, url, sdk, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.model  # the page's server runs the real chat model
 def test_the_page_streams_a_chat_answer_token_by_token(page, url, sdk, tmp_path):
     page.goto(f"{url}/#chat")
     page.wait_for_selector("#chat-input", state="visible")

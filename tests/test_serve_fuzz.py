@@ -18,6 +18,9 @@ from serve_fixtures import FaultyPlugin, serving  # noqa: E402
 from aigc_sdk import SDK  # noqa: E402
 from aigc_sdk.serve import create_app  # noqa: E402
 
+# The fuzzed server serves the real chat model (SmolLM2): the model tier.
+pytestmark = pytest.mark.model
+
 FUZZ_LIMITS = {"n": 2, "max_new_tokens": 4, "seconds": 0.01, "prompt": 200, "frames": 4}
 # The deliberately failing generator answers 500 by design: it stays out of the fuzz.
 FUZZED = ["chat", "gan", "vae", "audio", "transformer", "markov", "cppn", "chime"]

@@ -36,6 +36,7 @@ def sdk():
         yield sdk
 
 
+# The tests of this app are marked model: it serves the real chat model (SmolLM2).
 @pytest.fixture(scope="module")
 def app(sdk):
     return create_app(
@@ -71,6 +72,7 @@ def error_of(response: httpx.Response) -> dict:
 # -- the generic endpoints ------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_generators_describe_their_request_fields_from_the_dataclass(http, sdk):
     listed = {g["name"]: g for g in http.get("/v1/generators").json()["data"]}
     assert set(listed) == {"chat", "gan", "audio", "boom", "slow"}
@@ -84,6 +86,7 @@ def test_generators_describe_their_request_fields_from_the_dataclass(http, sdk):
     assert error_of(http.get("/v1/generators/nope"))["code"] == "model_not_found"
 
 
+@pytest.mark.model
 def test_generate_answers_images_as_png_audio_as_wav_text_as_text(http, sdk):
     images = http.post("/v1/generate/gan", json={"n": 2, "seed": 4}).json()
     assert images["modality"] == "image" and images["seed"] == 4
@@ -112,6 +115,7 @@ def test_generate_answers_images_as_png_audio_as_wav_text_as_text(http, sdk):
     assert pieces[-1]["finish_reason"] == "stop"
 
 
+@pytest.mark.model
 def test_request_mistakes_are_4xx_with_openai_errors(http):
     wrong = http.post("/v1/generate/gan", json={"n": 2, "sede": 1})
     assert wrong.status_code == 400 and "did you mean seed" in error_of(wrong)["message"]
@@ -129,6 +133,7 @@ def test_request_mistakes_are_4xx_with_openai_errors(http):
     assert http.get("/v1/chat/completions").status_code == 405
 
 
+@pytest.mark.model
 def test_a_failing_generator_is_a_500_with_its_message_and_service_goes_on(http):
     failed = http.post("/v1/generate/boom", json={"prompt": "boom"})
     assert failed.status_code == 500
@@ -143,6 +148,7 @@ def test_a_failing_generator_is_a_500_with_its_message_and_service_goes_on(http)
     assert 'aigc_errors_total{generator="boom"} 2.0' in http.get("/metrics").text
 
 
+@pytest.mark.model
 def test_a_client_leaving_frees_its_slot_at_once(http, app):
     engine = app.state.server.lanes["chat"].engine
     body = {**CHAT, "max_tokens": 32, "stream": True}
@@ -162,6 +168,7 @@ def test_a_client_leaving_frees_its_slot_at_once(http, app):
     )
 
 
+@pytest.mark.model
 def test_metrics_count_requests_tokens_queues_and_latency(http, app, sdk):
     before = http.get("/metrics").text
     answer = http.post("/v1/chat/completions", json={**CHAT, "max_tokens": 4}).json()
@@ -211,6 +218,7 @@ def test_with_an_api_key_every_endpoint_but_health_needs_it(sdk):
 # -- the bounded queue --------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_a_full_queue_answers_429_at_once_and_serves_again_after(sdk):
     app = create_app(sdk, generators=["chat", "slow"], max_batch=1, max_queue=1, context=256)
     with serving(app) as url, httpx.Client(base_url=url, timeout=300) as http:
@@ -278,6 +286,7 @@ def readme_serving() -> tuple[list[str], str, str]:
 
 
 @pytest.mark.cli
+@pytest.mark.model
 def test_aigc_serve_works_as_the_readme_shows_and_drains_on_sigterm(tmp_path):
     serve_args, curl, python = readme_serving()
     with aigc_serve(*serve_args) as (url, process):

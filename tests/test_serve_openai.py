@@ -19,6 +19,9 @@ from aigc_sdk import SDK  # noqa: E402
 from aigc_sdk.media import png_bytes  # noqa: E402
 from aigc_sdk.serve import create_app  # noqa: E402
 
+# Every test here serves the real chat model (SmolLM2): the model tier.
+pytestmark = pytest.mark.model
+
 MESSAGES = [
     {"role": "system", "content": "You are brief."},
     {"role": "user", "content": "Name a fruit and its colour."},
