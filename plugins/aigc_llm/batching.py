@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from aigc_sdk import RequestError
+from aigc_sdk import RequestError, TextStream
 from aigc_sdk.batching import BatchStats, Listener, Piece
 from aigc_sdk.generation import resolve_seed
 
-from .generator import ChatGenerator, _Sampler, _TextOf
+from .generator import ChatGenerator, _Sampler
 from .model import KVCache
 from .request import ChatRequest
 
@@ -63,7 +63,7 @@ class _Job:
     tokens: list[int] = field(default_factory=list)  # per sequence, generated so far
     step: int = 0
     cancelled: bool = False
-    texts: list[_TextOf] = field(default_factory=list)
+    texts: list[TextStream] = field(default_factory=list)
     sampler: _Sampler | None = None
 
     @property
@@ -240,7 +240,9 @@ class BatchEngine:
         """Prefills a new job into its slots and draws its first tokens."""
         request = job.request
         decoder = self.generator.tokenizer.stream_decoder
-        job.texts = [_TextOf(decoder(skip_special_tokens=True), request.stop) for _ in job.prompts]
+        job.texts = [
+            TextStream(request.stop, decoder=decoder(skip_special_tokens=True)) for _ in job.prompts
+        ]
         job.lengths = [len(p) for p in job.prompts]
         job.tokens = [0] * job.sequences
         if request.max_new_tokens == 0:

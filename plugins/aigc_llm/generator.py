@@ -34,13 +34,6 @@ from .model import KVCache, LanguageModel
 from .request import ChatRequest
 
 
-class _TextOf(TextStream):
-    """One sequence's text as tokens arrive (the name ``.batching`` imports)."""
-
-    def __init__(self, decoder, stops: tuple[str, ...]) -> None:
-        super().__init__(stops, decoder=decoder)
-
-
 class ChatGenerator(Generator):
     modality = "text"
     Request = ChatRequest
