@@ -34,7 +34,7 @@
 
 #include "cpu/packed_weight_cache.h"
 #include "cpu/parallel_items.h"
-#include "cpu/vector_registers.h"
+#include "cpu/simd.h"
 
 #include <algorithm>
 #include <climits>
