@@ -62,6 +62,15 @@ using Vec8f = Vec<float>;
 template <typename T>
 constexpr int kLanes = 32 / sizeof(T);
 
+// Unaligned loads and stores. The intrinsics where there are some: GCC
+// moves a memcpy'd vector through the integer domain (vmovdqu) and then
+// copies it between registers before the FMAs that use it.
+#ifdef AIGC_SIMD_AVX2
+inline Vec<float> loadu(const float* p) { return _mm256_loadu_ps(p); }
+inline Vec<double> loadu(const double* p) { return _mm256_loadu_pd(p); }
+inline void storeu(float* p, Vec<float> v) { _mm256_storeu_ps(p, v); }
+inline void storeu(double* p, Vec<double> v) { _mm256_storeu_pd(p, v); }
+#else
 inline Vec<float> loadu(const float* p) {
   Vec<float> v;
   std::memcpy(&v, p, sizeof v);
@@ -74,6 +83,7 @@ inline Vec<double> loadu(const double* p) {
 }
 inline void storeu(float* p, Vec<float> v) { std::memcpy(p, &v, sizeof v); }
 inline void storeu(double* p, Vec<double> v) { std::memcpy(p, &v, sizeof v); }
+#endif
 
 // 8 bf16 or fp16 values widened to float32 (exactly: every bf16 and fp16
 // value is a float32 value).
