@@ -20,8 +20,8 @@
 #include <torch/library.h>
 
 #include "cpu/parallel_items.h"
+#include "cpu/simd.h"
 #include "cpu/static_for.h"
-#include "cpu/vector_registers.h"
 
 #include <algorithm>
 #include <cmath>
@@ -29,14 +29,10 @@
 #include <optional>
 #include <vector>
 
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#include <immintrin.h>
-#define AIGC_ATTN_AVX2 1
-#endif
-
 namespace {
 
 using aigc::kVectorRegisters;
+using namespace aigc::simd;
 
 constexpr int kTile = 32;         // KV positions per tile
 // How far ahead K and V rows are requested (GQA), in tiles, into L2: the
@@ -48,105 +44,6 @@ constexpr int64_t kSerialElements = int64_t(1) << 16;  // K elements below which
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// ---------------------------------------------------------- 8-float vectors --
-#ifdef AIGC_ATTN_AVX2
-using V8 = __m256;
-inline V8 v_zero() { return _mm256_setzero_ps(); }
-inline V8 v_set1(float x) { return _mm256_set1_ps(x); }
-inline V8 v_load(const float* p) { return _mm256_loadu_ps(p); }
-inline V8 v_load(const c10::BFloat16* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-inline V8 v_load(const c10::Half* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-inline void v_store(float* p, V8 v) { _mm256_storeu_ps(p, v); }
-// Pins a loaded vector to a register. A vector feeding several FMAs would
-// otherwise be folded into each of them as a memory operand by GCC, one load
-// per FMA: the load ports, not the FMA units, then bound the loop.
-inline void in_register(V8& v) { asm("" : "+x"(v)); }
-inline V8 v_fma(V8 a, V8 b, V8 c) { return _mm256_fmadd_ps(a, b, c); }
-inline V8 v_mul(V8 a, V8 b) { return _mm256_mul_ps(a, b); }
-inline V8 v_add(V8 a, V8 b) { return _mm256_add_ps(a, b); }
-inline V8 v_sub(V8 a, V8 b) { return _mm256_sub_ps(a, b); }
-inline V8 v_max(V8 a, V8 b) { return _mm256_max_ps(a, b); }
-inline float v_hsum(V8 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-inline float v_hmax(V8 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-// 2^x, x <= 0 (x < -126 gives 0): degree-6 Taylor of 2^f on |f| <= 1/2, ~1 ulp.
-inline V8 v_exp2(V8 x) {
-  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-126.0f), _CMP_GE_OQ);
-  x = _mm256_max_ps(x, _mm256_set1_ps(-126.0f));
-  const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256 f = _mm256_sub_ps(x, n);
-  __m256 p = _mm256_set1_ps(1.5403530393381606e-4f);
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-3f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076284772e-3f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821580e-2f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650695910071e-1f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718055994531e-1f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-  const __m256i bits =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), keep);
-}
-#else
-struct V8 {
-  float x[8];
-};
-inline V8 v_zero() { return V8{}; }
-inline V8 v_set1(float s) {
-  V8 v;
-  for (float& x : v.x) x = s;
-  return v;
-}
-template <typename T>
-inline V8 v_load(const T* p) {
-  V8 v;
-  for (int i = 0; i < 8; ++i) v.x[i] = static_cast<float>(p[i]);
-  return v;
-}
-inline void v_store(float* p, V8 v) {
-  for (int i = 0; i < 8; ++i) p[i] = v.x[i];
-}
-#define AIGC_V8_BINARY(name, expr)          \
-  inline V8 name(V8 a, V8 b) {              \
-    V8 r;                                   \
-    for (int i = 0; i < 8; ++i) r.x[i] = expr; \
-    return r;                               \
-  }
-AIGC_V8_BINARY(v_mul, a.x[i] * b.x[i])
-AIGC_V8_BINARY(v_add, a.x[i] + b.x[i])
-AIGC_V8_BINARY(v_sub, a.x[i] - b.x[i])
-AIGC_V8_BINARY(v_max, std::max(a.x[i], b.x[i]))
-#undef AIGC_V8_BINARY
-inline V8 v_fma(V8 a, V8 b, V8 c) {
-  for (int i = 0; i < 8; ++i) c.x[i] = std::fma(a.x[i], b.x[i], c.x[i]);
-  return c;
-}
-inline float v_hsum(V8 v) {
-  float s = 0;
-  for (float x : v.x) s += x;
-  return s;
-}
-inline float v_hmax(V8 v) { return *std::max_element(v.x, v.x + 8); }
-inline V8 v_exp2(V8 v) {
-  for (float& x : v.x) x = std::exp2(x);
-  return v;
-}
-inline void in_register(V8&) {}
-#endif
 
 // ----------------------------------------------------------------- problem --
 
@@ -208,7 +105,7 @@ class TilePrefetch {
       credit_ -= steps_;
       const char* row =
           done_ < k_.n ? k_.first + done_ * k_.stride : v_.first + (done_ - k_.n) * v_.stride;
-#ifdef AIGC_ATTN_AVX2
+#ifdef AIGC_SIMD_AVX2
       // asm, not _mm_prefetch: GCC 12 silently dropped every one of these
       // builtins from this file (none reached the object code).
       for (int64_t b = 0; b < row_bytes_; b += 64) asm volatile("prefetcht1 %0" : : "m"(row[b]));
@@ -230,18 +127,16 @@ inline void step(TilePrefetch* ahead) {
   if (ahead != nullptr) ahead->step();
 }
 
-// Scores of NG heads (rows g0.. of q) against positions [0, n) of the tile,
-// two positions at a time so that 2*NG FMA chains run side by side.
 // The 8 horizontal sums of a[0..7], in lane order.
-inline void hsum8(const V8* a, float* out) {
-#ifdef AIGC_ATTN_AVX2
+inline void hsum8(const Vec8f* a, float* out) {
+#ifdef AIGC_SIMD_AVX2
   const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
   const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
   const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
   _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
                                       _mm256_permute2f128_ps(u0, u1, 0x31)));
 #else
-  for (int i = 0; i < 8; ++i) out[i] = v_hsum(a[i]);
+  for (int i = 0; i < 8; ++i) out[i] = hsum(a[i]);
 #endif
 }
 
@@ -256,28 +151,28 @@ void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, flo
   if constexpr (8 % NG == 0) {
     for (; t + TT <= n; t += TT) {
       for (int u = 0; u < TT; ++u) step(ahead);
-      V8 a[8];  // indexed through static_for: see static_for.h
-      aigc::static_for<8>([&](auto i) { a[i] = v_zero(); });
+      Vec8f a[8];  // indexed through static_for: see static_for.h
+      aigc::static_for<8>([&](auto i) { a[i] = Vec8f{}; });
       if constexpr (NG == 1) {
         // One row after another, in address order: the hardware prefetcher
         // follows that stream (interleaving the 8 rows defeats it), and the
         // 8 independent chains still overlap out of order.
         aigc::static_for<TT>([&](auto u) {
           for (int64_t d = 0; d < D; d += 8)
-            a[u] = v_fma(v_load(q + d), v_load(k + (t + u) * k_st + d), a[u]);
+            a[u] = fmadd(loadu(q + d), loadu(k + (t + u) * k_st + d), a[u]);
         });
       } else {
         for (int64_t d = 0; d < D; d += 8) {
-          V8 qd[NG];  // NG + TT loads feed NG * TT FMAs
+          Vec8f qd[NG];  // NG + TT loads feed NG * TT FMAs
           aigc::static_for<NG>([&](auto j) {
-            V8 y = v_load(q + j * D + d);
+            Vec8f y = loadu(q + j * D + d);
             if constexpr (TT > 1) in_register(y);
             qd[j] = y;
           });
           aigc::static_for<TT>([&](auto u) {
-            V8 x = v_load(k + (t + u) * k_st + d);
+            Vec8f x = loadu(k + (t + u) * k_st + d);
             in_register(x);
-            aigc::static_for<NG>([&](auto j) { a[u * NG + j] = v_fma(qd[j], x, a[u * NG + j]); });
+            aigc::static_for<NG>([&](auto j) { a[u * NG + j] = fmadd(qd[j], x, a[u * NG + j]); });
           });
         }
       }
@@ -290,42 +185,18 @@ void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, flo
   for (; t < n; ++t) {
     step(ahead);
     const T* k0 = k + t * k_st;
-    V8 a0[NG];
-    for (int j = 0; j < NG; ++j) a0[j] = v_zero();
+    Vec8f a0[NG];
+    for (int j = 0; j < NG; ++j) a0[j] = Vec8f{};
     for (int64_t d = 0; d < D; d += 8) {
-      const V8 x0 = v_load(k0 + d);
-      for (int j = 0; j < NG; ++j) a0[j] = v_fma(v_load(q + j * D + d), x0, a0[j]);
+      const Vec8f x0 = loadu(k0 + d);
+      for (int j = 0; j < NG; ++j) a0[j] = fmadd(loadu(q + j * D + d), x0, a0[j]);
     }
-    for (int j = 0; j < NG; ++j) s[j * kTile + t] = v_hsum(a0[j]);
+    for (int j = 0; j < NG; ++j) s[j * kTile + t] = hsum(a0[j]);
   }
 }
 
 #ifdef __AVX512F__
 #define AIGC_ATTN_AVX512 1
-inline __m512 z_load(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 z_load(const c10::BFloat16* p) {
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  // maskz forms: the plain ones trip GCC 12's uninitialized warnings.
-  return _mm512_castsi512_ps(
-      _mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, h), 16));
-}
-inline __m512 z_load(const c10::Half* p) {
-  return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-
-// The two 8-lane halves of v added. (Not _mm512_reduce_add_ps for the sums
-// below: GCC 12 warns on its undefined upper halves.)
-inline __m256 z_fold(__m512 v) {
-  const __m256 lo = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256 hi = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-  return _mm256_add_ps(lo, hi);
-}
-
-inline float z_sum(__m512 v) { return v_hsum(z_fold(v)); }
-
-// in_register for a zmm vector ("v": any of the 32 registers).
-inline void z_in_register(__m512& v) { asm("" : "+v"(v)); }
-
 // Scores of two heads (rows 0, 1 of q) against positions [0, n) of the
 // tile, for D = 16 * DZ: both heads' q held in 2 * DZ zmm registers, so the
 // K rows can be read one after another in address order, a stream the
@@ -348,15 +219,15 @@ void tile_scores_pair(const float* q, const T* k, int64_t k_st, int n, float* s,
       const T* row = k + (t + u) * k_st;
       a[u][0] = a[u][1] = _mm512_setzero_ps();
       static_for<DZ>([&](auto c) {
-        __m512 x = z_load(row + 16 * c);
-        z_in_register(x);
+        __m512 x = loadu16(row + 16 * c);
+        in_register(x);
         a[u][0] = _mm512_fmadd_ps(qz[0][c], x, a[u][0]);
         a[u][1] = _mm512_fmadd_ps(qz[1][c], x, a[u][1]);
       });
     });
     static_for<TT>([&](auto u) {
-      s[t + u] = z_sum(a[u][0]);
-      s[kTile + t + u] = z_sum(a[u][1]);
+      s[t + u] = hsum(a[u][0]);
+      s[kTile + t + u] = hsum(a[u][1]);
     });
   };
   int t = 0;
@@ -381,8 +252,8 @@ void tile_pv_pair(float* acc, const T* v, int64_t v_st, int n, const float* p,
     const T* row = v + t * v_st;
     const __m512 p0 = _mm512_set1_ps(p[t]), p1 = _mm512_set1_ps(p[kTile + t]);
     static_for<DZ>([&](auto c) {
-      __m512 x = z_load(row + 16 * c);
-      z_in_register(x);
+      __m512 x = loadu16(row + 16 * c);
+      in_register(x);
       a[0][c] = _mm512_fmadd_ps(p0, x, a[0][c]);
       a[1][c] = _mm512_fmadd_ps(p1, x, a[1][c]);
     });
@@ -408,8 +279,8 @@ void with_zmm_row(int64_t D, F&& f) {
 
 // The 8 horizontal sums of a[0..7], in order.
 inline void z_sums8(const __m512* a, float* out) {
-  V8 halves[8];
-  for (int i = 0; i < 8; ++i) halves[i] = z_fold(a[i]);
+  Vec8f halves[8];
+  for (int i = 0; i < 8; ++i) halves[i] = fold(a[i]);
   hsum8(halves, out);
 }
 
@@ -443,16 +314,16 @@ void tile_scores_quad(const float* q, const T* k, int64_t k_st, int n, float* s,
     __m512 a[8];  // [row][head]
     static_for<8>([&](auto i) { a[i] = _mm512_setzero_ps(); });
     static_for<DZ>([&](auto c) {
-      __m512 x0 = z_load(r0 + 16 * c), x1 = z_load(r1 + 16 * c);
-      z_in_register(x0);
-      z_in_register(x1);
+      __m512 x0 = loadu16(r0 + 16 * c), x1 = loadu16(r1 + 16 * c);
+      in_register(x0);
+      in_register(x1);
       a[0] = _mm512_fmadd_ps(qz[0][c], x0, a[0]);
       a[1] = _mm512_fmadd_ps(qz[1][c], x0, a[1]);
       a[4] = _mm512_fmadd_ps(qz[0][c], x1, a[4]);
       a[5] = _mm512_fmadd_ps(qz[1][c], x1, a[5]);
       __m512 y2 = _mm512_loadu_ps(q2 + 16 * c), y3 = _mm512_loadu_ps(q3 + 16 * c);
-      z_in_register(y2);
-      z_in_register(y3);
+      in_register(y2);
+      in_register(y3);
       a[2] = _mm512_fmadd_ps(y2, x0, a[2]);
       a[3] = _mm512_fmadd_ps(y3, x0, a[3]);
       a[6] = _mm512_fmadd_ps(y2, x1, a[6]);
@@ -495,9 +366,9 @@ void tile_pv_quad(float* acc, const T* v, int64_t v_st, int n, const float* p,
       p1[j] = _mm512_set1_ps(two ? p[j * kTile + t + 1] : 0.0f);
     });
     static_for<DZ>([&](auto c) {
-      __m512 x0 = z_load(r0 + 16 * c), x1 = z_load(r1 + 16 * c);
-      z_in_register(x0);
-      z_in_register(x1);
+      __m512 x0 = loadu16(r0 + 16 * c), x1 = loadu16(r1 + 16 * c);
+      in_register(x0);
+      in_register(x1);
       az[0][c] = _mm512_fmadd_ps(p1[0], x1, _mm512_fmadd_ps(p0[0], x0, az[0][c]));
       az[1][c] = _mm512_fmadd_ps(p1[1], x1, _mm512_fmadd_ps(p0[1], x0, az[1][c]));
       const __m512 b2 = _mm512_loadu_ps(acc2 + 16 * c), b3 = _mm512_loadu_ps(acc3 + 16 * c);
@@ -554,26 +425,26 @@ template <int NG, int DB, typename T>
 void tile_pv_block(float* acc, int64_t D, const T* v, int64_t v_st, int n, const float* p,
                    int64_t d0, TilePrefetch* ahead) {
   using aigc::static_for;  // see static_for.h: the accumulators stay in registers
-  V8 a[NG][DB];
+  Vec8f a[NG][DB];
   static_for<NG>([&](auto j) {
-    static_for<DB>([&](auto c) { a[j][c] = v_load(acc + j * D + d0 + 8 * c); });
+    static_for<DB>([&](auto c) { a[j][c] = loadu(acc + j * D + d0 + 8 * c); });
   });
   for (int t = 0; t < n; ++t) {
     step(ahead);
     const T* row = v + t * v_st + d0;
-    V8 x[DB];
+    Vec8f x[DB];
     static_for<DB>([&](auto c) {
-      V8 xc = v_load(row + 8 * c);
+      Vec8f xc = loadu(row + 8 * c);
       if constexpr (NG > 1) in_register(xc);
       x[c] = xc;
     });
     static_for<NG>([&](auto j) {
-      const V8 pj = v_set1(p[j * kTile + t]);
-      static_for<DB>([&](auto c) { a[j][c] = v_fma(pj, x[c], a[j][c]); });
+      const Vec8f pj = splat(p[j * kTile + t]);
+      static_for<DB>([&](auto c) { a[j][c] = fmadd(pj, x[c], a[j][c]); });
     });
   }
   static_for<NG>([&](auto j) {
-    static_for<DB>([&](auto c) { v_store(acc + j * D + d0 + 8 * c, a[j][c]); });
+    static_for<DB>([&](auto c) { storeu(acc + j * D + d0 + 8 * c, a[j][c]); });
   });
 }
 
@@ -607,18 +478,18 @@ void tile_softmax(State& st, int64_t G, int64_t D, int n) {
   for (int64_t g = 0; g < G; ++g) {
     float* s = st.s.data() + g * kTile;
     for (int t = n; t < kTile; ++t) s[t] = kNegInf;  // pad the vector tail
-    V8 mx = v_load(s);
-    for (int t = 8; t < kTile; t += 8) mx = v_max(mx, v_load(s + t));
-    const float m_new = std::max(st.m[g], v_hmax(mx));
-    const V8 vm = v_set1(m_new);
-    V8 sum = v_zero();
+    Vec8f mx = loadu(s);
+    for (int t = 8; t < kTile; t += 8) mx = vmax(mx, loadu(s + t));
+    const float m_new = std::max(st.m[g], hmax(mx));
+    const Vec8f vm = splat(m_new);
+    Vec8f sum = Vec8f{};
     for (int t = 0; t < kTile; t += 8) {
-      const V8 p = v_exp2(v_sub(v_load(s + t), vm));
-      v_store(s + t, p);
-      sum = v_add(sum, p);
+      const Vec8f p = exp2_nonpos_ps(loadu(s + t) - vm);
+      storeu(s + t, p);
+      sum += p;
     }
     const float alpha = std::exp2(st.m[g] - m_new);  // 0 on the first tile
-    st.l[g] = st.l[g] * alpha + v_hsum(sum);
+    st.l[g] = st.l[g] * alpha + hsum(sum);
     st.m[g] = m_new;
     if (alpha != 1.0f) {
       float* a = st.acc.data() + g * D;

@@ -33,11 +33,7 @@
 #include <limits>
 #include <vector>
 
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#include <immintrin.h>
-#define AIGC_SAMPLE_AVX2 1
-#endif
-
+#include "cpu/simd.h"
 #include "kernels/philox.h"
 
 namespace {
@@ -75,15 +71,9 @@ struct Scratch {
 uint32_t key_at(const float* e, int64_t i) { return float_to_bits(e[i]); }
 
 // ------------------------------------------------------------- SIMD helpers --
-#ifdef AIGC_SAMPLE_AVX2
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const c10::BFloat16* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-inline __m256 load8(const c10::Half* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
+#ifdef AIGC_SIMD_AVX2
+using aigc::simd::hmax;
+using aigc::simd::loadu;
 
 // A product the compiler may not fuse with a following add (see philox.h).
 inline __m256 mul_rn8(__m256 a, __m256 b) {
@@ -92,7 +82,9 @@ inline __m256 mul_rn8(__m256 a, __m256 b) {
   return p;
 }
 
-// aigc::exp_nonpos on 8 lanes: the same operations in the same order.
+// aigc::exp_nonpos on 8 lanes: the same operations in the same order. Not
+// simd::exp_ps: the draw must pick the token the CUDA kernel and the PyTorch
+// reference pick, so e must have their bits (no FMA, philox.h's polynomial).
 inline __m256 exp_nonpos8(__m256 x) {
   using namespace aigc::expc;
   const __m256 in_range = _mm256_cmp_ps(x, _mm256_set1_ps(kMin), _CMP_GE_OQ);
@@ -132,11 +124,6 @@ inline uint64_t hsum_u32(__m256i v) {
   return s;
 }
 
-inline float hmax(__m256 v) {
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, v);
-  return *std::max_element(lanes, lanes + 8);
-}
 #endif
 
 // ------------------------------------------------------------------ passes --
@@ -153,11 +140,11 @@ MaxResult max_row(const T* x, int64_t V, float* copy) {
   float m = -kInf;
   bool nan = false;
   int64_t i = 0;
-#ifdef AIGC_SAMPLE_AVX2
+#ifdef AIGC_SIMD_AVX2
   __m256 vmax = _mm256_set1_ps(-kInf);
   __m256 vnan = _mm256_setzero_ps();
   for (; i + 8 <= V; i += 8) {
-    const __m256 v = load8(x + i);
+    const __m256 v = loadu(x + i);
     vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     vmax = _mm256_max_ps(vmax, v);
     if (copy != nullptr) _mm256_storeu_ps(copy + i, v);
@@ -201,12 +188,12 @@ uint64_t exp_row(const T* x, int64_t V, float m, float inv_t, float* e, uint64_t
       const int64_t c0 = c * kChunk, c1 = std::min(V, c0 + kChunk);
       uint64_t s = 0;
       int64_t i = c0;
-#ifdef AIGC_SAMPLE_AVX2
+#ifdef AIGC_SIMD_AVX2
       const __m256 vm = _mm256_set1_ps(m), vinv = _mm256_set1_ps(inv_t);
       const __m256i all = _mm256_set1_epi32(-1);
       __m256i hi = _mm256_setzero_si256(), lo = _mm256_setzero_si256();
       for (; i + 8 <= c1; i += 8) {
-        const __m256 d = _mm256_mul_ps(_mm256_sub_ps(load8(x + i), vm), vinv);
+        const __m256 d = _mm256_mul_ps(_mm256_sub_ps(loadu(x + i), vm), vinv);
         const __m256 v = exp_nonpos8(d);
         _mm256_storeu_ps(e + i, v);
         add_mass8(v, all, hi, lo);
@@ -246,7 +233,7 @@ uint64_t kept_mass(const float* e, int64_t V, uint32_t tau, uint64_t* chunk_mass
       const int64_t c0 = c * kChunk, c1 = std::min(V, c0 + kChunk);
       uint64_t s = 0;
       int64_t i = c0;
-#ifdef AIGC_SAMPLE_AVX2
+#ifdef AIGC_SIMD_AVX2
       const __m256i below = _mm256_set1_epi32(static_cast<int32_t>(tau - 1));
       __m256i hi = _mm256_setzero_si256(), lo = _mm256_setzero_si256();
       for (; i + 8 <= c1; i += 8) {
@@ -290,7 +277,7 @@ int64_t draw(const float* e, int64_t V, uint32_t tau, const uint64_t* chunk_mass
 // rest are binned by the top 10 of their 30 significant bits, then the chosen
 // bin by the next 10, then by the last 10.
 
-#ifdef AIGC_SAMPLE_AVX2
+#ifdef AIGC_SIMD_AVX2
 // For each 8-bit lane mask, the lane indices of its set bits first: with
 // _mm256_permutevar8x32_epi32 it packs the selected lanes to the front.
 struct PackTable {
@@ -315,7 +302,7 @@ void gather_at_least(const float* e, int64_t V, uint32_t lo, std::vector<uint32_
   if (static_cast<int64_t>(buf.size()) < V + 8) buf.resize(V + 8);
   uint32_t* dst = buf.data();
   int64_t i = 0;
-#ifdef AIGC_SAMPLE_AVX2
+#ifdef AIGC_SIMD_AVX2
   const __m256i below = _mm256_set1_epi32(static_cast<int32_t>(lo - 1));
   for (; i + 8 <= V; i += 8) {
     const __m256i k = _mm256_castps_si256(_mm256_loadu_ps(e + i));
@@ -338,7 +325,7 @@ void block_maxima(const float* e, int64_t V, std::vector<float>& out) {
     const int64_t b1 = std::min(V, b0 + kBlock);
     float m = 0.0f;
     int64_t i = b0;
-#ifdef AIGC_SAMPLE_AVX2
+#ifdef AIGC_SIMD_AVX2
     __m256 vm = _mm256_setzero_ps();
     for (; i + 8 <= b1; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(e + i));
     m = hmax(vm);
