@@ -17,12 +17,16 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include "cpu/simd.h"
+
 #include <cmath>
 #include <cstring>
 #include <optional>
 #include <vector>
 
 namespace {
+
+namespace simd = aigc::simd;
 
 constexpr int64_t kFloatMatrix = -1;  // a weight type: float32 [N, K], not a GGUF format
 
@@ -200,7 +204,12 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
       const float* g = gu.data_ptr<float>() + b * 2 * hidden;
       const float* u = g + hidden;
       float* a = act.data_ptr<float>() + b * hidden;
-      for (int64_t i = 0; i < hidden; ++i) a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+      int64_t i = 0;
+      for (; i + simd::kLanes<float> <= hidden; i += simd::kLanes<float>) {
+        const simd::Vec8f gate = simd::loadu(g + i);
+        simd::storeu(a + i, gate * simd::sigmoid_ps(gate) * simd::loadu(u + i));
+      }
+      for (; i < hidden; ++i) a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
     }
     x.add_(linear(act, down[l], down_types[l]));
   }

@@ -27,6 +27,7 @@
 #include <torch/library.h>
 
 #include "cpu/parallel_items.h"
+#include "cpu/simd.h"
 #include "kernels/quant_formats.h"
 
 #include <algorithm>
@@ -34,8 +35,7 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#include <immintrin.h>
+#ifdef AIGC_SIMD_AVX2  // simd.h: AVX2, FMA and F16C
 #define AIGC_QL_AVX2 1
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #define AIGC_QL_VNNI 1  // vpdpbusd on ymm registers (AVX-512 VNNI + VL)
@@ -48,14 +48,13 @@ namespace {
 
 using namespace aigc::quant;
 
-// Below this many rows of x the int8 path runs; from it on, the fp32 tiles.
-// Measured on an AVX2 Zen 3 (docs/performance.md).
+// Below this many rows of x the int8 path runs; from it on, the fp32 tiles
+// (where dequantizing a tile once pays for itself; docs/performance.md).
 constexpr int64_t kFp32MinRows = 32;
 constexpr int kRowGroup = 4;              // rows of x per pass over a weight row
 constexpr int64_t kItemsPerThread = 8;    // work items a thread gets, for balance
-// N * K * M below which one thread runs: waking the pool costs a few us. At
-// M = 1 (Zen 3, 2 threads) 192x576 took 10 us on one thread, 13 on two;
-// 576x576 22 and 19.
+// N * K * M below which one thread runs: waking the pool costs a few us, as
+// much as a small matrix's whole product.
 constexpr int64_t kSerialWeights = 1 << 18;
 constexpr int64_t kTileRows = 256;        // W rows a thread dequantizes per GEMM (fp32 path)
 
@@ -283,12 +282,7 @@ struct XRow {
 
 #ifdef AIGC_QL_AVX2
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using aigc::simd::hsum;
 
 // 8 int32 lanes, each the sum of 4 adjacent u8 * s8 products.
 inline __m256i dot_u8s8(__m256i u, __m256i s) {
@@ -321,10 +315,8 @@ inline __m256i bits_x16(uint32_t bits) {
 }
 
 // The weight stream, requested kPrefetchBytes ahead of its use, every cache
-// line of it. Streaming 11008x4096 matrices from memory (Zen 3, medians of
-// interleaved rounds), one request a step -> every line, 1 KiB ahead: Q4_K
-// 23-24 -> 29-31 GB/s and Q6_K 22-26 -> 30-35 on two threads; 1 -> 2 KiB
-// ahead: 15 -> 16-18 GB/s on one thread (4 KiB: the same as 2).
+// line of it: the hardware prefetchers alone leave a thread streaming a large
+// matrix well short of the read bandwidth.
 constexpr int kPrefetchBytes = 2048;
 // Requests the kBytes a step reads (one request per cache line).
 template <int kBytes>
