@@ -367,9 +367,9 @@ struct alignas(32) TileSigns {
 inline void transpose_8x8(__m256i r[8]) {
   __m256 t[8], s[8];
   for (int i = 0; i < 4; ++i) {
-    t[2 * i] = _mm256_unpacklo_ps(_mm256_castsi256_ps(r[2 * i]), _mm256_castsi256_ps(r[2 * i + 1]));
-    t[2 * i + 1] =
-        _mm256_unpackhi_ps(_mm256_castsi256_ps(r[2 * i]), _mm256_castsi256_ps(r[2 * i + 1]));
+    const __m256 a = _mm256_castsi256_ps(r[2 * i]), b = _mm256_castsi256_ps(r[2 * i + 1]);
+    t[2 * i] = _mm256_unpacklo_ps(a, b);
+    t[2 * i + 1] = _mm256_unpackhi_ps(a, b);
   }
   for (int i = 0; i < 2; ++i) {
     s[4 * i + 0] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
@@ -400,10 +400,9 @@ inline __m256i block_bytes(const uint8_t* blk) {
 // The float16 d (at byte 0) and m (at byte 2) of 8 blocks, as floats.
 inline void eight_scales(const uint8_t* const* blk, __m256& d, __m256& m) {
   // [d0 m0 d1 m1 ...] from one 32-bit load a block, then deinterleaved.
-  const __m128i lo = _mm_setr_epi32(static_cast<int>(load_u32(blk[0])), static_cast<int>(load_u32(blk[1])),
-                                    static_cast<int>(load_u32(blk[2])), static_cast<int>(load_u32(blk[3])));
-  const __m128i hi = _mm_setr_epi32(static_cast<int>(load_u32(blk[4])), static_cast<int>(load_u32(blk[5])),
-                                    static_cast<int>(load_u32(blk[6])), static_cast<int>(load_u32(blk[7])));
+  const auto word = [&](int j) { return static_cast<int>(load_u32(blk[j])); };
+  const __m128i lo = _mm_setr_epi32(word(0), word(1), word(2), word(3));
+  const __m128i hi = _mm_setr_epi32(word(4), word(5), word(6), word(7));
   const __m128i split = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
   const __m128i a = _mm_shuffle_epi8(lo, split), b = _mm_shuffle_epi8(hi, split);
   d = _mm256_cvtph_ps(_mm_unpacklo_epi64(a, b));
