@@ -16,7 +16,14 @@ from pathlib import Path
 
 import torch
 
-from aigc_sdk import GenerationResult, Generator, TextRequest, checkpoint, resolve_seed
+from aigc_sdk import (
+    GenerationResult,
+    Generator,
+    TextRequest,
+    TextStream,
+    checkpoint,
+    resolve_seed,
+)
 
 PLUGIN = "markov"
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "markov"
@@ -87,20 +94,18 @@ class MarkovGenerator(Generator):
 
     def _pieces(self, prompt: str, request: TextRequest, rng: torch.Generator) -> Iterator[str]:
         context = [self.index[c] for c in prompt if c in self.index]
-        text = ""
+        text = TextStream(request.stop)  # ends at the first stop string, kept in the text
         for _ in range(request.max_new_tokens):
             logits = filter_logits(
                 self._logits(context, context, request.repetition_penalty), request
             )
             token = int(torch.multinomial(logits.softmax(-1), 1, generator=rng))
             context.append(token)
-            piece = self.alphabet[token]
-            text += piece
-            stop = next((s for s in request.stop if s in text), None)
-            if stop is not None:
-                yield piece[: len(piece) - (len(text) - text.index(stop) - len(stop))]
+            piece = text.add(self.alphabet[token])
+            if piece:
+                yield piece
+            if text.done:
                 return
-            yield piece
 
     def stream(self, request: TextRequest) -> Iterator[str]:
         rng = torch.Generator().manual_seed(resolve_seed(request.seed))
