@@ -284,15 +284,16 @@ struct XRow {
 
 using aigc::simd::hsum;
 
-// 8 int32 lanes, each the sum of 4 adjacent u8 * s8 products.
-inline __m256i dot_u8s8(__m256i u, __m256i s) {
+// acc + 8 int32 lanes, each the sum of 4 adjacent u8 * s8 products.
+inline __m256i add_dot_u8s8(__m256i acc, __m256i u, __m256i s) {
 #if defined(AIGC_QL_VNNI)
-  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+  return _mm256_dpbusd_epi32(acc, u, s);
 #elif defined(AIGC_QL_AVXVNNI)
-  return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+  return _mm256_dpbusd_avx_epi32(acc, u, s);
 #else
   // No saturation: |u| <= 128 (Q8_0's |w|), |s| <= 127, 2 * 128 * 127 < 2^15.
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+  return _mm256_add_epi32(
+      acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 #endif
 }
 
@@ -475,15 +476,7 @@ inline void tile_block_dot(const TileBlock& t, const TileSigns* s, const int8_t*
       const __m256i w = t.w[c], sign = s->q[c];
       for (int r = 0; r < R; ++r) {
         const __m256i x = _mm256_sign_epi8(broadcast_4_bytes(xq[r] + 4 * c), sign);
-#if defined(AIGC_QL_VNNI)
-        sum[r] = _mm256_dpbusd_epi32(sum[r], w, x);
-#elif defined(AIGC_QL_AVXVNNI)
-        sum[r] = _mm256_dpbusd_avx_epi32(sum[r], w, x);
-#else
-        // |w| <= 128 and |x| <= 127: each int16 pair sum stays below 2^15.
-        sum[r] = _mm256_add_epi32(
-            sum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
-#endif
+        sum[r] = add_dot_u8s8(sum[r], w, x);
       }
     }
   } else {
@@ -491,13 +484,8 @@ inline void tile_block_dot(const TileBlock& t, const TileSigns* s, const int8_t*
     for (int r = 0; r < R; ++r) sum[r] = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {
       const __m256i w = t.w[c];
-      for (int r = 0; r < R; ++r) {
-#if defined(AIGC_QL_VNNI)
-        sum[r] = _mm256_dpbusd_epi32(sum[r], w, broadcast_4_bytes(xq[r] + 4 * c));
-#else
-        sum[r] = _mm256_dpbusd_avx_epi32(sum[r], w, broadcast_4_bytes(xq[r] + 4 * c));
-#endif
-      }
+      for (int r = 0; r < R; ++r)
+        sum[r] = add_dot_u8s8(sum[r], w, broadcast_4_bytes(xq[r] + 4 * c));
     }
 #else
     // Steps summed as int16 before widening: each step's lanes are at most
@@ -741,9 +729,7 @@ void dequantize_row_avx2(const uint8_t* row, int64_t K, float* out) {
       scale_bytes<false>(reinterpret_cast<const int8_t*>(blk + 2), 32, load_half(blk), 0.0f, y);
     } else if constexpr (!is_k_quant(QT)) {
       using T = Nibbles<QT>;
-      __m256i v = nibbles_32(blk + T::qs_offset);
-      if constexpr (T::five_bit)
-        v = _mm256_or_si256(v, bits_x16(load_u32(blk + (T::has_min ? 4 : 2))));
+      __m256i v = block_bytes<QT>(blk);
       if constexpr (!T::has_min)
         v = _mm256_sub_epi8(v, _mm256_set1_epi8(static_cast<char>(T::offset)));
       store_256(q, v);
