@@ -530,10 +530,12 @@ template <int QT, int R>
 // Columns [n0, n1) of the output (weight rows), n0 a multiple of 8. Block by
 // block: each block of a tile is unpacked once into t (in L1) and then
 // serves every row of x, rows in pairs so that a step's weights load once for
-// two; the rows' accumulators wait in acc between blocks.
-template <int QT>
+// two; the rows' accumulators wait in acc between blocks. kRows > 0 fixes M
+// at compile time, so that for a single row the tile stays in registers.
+template <int QT, int kRows = 0>
 void int8_tiles(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const QuantRows& xq,
-                int64_t M, int64_t n0, int64_t n1, float* out, int64_t ldo) {
+                int64_t rows_of_x, int64_t n0, int64_t n1, float* out, int64_t ldo) {
+  const int64_t M = kRows > 0 ? kRows : rows_of_x;
   constexpr int bytes = format_of(QT).bytes;
   const int64_t nb = K / 32;
   XRow xs[kFp32MinRows];
@@ -576,6 +578,92 @@ void int8_tiles(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const
       }
     }
   }
+}
+
+// lane j <- the sum of v[j]'s 8 lanes.
+inline __m256i sum_lanes_8(const __m256i* v) {
+  const auto pairs = [](__m256i a, __m256i b) {
+    return _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+  };
+  const auto quads = [](__m256i a, __m256i b) {
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+  };
+  const __m256i lo = quads(pairs(v[0], v[1]), pairs(v[2], v[3]));
+  const __m256i hi = quads(pairs(v[4], v[5]), pairs(v[6], v[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20),
+                          _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+// int8_tiles for a single row of x and the types whose tiles need the 8x8
+// transpose (Q5_0, Q5_1, Q8_0): there the transposed copy would serve one
+// row only, so each of the 8 weight rows is multiplied as stored and the 8
+// sums are gathered into the column lanes after. The integer sums are the
+// tile's (exact), and the float operations are tile_block_rows<QT, 1>'s, so
+// the results are bit for bit those of the same row in a larger batch.
+template <int QT>
+void int8_tile_columns_one_row(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K,
+                               const QuantRows& xq, int64_t n0, int64_t n1, float* out) {
+  using T = Nibbles<QT>;
+  constexpr int bytes = format_of(QT).bytes;
+  const int64_t nb = K / 32;
+  const int8_t* xq_row = xq.q_row(0);
+  const float* x_scale = xq.d_row(0);
+  const float* x_sum = xq.s_row(0);
+  for (int64_t n = n0; n < n1; n += kTileCols) {
+    const int cols = static_cast<int>(std::min<int64_t>(kTileCols, n1 - n));
+    const uint8_t* rows[kTileCols];
+    for (int j = 0; j < kTileCols; ++j) rows[j] = w + (n + std::min(j, cols - 1)) * row_bytes;
+    // The next tile, as int8_tiles requests it.
+    const uint8_t* next = w + std::min(N, n + kTileCols) * row_bytes;
+    const uint8_t* next_end = w + std::min(N, n + 2 * kTileCols) * row_bytes;
+    const int64_t lines = ((next_end - next) / 64 + nb - 1) / nb;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int64_t i = 0; i < lines && next < next_end; ++i, next += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(next), _MM_HINT_T0);
+      const uint8_t* blk[kTileCols];
+      for (int j = 0; j < kTileCols; ++j) blk[j] = rows[j] + b * bytes;
+      __m256 d, m;
+      eight_scales(blk, d, m);
+      const __m256i x = load_256(xq_row + 32 * b);
+      __m256i dots[kTileCols];
+      for (int j = 0; j < kTileCols; ++j) {
+        __m256i q = block_bytes<QT>(blk[j]);
+        __m256i xj = x;
+        if constexpr (QT == kQ8_0) {  // the sign trick, as in tile_block_dot
+          xj = _mm256_sign_epi8(x, q);
+          q = _mm256_sign_epi8(q, q);
+        }
+        dots[j] = add_dot_u8s8(_mm256_setzero_si256(), q, xj);
+      }
+      const __m256i sum = sum_lanes_8(dots);
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(d, _mm256_set1_ps(x_scale[b])),
+                            acc);
+      if constexpr (QT != kQ8_0) {
+        const __m256 c = T::has_min ? m : _mm256_mul_ps(d, _mm256_set1_ps(-T::offset));
+        acc = _mm256_fmadd_ps(c, _mm256_set1_ps(x_sum[b]), acc);
+      }
+    }
+    if (cols == kTileCols) {
+      _mm256_storeu_ps(out + n, acc);
+    } else {
+      alignas(32) float tmp[kTileCols];
+      _mm256_store_ps(tmp, acc);
+      std::copy(tmp, tmp + cols, out + n);
+    }
+  }
+}
+
+// Columns [n0, n1) for any M: the fastest of the above for the type and M.
+template <int QT>
+void int8_columns(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const QuantRows& xq,
+                  int64_t M, int64_t n0, int64_t n1, float* out) {
+  if (M > 1)
+    int8_tiles<QT>(w, row_bytes, N, K, xq, M, n0, n1, out, N);
+  else if constexpr (QT == kQ4_0 || QT == kQ4_1)
+    int8_tiles<QT, 1>(w, row_bytes, N, K, xq, 1, n0, n1, out, N);
+  else
+    int8_tile_columns_one_row<QT>(w, row_bytes, N, K, xq, n0, n1, out);
 }
 
 // vpshufb masks broadcasting int16 lane j of each 128-bit half to all of it.
@@ -962,7 +1050,7 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
       const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
 #ifdef AIGC_QL_AVX2
       if constexpr (tiles)
-        int8_tiles<QT>(w, row_bytes, N, K, xq, M, n0, n1, out, N);
+        int8_columns<QT>(w, row_bytes, N, K, xq, M, n0, n1, out);
       else
 #endif
         int8_rows<QT>(w, row_bytes, K, xq, M, n0, n1, out, N);
