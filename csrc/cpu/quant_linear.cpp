@@ -658,12 +658,22 @@ void int8_tile_columns_one_row(const uint8_t* w, int64_t row_bytes, int64_t N, i
 template <int QT>
 void int8_columns(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const QuantRows& xq,
                   int64_t M, int64_t n0, int64_t n1, float* out) {
-  if (M > 1)
-    int8_tiles<QT>(w, row_bytes, N, K, xq, M, n0, n1, out, N);
-  else if constexpr (QT == kQ4_0 || QT == kQ4_1)
-    int8_tiles<QT, 1>(w, row_bytes, N, K, xq, 1, n0, n1, out, N);
-  else
-    int8_tile_columns_one_row<QT>(w, row_bytes, N, K, xq, n0, n1, out);
+  switch (M) {
+    case 1:
+      if constexpr (QT == kQ4_0 || QT == kQ4_1)
+        int8_tiles<QT, 1>(w, row_bytes, N, K, xq, 1, n0, n1, out, N);
+      else
+        int8_tile_columns_one_row<QT>(w, row_bytes, N, K, xq, n0, n1, out);
+      break;
+    case 2: int8_tiles<QT, 2>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
+    case 3: int8_tiles<QT, 3>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
+    case 4: int8_tiles<QT, 4>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
+    case 5: int8_tiles<QT, 5>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
+    case 6: int8_tiles<QT, 6>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
+    case 7: int8_tiles<QT, 7>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
+    case 8: int8_tiles<QT, 8>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
+    default: int8_tiles<QT>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
+  }
 }
 
 // vpshufb masks broadcasting int16 lane j of each 128-bit half to all of it.
