@@ -527,6 +527,29 @@ template <int QT, int R>
   }
 }
 
+// The tile reads its 8 rows side by side, interleaved streams that the
+// hardware prefetchers follow badly, so the next tile (one sequential range)
+// is requested while this one is computed: with each block of this tile, the
+// same share of the next, 8 blocks' bytes, as straight-line code.
+template <int QT>
+struct NextTile {
+  static constexpr int kStep = kTileCols * format_of(QT).bytes;
+  static constexpr int kLines = (kStep + 63) / 64;
+  uintptr_t at, last;  // addresses: the last tile's "next" is empty, at its end
+
+  NextTile(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t n)
+      : at(reinterpret_cast<uintptr_t>(w + std::min(N, n + kTileCols) * row_bytes)),
+        last(reinterpret_cast<uintptr_t>(w + std::min(N, n + 2 * kTileCols) * row_bytes) - 1) {}
+
+  // Lines at, at + 64, ...: a line of the share missed at its end is the
+  // first of the next share.
+  inline void request() {
+    for (int i = 0; i < kLines; ++i)
+      _mm_prefetch(reinterpret_cast<const char*>(std::min(at + 64 * i, last)), _MM_HINT_T0);
+    at += kStep;
+  }
+};
+
 // Columns [n0, n1) of the output (weight rows), n0 a multiple of 8. Block by
 // block: each block of a tile is unpacked once into t (in L1) and then
 // serves every row of x, rows in pairs so that a step's weights load once for
@@ -550,16 +573,10 @@ void int8_tiles(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const
     // independent; those results are not stored).
     const uint8_t* rows[kTileCols];
     for (int j = 0; j < kTileCols; ++j) rows[j] = w + (n + std::min(j, cols - 1)) * row_bytes;
-    // The tile reads its 8 rows side by side, interleaved streams that the
-    // hardware prefetchers follow badly; the next tile is one sequential range,
-    // requested a few cache lines a block so that all of it is by the end.
-    const uint8_t* next = w + std::min(N, n + kTileCols) * row_bytes;
-    const uint8_t* next_end = w + std::min(N, n + 2 * kTileCols) * row_bytes;
-    const int64_t lines = ((next_end - next) / 64 + nb - 1) / nb;
+    NextTile<QT> next(w, row_bytes, N, n);
     for (int64_t m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      for (int64_t i = 0; i < lines && next < next_end; ++i, next += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(next), _MM_HINT_T0);
+      next.request();
       const uint8_t* blk[kTileCols];
       for (int j = 0; j < kTileCols; ++j) blk[j] = rows[j] + b * bytes;
       unpack_block<QT>(blk, t, ts);
@@ -613,14 +630,10 @@ void int8_tile_columns_one_row(const uint8_t* w, int64_t row_bytes, int64_t N, i
     const int cols = static_cast<int>(std::min<int64_t>(kTileCols, n1 - n));
     const uint8_t* rows[kTileCols];
     for (int j = 0; j < kTileCols; ++j) rows[j] = w + (n + std::min(j, cols - 1)) * row_bytes;
-    // The next tile, as int8_tiles requests it.
-    const uint8_t* next = w + std::min(N, n + kTileCols) * row_bytes;
-    const uint8_t* next_end = w + std::min(N, n + 2 * kTileCols) * row_bytes;
-    const int64_t lines = ((next_end - next) / 64 + nb - 1) / nb;
+    NextTile<QT> next(w, row_bytes, N, n);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      for (int64_t i = 0; i < lines && next < next_end; ++i, next += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(next), _MM_HINT_T0);
+      next.request();
       const uint8_t* blk[kTileCols];
       for (int j = 0; j < kTileCols; ++j) blk[j] = rows[j] + b * bytes;
       __m256 d, m;
