@@ -108,7 +108,33 @@ def check(x, w, bias=None, exact=False):
 @pytest.mark.parametrize("name", list(TYPES))
 def test_torch_dequantize_equals_gguf(name):
     w = random_weight(name, 9, 2 * K_OF[name], seed=1)
-    assert torch.equal(w.dequantize(), dequantized(w))
+    assert torch.equal(quant.dequantize(w.data, w.qtype, w.shape[1]), dequantized(w))
+
+
+@pytest.mark.parametrize("name", list(TYPES))
+@pytest.mark.parametrize("N", [1, 7, 300])
+def test_dequantize_kernel_equals_gguf(name, N):
+    """torch.ops.aigc.dequantize (which QuantWeight.dequantize and the embedding
+    lookups use) gives gguf's values bit for bit, split over threads or not."""
+    w = random_weight(name, N, K_OF[name], seed=N)
+    got = torch.ops.aigc.dequantize(w.data, w.qtype, w.shape[1])
+    assert torch.equal(got, dequantized(w))
+    assert torch.equal(w.dequantize(torch.bfloat16), dequantized(w).bfloat16())
+    index = torch.tensor([N - 1, 0, N // 2])
+    assert torch.equal(w.dequantize_rows(index), dequantized(w)[index])
+
+
+def test_dequantize_rejects_bad_input_in_one_line():
+    w = random_weight("Q4_K", 2, 256)
+    for args, expected in [
+        ((w.data.float(), w.qtype, 256), "uint8"),
+        ((w.data, w.qtype, 300), "multiple of the Q4_K block size 256"),
+        ((w.data[:, :-1], w.qtype, 256), "shape [N, 144]"),
+        ((w.data, 99, 256), "unsupported GGML type"),
+    ]:
+        with pytest.raises((ValueError, TypeError)) as err:
+            torch.ops.aigc.dequantize(*args)
+        assert expected in str(err.value).splitlines()[0]
 
 
 def test_gguf_layout_of_a_hand_made_q4_0_block():
@@ -281,6 +307,13 @@ def test_opcheck():
         torch.library.opcheck(op, (x, w.data, w.qtype, K_OF[name], None, False))
         bias = torch.randn(16)
         torch.library.opcheck(op, (x.bfloat16(), w.data, w.qtype, K_OF[name], bias, True))
+
+
+def test_dequantize_opcheck():
+    op = torch.ops.aigc.dequantize.default
+    for name in ("Q8_0", "Q4_1", "Q6_K"):
+        w = random_weight(name, 5, K_OF[name])
+        torch.library.opcheck(op, (w.data, w.qtype, K_OF[name]))
 
 
 def test_under_torch_compile():

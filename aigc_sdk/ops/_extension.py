@@ -15,9 +15,10 @@ import torch
 
 # Every op of the `aigc` library; `aigc doctor` reports each of them.
 OPS = ("upsample_conv2d", "decode_attention", "sample", "quant_linear")
-# Ops that exist for the CPU only: they fuse a sequence of the ops above to save the
-# CPU's per-call overhead, and elsewhere their callers run that sequence op by op.
-CPU_ONLY_OPS = ("llm_decode_layers",)
+# Ops that exist for the CPU only, to save the CPU's per-call overhead of a sequence of
+# ops (llm_decode_layers: a decode step's ops above; dequantize: gguf's dequantization
+# in torch ops); elsewhere their callers run that sequence op by op.
+CPU_ONLY_OPS = ("llm_decode_layers", "dequantize")
 
 _warned: set[tuple[str, str]] = set()
 _warn_lock = threading.Lock()

@@ -132,7 +132,13 @@ class QuantWeight:
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The float matrix [N, K] (on data's device), as gguf's dequantization gives it."""
-        return dequantize(self.data, self.qtype, self.shape[1]).to(dtype)
+        return _dequantize_blocks(self.data, self.qtype, self.shape[1]).to(dtype)
+
+    def dequantize_rows(self, index: torch.Tensor, dtype: torch.dtype = torch.float32):
+        """Rows ``index`` (int64 [n]) of the float matrix, [n, K]: an embedding
+        lookup that dequantizes only the rows it returns."""
+        rows = self.data.index_select(0, index)
+        return _dequantize_blocks(rows, self.qtype, self.shape[1]).to(dtype)
 
     def __repr__(self) -> str:
         N, K = self.shape
@@ -283,6 +289,12 @@ def _k_scales(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return sc.float(), mn.float()
 
 
+def _dequantize_blocks(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
+    if has_kernel("dequantize", data.device.type):
+        return torch.ops.aigc.dequantize.default(data, qtype, K)
+    return dequantize(data, qtype, K)  # torch ops: every device, the same values
+
+
 def dequantize(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
     """Raw GGUF blocks [N, bytes_per_row] uint8 -> float32 [N, K], in torch ops."""
     name, block, nbytes = _format(qtype)
@@ -326,6 +338,13 @@ def dequantize(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
         q = (ql | (qh << 4)).reshape(N, -1, 16, 16).float() - 32
         w = (d.unsqueeze(-1) * sc).unsqueeze(-1) * q
     return w.reshape(N, K)
+
+
+if op_defined("dequantize"):
+
+    @torch.library.register_fake("aigc::dequantize")
+    def _dequantize_fake(weight, qtype, K):
+        return weight.new_empty((weight.shape[0], K), dtype=torch.float32)
 
 
 if op_defined("quant_linear"):

@@ -1182,10 +1182,55 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& weight, int64
 
 }  // namespace
 
+namespace {
+
+// The float32 matrix [N, K] of raw GGUF blocks: gguf's dequantization, row by
+// row (an embedding lookup dequantizes a few rows; a whole matrix, many).
+at::Tensor dequantize_cpu(const at::Tensor& weight, int64_t qtype, int64_t K) {
+  const Format f = format_of(static_cast<int>(qtype));
+  TORCH_CHECK_VALUE(f.block != 0, "aigc.dequantize: unsupported GGML type id ", qtype);
+  const char* name = name_of(static_cast<int>(qtype));
+  TORCH_CHECK_VALUE(K > 0 && K % f.block == 0, "aigc.dequantize: K = ", K,
+                    " must be a positive multiple of the ", name, " block size ", f.block);
+  TORCH_CHECK_TYPE(weight.scalar_type() == at::kByte,
+                   "aigc.dequantize: weight must be a uint8 tensor of raw GGUF blocks, got ",
+                   weight.scalar_type());
+  const int64_t row_bytes = K / f.block * f.bytes;
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(1) == row_bytes,
+                    "aigc.dequantize: weight must have shape [N, ", row_bytes, "] for ", name,
+                    " rows of K = ", K, ", got ", weight.sizes());
+  const at::Tensor w = weight.contiguous();
+  const int64_t N = w.size(0);
+  at::Tensor out = at::empty({N, K}, w.options().dtype(at::kFloat));
+  const uint8_t* src = w.data_ptr<uint8_t>();
+  float* dst = out.data_ptr<float>();
+  const int64_t rows_per_item = std::max<int64_t>(1, 8192 / K);
+  const int64_t items = (N + rows_per_item - 1) / rows_per_item;
+  aigc::parallel_items(items, N * K, kSerialWeights, [&](int64_t item, int) {
+    const int64_t n1 = std::min(N, (item + 1) * rows_per_item);
+    dispatch_type(static_cast<int>(qtype), [&](auto qt) {
+      for (int64_t n = item * rows_per_item; n < n1; ++n) {
+#ifdef AIGC_QL_AVX2
+        dequantize_row_avx2<decltype(qt)::value>(src + n * row_bytes, K, dst + n * K);
+#else
+        dequantize_row(static_cast<int>(qtype), src + n * row_bytes, K, dst + n * K);
+#endif
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
 TORCH_LIBRARY_FRAGMENT(aigc, m) {
   m.def(
       "quant_linear(Tensor x, Tensor weight, int qtype, int K, Tensor? bias=None, "
       "bool exact=False) -> Tensor");
+  m.def("dequantize(Tensor weight, int qtype, int K) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(aigc, CPU, m) { m.impl("quant_linear", &quant_linear_cpu); }
+TORCH_LIBRARY_IMPL(aigc, CPU, m) {
+  m.impl("quant_linear", &quant_linear_cpu);
+  m.impl("dequantize", &dequantize_cpu);
+}

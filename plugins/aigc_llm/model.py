@@ -72,9 +72,8 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.T
 def embedding(tokens: torch.Tensor, table, dtype: torch.dtype) -> torch.Tensor:
     """Rows ``tokens`` of an embedding table, dequantizing only those rows of a quantized one."""
     if isinstance(table, ops.QuantWeight):
-        flat = tokens.reshape(-1)
-        rows = ops.QuantWeight(table.data[flat], table.qtype, (flat.numel(), table.shape[1]))
-        return rows.dequantize(dtype).reshape(*tokens.shape, table.shape[1])
+        rows = table.dequantize_rows(tokens.reshape(-1), dtype)
+        return rows.reshape(*tokens.shape, table.shape[1])
     return F.embedding(tokens, table)
 
 
