@@ -111,6 +111,18 @@ void rope(float* row, int64_t heads, int64_t D, const float* cos, const float* s
   }
 }
 
+// x += y, both contiguous [B, dim] (a loop: TensorIterator's set-up costs more
+// than adding 576 floats).
+void add_rows(const at::Tensor& x, const at::Tensor& y) {
+  float* a = x.data_ptr<float>();
+  const float* b = y.data_ptr<float>();
+  const int64_t n = x.numel();
+  int64_t i = 0;
+  for (; i + simd::kLanes<float> <= n; i += simd::kLanes<float>)
+    simd::storeu(a + i, simd::loadu(a + i) + simd::loadu(b + i));
+  for (; i < n; ++i) a[i] += b[i];
+}
+
 void check(bool ok, const char* what) { TORCH_CHECK_VALUE(ok, "aigc.llm_decode_layers: ", what); }
 
 void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArrayRef qkv_types,
@@ -123,7 +135,7 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
                            const at::Tensor& v_rows, const at::Tensor& positions,
                            const at::Tensor& lengths, const at::Tensor& cos,
                            const at::Tensor& sin, int64_t n_heads, int64_t n_kv_heads,
-                           double eps, double scale) {
+                           double eps, double scale, const std::optional<at::Tensor>& final_norm) {
   const int64_t L = static_cast<int64_t>(out_proj.size());
   check(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(),
         "x must be a contiguous float32 [B, dim] tensor");
@@ -167,7 +179,12 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
 
   const Parts qkv_weights(qkv, qkv_types, qkv_parts, "qkv");
   const Parts gate_up_weights(gate_up, gate_up_types, gate_up_parts, "gate_up");
+  if (final_norm.has_value())
+    check(final_norm->scalar_type() == at::kFloat && final_norm->is_contiguous() &&
+              final_norm->numel() == x.size(1),
+          "final_norm must be a contiguous float32 [dim] tensor");
   at::Tensor xn = at::empty_like(x);
+  at::Tensor act;  // SwiGLU's output, [B, hidden]: allocated by the first layer
   for (int64_t l = 0; l < L; ++l) {
     rms_norm(x, attn_norm[l], eps, xn);
     at::Tensor proj = qkv_weights.apply(xn, l);  // [B, q | k | v]
@@ -194,12 +211,12 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
     const at::Tensor v_cache =
         v_rows.as_strided(sizes, strides, v_rows.storage_offset() + l * layer_stride);
     const at::Tensor attention = decode_attention(q, k_cache, v_cache, lengths, scale);
-    x.add_(linear(attention.view({B, q_width}), out_proj[l], out_types[l]));
+    add_rows(x, linear(attention.view({B, q_width}), out_proj[l], out_types[l]));
 
     rms_norm(x, mlp_norm[l], eps, xn);
     at::Tensor gu = gate_up_weights.apply(xn, l);  // [B, gate | up]
     const int64_t hidden = gu.size(1) / 2;
-    at::Tensor act = at::empty({B, hidden}, x.options());
+    if (!act.defined() || act.size(1) != hidden) act = at::empty({B, hidden}, x.options());
     for (int64_t b = 0; b < B; ++b) {
       const float* g = gu.data_ptr<float>() + b * 2 * hidden;
       const float* u = g + hidden;
@@ -211,7 +228,12 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
       }
       for (; i < hidden; ++i) a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
     }
-    x.add_(linear(act, down[l], down_types[l]));
+    add_rows(x, linear(act, down[l], down_types[l]));
+  }
+  // The model's last norm, in place: the caller's logits are then one matmul away.
+  if (final_norm.has_value()) {
+    rms_norm(x, *final_norm, eps, xn);
+    x.copy_(xn);
   }
 }
 
@@ -224,7 +246,8 @@ TORCH_LIBRARY_FRAGMENT(aigc, m) {
       "int[] gate_up_types, int[] gate_up_parts, "
       "Tensor[] down, int[] down_types, Tensor[] attn_norm, Tensor[] mlp_norm, "
       "Tensor(b!) k_rows, Tensor(c!) v_rows, Tensor positions, Tensor lengths, Tensor cos, "
-      "Tensor sin, int n_heads, int n_kv_heads, float eps, float scale) -> ()");
+      "Tensor sin, int n_heads, int n_kv_heads, float eps, float scale, "
+      "Tensor? final_norm=None) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(aigc, CPU, m) { m.impl("llm_decode_layers", &llm_decode_layers_cpu); }

@@ -133,6 +133,7 @@ class LanguageModel:
             [layer[f"{n}.weight"].contiguous() for layer in self.layers]
             for n in ("attn_norm", "mlp_norm")
         ]
+        self._final_norm = self.w["norm.weight"].contiguous()
         return [*lists["qkv"], biases, *lists["o"], *lists["gate_up"], *lists["down"], *norms]
 
     # -- positions -----------------------------------------------------------------
@@ -265,8 +266,9 @@ class LanguageModel:
                 cfg.n_kv_heads,
                 cfg.norm_eps,
                 self.scale,
+                self._final_norm,
             )
-            return self.logits(x)
+            return linear(x, self.head).float()  # x came back normalized
         rows = torch.arange(cache.slots) * cache.max_len + positions
         if not cfg.is_gpt2:
             cos, sin = self.cos[positions, None, :], self.sin[positions, None, :]  # [B, 1, D]
