@@ -581,6 +581,7 @@ void int8_tiles(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const
       for (int j = 0; j < kTileCols; ++j) blk[j] = rows[j] + b * bytes;
       unpack_block<QT>(blk, t, ts);
       int64_t m = 0;
+      for (; m + 4 <= M; m += 4) tile_block_rows<QT, 4>(t, ts, xs + m, b, acc + m);
       for (; m + 2 <= M; m += 2) tile_block_rows<QT, 2>(t, ts, xs + m, b, acc + m);
       if (m < M) tile_block_rows<QT, 1>(t, ts, xs + m, b, acc + m);
     }
