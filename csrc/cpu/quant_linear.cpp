@@ -500,6 +500,9 @@ inline void tile_block_dot(const TileBlock& t, const TileSigns* s, const int8_t*
           const __m256i d =
               _mm256_maddubs_epi16(w, broadcast_4_bytes(xq[r] + 4 * (group * g + c)));
           p[r] = c == 0 ? d : _mm256_add_epi16(p[r], d);
+          // Keeps each product summed as it is made: left free, the compiler
+          // makes all of a block's products first and spills them.
+          asm("" : "+x"(p[r]));
         }
       }
       for (int r = 0; r < R; ++r) {
