@@ -134,7 +134,9 @@ class QuantWeight:
         """The float matrix [N, K] (on data's device), as gguf's dequantization gives it."""
         return _dequantize_blocks(self.data, self.qtype, self.shape[1]).to(dtype)
 
-    def dequantize_rows(self, index: torch.Tensor, dtype: torch.dtype = torch.float32):
+    def dequantize_rows(
+        self, index: torch.Tensor, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """Rows ``index`` (int64 [n]) of the float matrix, [n, K]: an embedding
         lookup that dequantizes only the rows it returns."""
         rows = self.data.index_select(0, index)

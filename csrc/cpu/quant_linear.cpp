@@ -12,8 +12,9 @@
 //    are integers and go into vpmaddwd). The weight stream is the only memory
 //    traffic that grows with the matrix, so the goal is the read bandwidth.
 //    The 32-wide types go 8 weight rows at a time, unpacked once for all rows
-//    of x ("column tiles" below); the K-quants one weight row at a time, for
-//    up to kRowGroup rows of x while its blocks are in registers.
+//    of x ("column tiles" below; a single row of x has its own variants of
+//    the same arithmetic); the K-quants one weight row at a time, for up to
+//    kRowGroup rows of x while its blocks are in registers.
 //  * fp32 (large M, and `exact`): a tile of W rows is dequantized into float32
 //    (the same float operations as gguf's dequantization) and multiplied with
 //    x by the BLAS GEMM (at::mm), one tile per work item on each thread: the
@@ -21,6 +22,9 @@
 // The int8 path differs from the float reference by the activation rounding
 // (at most half a step, amax / 254, per activation); the fp32 path only by
 // the order of the additions.
+//
+// Also aigc::dequantize: a matrix (or an embedding's rows) of GGUF blocks to
+// float32, with the fp32 path's dequantization.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Half.h>
@@ -465,8 +469,8 @@ inline __m256i broadcast_4_bytes(const int8_t* p) {
 }
 
 // The int32 sums of one block for the tile's 8 columns against R rows'
-// activations xq[r] (32 bytes each): sum[r] lane j = sum_k q_j[k] xq_r[k]. Rows
-// go in pairs so that each step's weights are loaded once for both.
+// activations xq[r] (32 bytes each): sum[r] lane j = sum_k q_j[k] xq_r[k]. The
+// R rows go together so that each step's weights are loaded once for all.
 template <int QT, int R>
 inline void tile_block_dot(const TileBlock& t, const TileSigns* s, const int8_t* const* xq,
                            __m256i* sum) {
@@ -555,9 +559,10 @@ struct NextTile {
 
 // Columns [n0, n1) of the output (weight rows), n0 a multiple of 8. Block by
 // block: each block of a tile is unpacked once into t (in L1) and then
-// serves every row of x, rows in pairs so that a step's weights load once for
-// two; the rows' accumulators wait in acc between blocks. kRows > 0 fixes M
-// at compile time, so that for a single row the tile stays in registers.
+// serves every row of x, rows four (then two) at a time so that a step's
+// weights load once for them all; the rows' accumulators wait in acc between
+// blocks. kRows > 0 fixes M at compile time: the row loops unroll, and for a
+// single row the tile stays in registers.
 template <int QT, int kRows = 0>
 void int8_tiles(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const QuantRows& xq,
                 int64_t rows_of_x, int64_t n0, int64_t n1, float* out, int64_t ldo) {
@@ -1208,6 +1213,7 @@ at::Tensor dequantize_cpu(const at::Tensor& weight, int64_t qtype, int64_t K) {
   at::Tensor out = at::empty({N, K}, w.options().dtype(at::kFloat));
   const uint8_t* src = w.data_ptr<uint8_t>();
   float* dst = out.data_ptr<float>();
+  // Items of about 8 K weights: enough of them to share a matrix out evenly.
   const int64_t rows_per_item = std::max<int64_t>(1, 8192 / K);
   const int64_t items = (N + rows_per_item - 1) / rows_per_item;
   aigc::parallel_items(items, N * K, kSerialWeights, [&](int64_t item, int) {

@@ -103,6 +103,7 @@ class LanguageModel:
             self._extend_rope(min(cfg.context_length, 4096))
         self._attention_kernel = ops.has_kernel("decode_attention", "cpu")
         self._fused_layers = self._fused_layer_arguments()
+        self._final_norm = self.w["norm.weight"].contiguous()  # applied by the fused step
 
     def _fused_layer_arguments(self) -> list | None:
         """The per-layer weights as ``torch.ops.aigc.llm_decode_layers`` takes them, or None
@@ -133,7 +134,6 @@ class LanguageModel:
             [layer[f"{n}.weight"].contiguous() for layer in self.layers]
             for n in ("attn_norm", "mlp_norm")
         ]
-        self._final_norm = self.w["norm.weight"].contiguous()
         return [*lists["qkv"], biases, *lists["o"], *lists["gate_up"], *lists["down"], *norms]
 
     # -- positions -----------------------------------------------------------------
