@@ -70,6 +70,30 @@ def test_long_sequences_split_into_chunks_and_merge(dtype):
     assert_matches_reference(q, k, v, torch.tensor([5000, 1, 2600]), scale=0.3)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_sequence_does_not_depend_on_the_batch_or_the_threads(dtype):
+    """A server batches requests: a sequence's output must be bit for bit the same
+    alone, beside others of any length, and on one or two threads (long ones are
+    split into chunks and merged, so the chunks must not depend on the rest)."""
+    q, k, v = make(4, 6, 2, 64, 3000, dtype, seed=5)
+    lens = torch.tensor([2900, 40, 3000, 300])
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            together = ops.decode_attention(q, k, v, lens)
+            alone = [
+                ops.decode_attention(q[b : b + 1], k[b : b + 1], v[b : b + 1], lens[b : b + 1])[0]
+                for b in range(4)
+            ]
+            results += [together, torch.stack(alone)]
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        assert torch.equal(other, results[0])
+
+
 @pytest.mark.parametrize("dtype", list(TOL))
 @pytest.mark.parametrize("G", [2, 4, 6, 8])
 @pytest.mark.parametrize("D", [64, 80, 96, 128])

@@ -39,7 +39,12 @@ constexpr int kTile = 32;         // KV positions per tile
 // distance matters little from memory, and requests into L1 (prefetcht0,
 // prefetchnta) evict the tile being computed.
 constexpr int kPrefetchTiles = 2;
-constexpr int64_t kMinChunk = 256;  // smallest KV chunk worth a work item
+// KV positions per work item. A sequence is cut into chunks by its own length
+// only (not the batch's, not the thread count), so that its result, merged
+// from the same chunks, is bit for bit the same whatever else is in the batch
+// and however many threads run; a sequence of up to kChunk positions is one
+// item and needs no merge.
+constexpr int64_t kChunk = 256;
 constexpr int64_t kSerialElements = int64_t(1) << 16;  // K elements below which one thread runs
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -615,36 +620,24 @@ void merge_head(const Problem& P, int64_t b, int64_t h, int64_t first, int64_t n
   lse[b * P.H + h] = (m + std::log2(l)) * kLn2;
 }
 
-// Chunk length: whole sequences when there are enough (sequence, KV head)
-// pairs to keep every thread busy, else split into ~16 items per thread: on
-// a shared machine one core often runs slower than the other for a while,
-// and with a few items each the faster one then idles through the end of a
-// call. Many small items cost little, since each thread's requests run on
-// into the item it claims next (no cold first tiles per item).
-int64_t chunk_length(const Problem& P, const std::vector<int64_t>& lens) {
-  int64_t total = 0;
-  for (int64_t n : lens) total += n;
-  const int64_t want_items = 16 * static_cast<int64_t>(at::get_num_threads());
-  const int64_t per_item = (total * P.Hkv + want_items - 1) / std::max<int64_t>(want_items, 1);
-  const int64_t chunk = std::max(kMinChunk, (per_item + kTile - 1) / kTile * kTile);
-  return chunk;
-}
-
+// Work items: (sequence, chunk of kChunk positions, KV head). Many small items
+// keep both threads busy to the end of a call on a shared machine (where one
+// core often runs slower for a while), and cost little, since each thread's
+// requests run on into the item it claims next (no cold first tiles per item).
 template <typename T>
 void decode_attention_cpu_impl(const Problem& P, const std::vector<int64_t>& lens, const T* q,
                                const T* k, const T* v, T* out, float* lse) {
-  const int64_t chunk = chunk_length(P, lens);
   // Items in (b, chunk, kvh) order: the chunks of one (b, h) sit Hkv slots apart.
   std::vector<Item> items;
   std::vector<int64_t> first_slot(P.B, -1), n_chunks(P.B, 0);
   int64_t slots = 0;
   for (int64_t b = 0; b < P.B; ++b) {
-    n_chunks[b] = (lens[b] + chunk - 1) / chunk;
+    n_chunks[b] = (lens[b] + kChunk - 1) / kChunk;
     const bool split = n_chunks[b] > 1;
     if (split) first_slot[b] = slots;
     for (int64_t c = 0; c < n_chunks[b]; ++c)
       for (int64_t kvh = 0; kvh < P.Hkv; ++kvh)
-        items.push_back({b, kvh, c * chunk, std::min(lens[b], (c + 1) * chunk),
+        items.push_back({b, kvh, c * kChunk, std::min(lens[b], (c + 1) * kChunk),
                          split ? slots++ : -1});
     if (lens[b] == 0) {  // empty sequence: out = 0, lse = -inf
       std::fill(out + b * P.H * P.D, out + (b + 1) * P.H * P.D, static_cast<T>(0.0f));
