@@ -44,8 +44,8 @@ void decode_attention(int dtype, emu::Ptr<const void> q, emu::Ptr<const void> k,
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode_attention", &decode_attention);
-  m.def("plan", [](int B, int Hkv, int Tmax, int num_sms) {
-    const auto plan = aigc::attn::plan_decode(B, Hkv, Tmax, num_sms);
+  m.def("plan", [](int Hkv, int Tmax, int num_sms) {
+    const auto plan = aigc::attn::plan_decode(Hkv, Tmax, num_sms);
     return pybind11::make_tuple(plan.chunk_len, plan.num_splits);
   });
   emu::def_runtime_helpers(m);

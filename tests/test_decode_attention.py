@@ -70,12 +70,12 @@ def test_long_sequences_split_into_chunks_and_merge(dtype):
     assert_matches_reference(q, k, v, torch.tensor([5000, 1, 2600]), scale=0.3)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_a_sequence_does_not_depend_on_the_batch_or_the_threads(dtype):
+def test_a_sequence_does_not_depend_on_the_batch_or_the_threads():
     """A server batches requests: a sequence's output must be bit for bit the same
     alone, beside others of any length, and on one or two threads (long ones are
-    split into chunks and merged, so the chunks must not depend on the rest)."""
-    q, k, v = make(4, 6, 2, 64, 3000, dtype, seed=5)
+    split into chunks and merged, so the chunks must not depend on the rest).
+    float32 outputs: a different chunking shows in their last bits."""
+    q, k, v = make(4, 6, 2, 64, 3000, torch.float32, seed=5)
     lens = torch.tensor([2900, 40, 3000, 300])
     threads = torch.get_num_threads()
     try:

@@ -30,7 +30,7 @@ def run(emu, q, k, v, lens, scale=None, chunk_len=None, num_sms=2):
     """The launch the CUDA binding performs, on CPU tensors."""
     B, H, D = q.shape
     Hkv, Tmax = k.shape[1], k.shape[2]
-    plan_chunk, plan_splits = emu.plan(B, Hkv, Tmax, num_sms)
+    plan_chunk, plan_splits = emu.plan(Hkv, Tmax, num_sms)
     chunk_len = chunk_len or plan_chunk
     splits = max(1, math.ceil(Tmax / chunk_len))
     out = torch.empty(B, H, D, dtype=q.dtype)
@@ -116,7 +116,18 @@ def test_plan_fills_the_gpu():
     emu = load_binding(
         "decode_attention", "tests/decode_attention_emulation.cpp", extra_cflags=EMU_FLAGS
     )
-    chunk, splits = emu.plan(1, 8, 8192, 108)  # one sequence on an A100
+    chunk, splits = emu.plan(8, 8192, 108)  # one sequence on an A100
     assert chunk % 32 == 0 and chunk >= 256 and 8 * splits >= 108
-    chunk, splits = emu.plan(64, 8, 512, 108)  # plenty of (sequence, head) pairs
-    assert splits == 1
+    assert emu.plan(8, 200, 108) == (256, 1)  # a short cache is one chunk
+
+
+def test_a_sequence_does_not_depend_on_the_batch(emu):
+    """A server batches requests: a sequence's output must be bit for bit the
+    same alone and beside others (the plan's chunks must not depend on B).
+    float32 outputs: a different chunking shows in their last bits."""
+    q, k, v = make(4, 6, 2, 64, 1500, torch.float32, seed=5)
+    lens = torch.tensor([1400, 40, 1500, 300])
+    together, together_lse = run(emu, q, k, v, lens)
+    for b in range(4):
+        alone, alone_lse = run(emu, q[b : b + 1], k[b : b + 1], v[b : b + 1], lens[b : b + 1])
+        assert torch.equal(alone[0], together[b]) and torch.equal(alone_lse[0], together_lse[b])

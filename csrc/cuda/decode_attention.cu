@@ -82,8 +82,8 @@ std::tuple<at::Tensor, at::Tensor> decode_attention_lse_cuda(const at::Tensor& q
   int num_sms = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount,
                                         q.device().index()));
-  const auto plan = aigc::attn::plan_decode(static_cast<int>(B), static_cast<int>(Hkv),
-                                            static_cast<int>(Tmax), num_sms);
+  const auto plan =
+      aigc::attn::plan_decode(static_cast<int>(Hkv), static_cast<int>(Tmax), num_sms);
   at::Tensor ws_acc, ws_ml;
   if (plan.num_splits > 1) {
     ws_acc = at::empty({B, H, plan.num_splits, D}, q.options().dtype(at::kFloat));

@@ -336,18 +336,21 @@ void dispatch_head_dim(int D, F&& f) {
   }
 }
 
-// KV chunk per block: enough (sequence, KV head, chunk) blocks to give every
-// SM a few, chunks of at least 256 positions (a whole sequence when it is
-// short), a multiple of the tile. num_splits covers Tmax; blocks past a
-// sequence's length exit at once.
+// KV chunk per block: chunks of at least 256 positions (a whole sequence when
+// it is short), a multiple of the tile, and enough of them that one sequence's
+// (KV head, chunk) blocks give every SM a few. The plan depends on the cache's
+// capacity and the GPU only, not on the batch: a sequence is cut into the same
+// chunks, and its result merged from them bit for bit the same, alone or in
+// any batch (a server promises each request the output it gets alone).
+// num_splits covers Tmax; blocks past a sequence's length exit at once.
 struct DecodePlan {
   int chunk_len;
   int num_splits;
 };
 
-inline DecodePlan plan_decode(int B, int Hkv, int Tmax, int num_sms) {
-  const int pairs = B * Hkv > 0 ? B * Hkv : 1;
-  const int want_splits = (4 * num_sms + pairs - 1) / pairs;
+inline DecodePlan plan_decode(int Hkv, int Tmax, int num_sms) {
+  const int heads = Hkv > 0 ? Hkv : 1;
+  const int want_splits = (4 * num_sms + heads - 1) / heads;
   int chunk = (Tmax + want_splits - 1) / (want_splits > 0 ? want_splits : 1);
   chunk = chunk < 256 ? 256 : chunk;
   chunk = (chunk + kSplitTile - 1) / kSplitTile * kSplitTile;
