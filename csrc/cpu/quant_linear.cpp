@@ -1122,31 +1122,40 @@ void run_fp32(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
 
 }  // namespace
 
+namespace {
+
+// The checks of a weight of raw GGUF blocks [N, K / block * bytes] of `qtype`,
+// for op `op` ("aigc.quant_linear", "aigc.dequantize").
+void check_gguf_weight(const char* op, const at::Tensor& weight, int64_t qtype, int64_t K) {
+  const Format f = format_of(static_cast<int>(qtype));
+  TORCH_CHECK_VALUE(f.block != 0, op, ": unsupported GGML type id ", qtype,
+                    "; supported: Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q4_K (12), "
+                    "Q5_K (13), Q6_K (14)");
+  const char* name = name_of(static_cast<int>(qtype));
+  TORCH_CHECK_VALUE(K > 0 && K % f.block == 0, op, ": K = ", K,
+                    " must be a positive multiple of the ", name, " block size ", f.block);
+  TORCH_CHECK_TYPE(weight.scalar_type() == at::kByte, op,
+                   ": weight must be a uint8 tensor of raw GGUF blocks, got ",
+                   weight.scalar_type());
+  const int64_t row_bytes = K / f.block * f.bytes;
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(1) == row_bytes, op,
+                    ": weight must have shape [N, ", row_bytes, "] (", K / f.block, " ", name,
+                    " blocks of ", f.bytes, " bytes for K = ", K, "), got ", weight.sizes());
+}
+
+}  // namespace
+
 namespace aigc {
 
 // Shared with csrc/cuda/quant_linear.cu.
 void check_quant_linear(const at::Tensor& x, const at::Tensor& weight, int64_t qtype, int64_t K,
                         const std::optional<at::Tensor>& bias) {
-  const Format f = format_of(static_cast<int>(qtype));
-  TORCH_CHECK_VALUE(f.block != 0, "aigc.quant_linear: unsupported GGML type id ", qtype,
-                    "; supported: Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q4_K (12), "
-                    "Q5_K (13), Q6_K (14)");
-  const char* name = name_of(static_cast<int>(qtype));
+  check_gguf_weight("aigc.quant_linear", weight, qtype, K);
   TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
                    "aigc.quant_linear: x must be float32 or bfloat16, got ", x.scalar_type());
   TORCH_CHECK_VALUE(x.dim() == 2, "aigc.quant_linear: x must have shape [M, K], got ", x.sizes());
-  TORCH_CHECK_VALUE(K > 0 && K % f.block == 0, "aigc.quant_linear: K = ", K,
-                    " must be a positive multiple of the ", name, " block size ", f.block);
   TORCH_CHECK_VALUE(x.size(1) == K, "aigc.quant_linear: x has ", x.size(1),
                     " columns but the weight rows have K = ", K);
-  TORCH_CHECK_TYPE(weight.scalar_type() == at::kByte,
-                   "aigc.quant_linear: weight must be a uint8 tensor of raw GGUF blocks, got ",
-                   weight.scalar_type());
-  const int64_t row_bytes = K / f.block * f.bytes;
-  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(1) == row_bytes,
-                    "aigc.quant_linear: weight must have shape [N, ", row_bytes, "] (", K / f.block,
-                    " ", name, " blocks of ", f.bytes, " bytes for K = ", K, "), got ",
-                    weight.sizes());
   TORCH_CHECK_VALUE(weight.is_contiguous(), "aigc.quant_linear: weight must be contiguous");
   TORCH_CHECK_VALUE(x.stride(1) == 1 || x.size(1) <= 1,
                     "aigc.quant_linear: the last dimension of x must be contiguous");
@@ -1196,18 +1205,8 @@ namespace {
 // The float32 matrix [N, K] of raw GGUF blocks: gguf's dequantization, row by
 // row (an embedding lookup dequantizes a few rows; a whole matrix, many).
 at::Tensor dequantize_cpu(const at::Tensor& weight, int64_t qtype, int64_t K) {
-  const Format f = format_of(static_cast<int>(qtype));
-  TORCH_CHECK_VALUE(f.block != 0, "aigc.dequantize: unsupported GGML type id ", qtype);
-  const char* name = name_of(static_cast<int>(qtype));
-  TORCH_CHECK_VALUE(K > 0 && K % f.block == 0, "aigc.dequantize: K = ", K,
-                    " must be a positive multiple of the ", name, " block size ", f.block);
-  TORCH_CHECK_TYPE(weight.scalar_type() == at::kByte,
-                   "aigc.dequantize: weight must be a uint8 tensor of raw GGUF blocks, got ",
-                   weight.scalar_type());
-  const int64_t row_bytes = K / f.block * f.bytes;
-  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(1) == row_bytes,
-                    "aigc.dequantize: weight must have shape [N, ", row_bytes, "] for ", name,
-                    " rows of K = ", K, ", got ", weight.sizes());
+  check_gguf_weight("aigc.dequantize", weight, qtype, K);
+  const int64_t row_bytes = weight.size(1);
   const at::Tensor w = weight.contiguous();
   const int64_t N = w.size(0);
   at::Tensor out = at::empty({N, K}, w.options().dtype(at::kFloat));
