@@ -84,8 +84,8 @@ struct Parts {
   }
 };
 
-// out[b] = x[b] / sqrt(mean(x[b]^2) + eps) * gain
-void rms_norm(const at::Tensor& x, const at::Tensor& gain, double eps, at::Tensor& out) {
+// out[b] = x[b] / sqrt(mean(x[b]^2) + eps) * gain (out may be x)
+void rms_norm(const at::Tensor& x, const at::Tensor& gain, double eps, const at::Tensor& out) {
   const int64_t B = x.size(0), dim = x.size(1);
   const float* g = gain.data_ptr<float>();
   for (int64_t b = 0; b < B; ++b) {
@@ -231,10 +231,7 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
     add_rows(x, linear(act, down[l], down_types[l]));
   }
   // The model's last norm, in place: the caller's logits are then one matmul away.
-  if (final_norm.has_value()) {
-    rms_norm(x, *final_norm, eps, xn);
-    x.copy_(xn);
-  }
+  if (final_norm.has_value()) rms_norm(x, *final_norm, eps, x);
 }
 
 }  // namespace
