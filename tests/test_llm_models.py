@@ -126,6 +126,35 @@ def test_quantized_weights_track_their_dequantized_values(arch, tmp_path):
     assert (approx.argmax(-1) == exact.argmax(-1)).float().mean() >= 0.9
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_q4_matrices_run_tiled_with_the_gguf_layouts_logits(fused, tmp_path, monkeypatch):
+    """On the CPU the model holds its Q4_0 / Q4_1 matrices tiled (QuantWeight.tiled, the
+    layout the kernels read fastest); its logits are bit for bit those of the same
+    model holding the GGUF layout."""
+    from aigc_sdk.ops import QuantWeight
+
+    model = hf_model("llama", tmp_path)
+    path = write_gguf(model, "llama", tmp_path / "model.gguf", QUANTIZED)
+    cfg, tensors, _ = load(path, torch.float32, quantized=True)
+    tiled = LanguageModel(cfg, tensors)
+    held = [
+        w
+        for t in tiled.w.values()
+        for w in (t if isinstance(t, list) else [t])
+        if isinstance(w, QuantWeight)
+    ]
+    assert sum(w.is_tiled for w in held) == 2 * cfg.n_layers  # ffn_up (Q4_0), ffn_gate (Q4_1)
+    assert not [w for w in held if w.type_name in ("Q4_0", "Q4_1")]
+    monkeypatch.setattr(QuantWeight, "tiled", lambda self: self)
+    gguf_layout = LanguageModel(cfg, load(path, torch.float32, quantized=True)[1])
+    if not fused:
+        tiled._fused_layers = gguf_layout._fused_layers = None
+    ids = torch.randint(0, VOCAB, (50,), generator=torch.Generator().manual_seed(4)).tolist()
+    torch.testing.assert_close(
+        _logits_along(tiled, ids, 40), _logits_along(gguf_layout, ids, 40), rtol=0, atol=0
+    )
+
+
 @pytest.mark.parametrize("quantized", [False, True])
 def test_the_fused_decode_step_equals_the_step_op_by_op(quantized, tmp_path):
     """torch.ops.aigc.llm_decode_layers runs every layer of a step in one call; the

@@ -299,6 +299,81 @@ def test_shapes(name, N, blocks, M, dtype, with_bias, exact, seed):
     check(x, w, bias, exact)
 
 
+# ------------------------------------------------------- tiled layouts --
+# QuantWeight.tiled(): Q4_0 / Q4_1 with 8 rows interleaved, read by the CPU
+# kernels. The oracle is the GGUF layout: the layout's own byte-by-byte
+# description (reference.untile_x8) must give the GGUF bytes back, and every
+# result must be the GGUF weight's, bit for bit.
+
+TILED = ("Q4_0", "Q4_1")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(TILED), tiles=st.integers(1, 9), blocks=st.integers(1, 20))
+def test_tiled_layout_holds_the_gguf_bytes(name, tiles, blocks):
+    w = random_weight(name, 8 * tiles, 32 * blocks, seed=tiles * 31 + blocks)
+    t = w.tiled()
+    assert t.is_tiled and t.type_name == name + "x8" and t.shape == w.shape
+    assert t.data.shape == w.data.shape and not torch.equal(t.data, w.data)
+    assert torch.equal(reference.untile_x8(t.data, t.qtype), w.data)
+    assert torch.equal(t.untiled().data, w.data) and t.untiled().qtype == w.qtype
+
+
+@pytest.mark.parametrize("name", TILED)
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 7, 8, 9, 31, 32, 70])
+def test_tiled_quant_linear_equals_gguf_layout_bit_for_bit(name, M):
+    w = random_weight(name, 72, 608, seed=M)
+    x = torch.randn(M, 608) * 3
+    bias = torch.randn(72)
+    for exact in (False, True):
+        want = ops.quant_linear(x, w, bias, exact=exact)
+        got = ops.quant_linear(x, w.tiled(), bias, exact=exact)
+        assert torch.equal(got, want), f"max difference {(got - want).abs().max():.3g}"
+    check(x, w.tiled())  # and against the float oracle directly
+
+
+@pytest.mark.parametrize("name", TILED)
+def test_tiled_dequantize_and_rows_equal_gguf(name):
+    w = random_weight(name, 48, 96, seed=5)
+    t = w.tiled()
+    want = dequantized(w)
+    assert torch.equal(t.dequantize(), want)
+    assert torch.equal(quant.dequantize(t.data, t.qtype, 96), want)  # the torch-ops path
+    rows = torch.tensor([47, 0, 9, 9, 31])
+    assert torch.equal(t.dequantize_rows(rows), want[rows])
+
+
+def test_tiled_applies_where_it_can():
+    assert random_weight("Q8_0", 16, 64).tiled().qtype == TYPES["Q8_0"]  # no layout for it
+    odd = random_weight("Q4_1", 12, 64)
+    assert odd.tiled() is odd  # N not a multiple of 8
+    t = random_weight("Q4_0", 16, 64).tiled()
+    assert t.tiled() is t
+    both = QuantWeight.cat([t, random_weight("Q4_0", 8, 64, seed=3).tiled()])
+    want = QuantWeight.cat([t.untiled(), random_weight("Q4_0", 8, 64, seed=3)])
+    assert torch.equal(both.untiled().data, want.data)
+
+
+def test_tiled_errors_in_one_line():
+    with pytest.raises(ValueError, match="multiple of 8, got 4"):
+        QuantWeight(torch.zeros(4, 18, dtype=torch.uint8), 258, (4, 32))
+    with pytest.raises(ValueError, match="N = 12 must be a multiple of 8") as info:
+        torch.ops.aigc.quant_linear(
+            torch.randn(1, 32), torch.zeros(12, 20, dtype=torch.uint8), 259, 32
+        )
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="Q4_1x8 \\(259\\)"):
+        torch.ops.aigc.dequantize(torch.zeros(8, 20, dtype=torch.uint8), 260, 32)
+
+
+def test_tiled_opcheck():
+    w = random_weight("Q4_1", 16, 64).tiled()
+    torch.library.opcheck(
+        torch.ops.aigc.quant_linear.default, (torch.randn(3, 64), w.data, w.qtype, 64, None, False)
+    )
+    torch.library.opcheck(torch.ops.aigc.dequantize.default, (w.data, w.qtype, 64))
+
+
 def test_opcheck():
     op = torch.ops.aigc.quant_linear.default
     for name, M in [("Q4_0", 2), ("Q4_K", 1), ("Q6_K", 40)]:

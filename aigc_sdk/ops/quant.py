@@ -39,6 +39,9 @@ INT8_MAX_ROWS = 31
 
 def _format(qtype: int) -> tuple[str, int, int]:
     try:
+        if int(qtype) in reference.TILED_TYPES:
+            name, base = reference.TILED_TYPES[int(qtype)]
+            return (name, *reference.QUANT_FORMATS[base][1:])
         return reference.QUANT_FORMATS[int(qtype)]
     except (KeyError, TypeError, ValueError):
         supported = ", ".join(f"{n} ({t})" for n, t in QUANT_TYPES.items())
@@ -65,6 +68,10 @@ class QuantWeight:
     ``data`` is uint8 [N, K / block * bytes_per_block] (one row of blocks per
     output feature), ``qtype`` the GGML type id, ``shape`` = (N, K) as for
     ``nn.Linear.weight`` (GGUF lists the dimensions the other way round).
+
+    ``tiled()`` gives the same matrix in a CPU layout that the kernels read
+    faster (Q4_0 and Q4_1: Q4_0x8 and Q4_1x8, 8 rows interleaved, type ids 258
+    and 259); ``untiled()`` the GGUF layout back.
     """
 
     data: torch.Tensor
@@ -84,6 +91,8 @@ class QuantWeight:
                 f"QuantWeight: {name} data of a [{N}, {K}] matrix must have shape {list(want)}, "
                 f"got {list(self.data.shape)}"
             )
+        if self.is_tiled and N % reference.TILE_ROWS:
+            raise ValueError(f"QuantWeight: a {name} matrix needs N a multiple of 8, got {N}")
 
     @classmethod
     def from_gguf(cls, tensor, *, copy: bool = True) -> QuantWeight:
@@ -127,8 +136,33 @@ class QuantWeight:
     def device(self) -> torch.device:
         return self.data.device
 
+    @property
+    def is_tiled(self) -> bool:
+        return self.qtype in reference.TILED_TYPES
+
+    def tiled(self) -> QuantWeight:
+        """This matrix in its type's CPU layout with 8 rows interleaved (Q4_0 ->
+        Q4_0x8, Q4_1 -> Q4_1x8): the same bytes rearranged so that the CPU
+        kernels load each block of 8 rows at once (1.3-1.5x faster on AVX2, the
+        results bit for bit the same). Itself for the other types, for N not a
+        multiple of 8, or already tiled."""
+        N, K = self.shape
+        tiled_type = reference.TILED_X8_OF.get(self.qtype)
+        if tiled_type is None or N % reference.TILE_ROWS:
+            return self
+        return QuantWeight(_tile_x8(self.data, self.qtype), tiled_type, self.shape)
+
+    def untiled(self) -> QuantWeight:
+        """This matrix in its GGUF layout (itself if it is not tiled)."""
+        if not self.is_tiled:
+            return self
+        base = reference.TILED_TYPES[self.qtype][1]
+        return QuantWeight(_untile_x8(self.data, base), base, self.shape)
+
     def to(self, device) -> QuantWeight:
-        return QuantWeight(self.data.to(device), self.qtype, self.shape)
+        """On ``device``; a tiled matrix leaves the CPU in its GGUF layout."""
+        weight = self if torch.device(device).type == "cpu" else self.untiled()
+        return QuantWeight(weight.data.to(device), weight.qtype, weight.shape)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The float matrix [N, K] (on data's device), as gguf's dequantization gives it."""
@@ -139,6 +173,13 @@ class QuantWeight:
     ) -> torch.Tensor:
         """Rows ``index`` (int64 [n]) of the float matrix, [n, K]: an embedding
         lookup that dequantizes only the rows it returns."""
+        if self.is_tiled:  # the tiles holding the rows, back in GGUF rows, then the rows
+            R, row_bytes = reference.TILE_ROWS, self.data.shape[1]
+            base = reference.TILED_TYPES[self.qtype][1]
+            picked = self.data.view(-1, R * row_bytes).index_select(0, index // R)
+            within = _untile_x8(picked.view(-1, row_bytes), base).view(-1, R, row_bytes)
+            rows = within[torch.arange(len(index), device=index.device), index % R]
+            return _dequantize_blocks(rows, base, self.shape[1]).to(dtype)
         rows = self.data.index_select(0, index)
         return _dequantize_blocks(rows, self.qtype, self.shape[1]).to(dtype)
 
@@ -297,8 +338,36 @@ def _dequantize_blocks(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
     return dequantize(data, qtype, K)  # torch ops: every device, the same values
 
 
+def _tile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
+    """GGUF Q4_0 / Q4_1 rows [N, row] -> the x8 layout (csrc/kernels/quant_formats.h)."""
+    N, row = data.shape
+    nbytes = reference.QUANT_FORMATS[qtype][2]
+    head = 4 if qtype == 3 else 2  # d (and m)
+    T, nb, R = N // reference.TILE_ROWS, row // nbytes, reference.TILE_ROWS
+    blocks = data.reshape(T, R, nb, nbytes).transpose(1, 2)  # [tile, block, row, byte]
+    scales = blocks[..., :head].reshape(T, nb, R, head // 2, 2).transpose(2, 3)
+    words = blocks[..., head:].reshape(T, nb, R, 4, 4).transpose(2, 3)
+    return torch.cat([scales.reshape(T, nb, -1), words.reshape(T, nb, -1)], -1).reshape(N, row)
+
+
+def _untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
+    """The inverse of _tile_x8: x8 rows [N, row] -> GGUF Q4_0 / Q4_1 (qtype) rows."""
+    N, row = data.shape
+    nbytes = reference.QUANT_FORMATS[qtype][2]
+    head = 4 if qtype == 3 else 2
+    T, nb, R = N // reference.TILE_ROWS, row // nbytes, reference.TILE_ROWS
+    groups = data.reshape(T, nb, R * nbytes)
+    scales = groups[..., : R * head].reshape(T, nb, head // 2, R, 2).transpose(2, 3)
+    words = groups[..., R * head :].reshape(T, nb, 4, R, 4).transpose(2, 3)
+    blocks = torch.cat([scales.reshape(T, nb, R, head), words.reshape(T, nb, R, 16)], -1)
+    return blocks.transpose(1, 2).reshape(N, row)
+
+
 def dequantize(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
     """Raw GGUF blocks [N, bytes_per_row] uint8 -> float32 [N, K], in torch ops."""
+    if qtype in reference.TILED_TYPES:
+        qtype = reference.TILED_TYPES[qtype][1]
+        data = _untile_x8(data, qtype)
     name, block, nbytes = _format(qtype)
     N = data.shape[0]
     b = data.reshape(N, K // block, nbytes)

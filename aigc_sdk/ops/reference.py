@@ -271,10 +271,41 @@ QUANT_FORMATS = {
 }
 
 
+# The CPU layouts with 8 rows interleaved (QuantWeight.tiled(); the layout is
+# described in csrc/kernels/quant_formats.h): type id -> (name, GGUF type id).
+TILED_TYPES = {258: ("Q4_0x8", 2), 259: ("Q4_1x8", 3)}
+TILED_X8_OF = {base: qtype for qtype, (_, base) in TILED_TYPES.items()}
+TILE_ROWS = 8
+
+
+def untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
+    """A tiled weight [N, bytes_per_row] -> the GGUF rows it was made from, byte by
+    byte from the layout's description (one gather; the oracle of the layout)."""
+    import numpy as np
+
+    base = TILED_TYPES[qtype][1]
+    nbytes = QUANT_FORMATS[base][2]
+    head = 4 if base == 3 else 2  # d (and m) at the start of a GGUF block
+    N, row = data.shape
+    n = np.arange(N)[:, None, None]
+    b = np.arange(row // nbytes)[None, :, None]
+    k = np.arange(nbytes)[None, None, :]
+    tile, j = n // TILE_ROWS, n % TILE_ROWS
+    group = (tile * (row // nbytes) + b) * TILE_ROWS * nbytes
+    scale_at = (k // 2) * 2 * TILE_ROWS + 2 * j + k % 2  # d[8], then m[8]
+    word_at = head * TILE_ROWS + 32 * ((k - head) // 4) + 4 * j + (k - head) % 4
+    index = group + np.where(k < head, scale_at, word_at)
+    return data.reshape(-1)[torch.from_numpy(index.reshape(N, row)).to(data.device)]
+
+
 def dequantize_gguf(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
     """Raw GGUF blocks [N, bytes_per_row] uint8 -> float32 [N, K], by the ``gguf``
-    package's own dequantization (the oracle the kernels are tested against)."""
+    package's own dequantization (the oracle the kernels are tested against).
+    A tiled weight is turned back into its GGUF rows first."""
     import gguf
+
+    if qtype in TILED_TYPES:
+        data, qtype = untile_x8(data, qtype), TILED_TYPES[qtype][1]
 
     raw = data.detach().cpu().contiguous().numpy()
     w = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(qtype))
@@ -295,6 +326,7 @@ def quantize_activations(x: torch.Tensor, block: int) -> torch.Tensor:
 
 def activation_block(qtype: int) -> int:
     """The activation block of quant_linear's int8 path: 256 for the K-quants, else 32."""
+    qtype = TILED_TYPES[qtype][1] if qtype in TILED_TYPES else qtype
     return 256 if QUANT_FORMATS[qtype][1] == 256 else 32
 
 

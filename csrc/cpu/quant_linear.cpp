@@ -698,6 +698,75 @@ void int8_columns(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, con
   }
 }
 
+// ------------------------------------------------- tiled (x8) layouts --
+// Q4_0x8 / Q4_1x8 (quant_formats.h): a group holds the 8 rows' block b as a
+// tile wants it, so loading it is 2 or 3 loads for the scales and 4 for the
+// weights, against the GGUF tile's gathers and transposes; the tiles are one
+// sequential stream. The arithmetic is tile_block_rows', so every row's result
+// is bit for bit the GGUF layout's.
+template <int QT>
+inline void load_x8_group(const uint8_t* g, TileBlock& t) {
+  using T = Nibbles<QT>;
+  t.d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+  if constexpr (T::has_min)
+    t.c = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+  else
+    t.c = _mm256_mul_ps(t.d, _mm256_set1_ps(-T::offset));
+  const uint8_t* words = g + (T::has_min ? 32 : 16);
+  const __m256i low4 = _mm256_set1_epi8(15);
+  for (int c = 0; c < 4; ++c) {
+    const __m256i w = load_256(words + 32 * c);
+    t.w[c] = _mm256_and_si256(w, low4);
+    t.w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
+  }
+}
+
+// Columns [n0, n1) (multiples of 8) of a tiled weight, for the GGUF type QT it
+// rearranges; as int8_tiles otherwise (kRows > 0 fixes M at compile time).
+template <int QT, int kRows = 0>
+void int8_tiles_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t rows_of_x,
+                   int64_t n0, int64_t n1, float* out, int64_t ldo) {
+  const int64_t M = kRows > 0 ? kRows : rows_of_x;
+  constexpr int group = kTileCols * format_of(QT).bytes;
+  const int64_t nb = K / 32;
+  XRow xs[kFp32MinRows];
+  for (int64_t m = 0; m < M; ++m)
+    xs[m] = {xq.q_row(m), xq.d_row(m), xq.s_row(m), xq.bs_row(m)};
+  TileBlock t;
+  TileSigns unused;
+  __m256 acc[kFp32MinRows];
+  for (int64_t n = n0; n < n1; n += kTileCols) {
+    const uint8_t* tile = w + n / kTileCols * nb * group;
+    for (int64_t m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* g = tile + b * group;
+      prefetch_ahead<group>(g);
+      load_x8_group<QT>(g, t);
+      int64_t m = 0;
+      for (; m + 4 <= M; m += 4) tile_block_rows<QT, 4>(t, unused, xs + m, b, acc + m);
+      for (; m + 2 <= M; m += 2) tile_block_rows<QT, 2>(t, unused, xs + m, b, acc + m);
+      if (m < M) tile_block_rows<QT, 1>(t, unused, xs + m, b, acc + m);
+    }
+    for (int64_t m = 0; m < M; ++m) _mm256_storeu_ps(out + m * ldo + n, acc[m]);
+  }
+}
+
+template <int QT>
+void int8_columns_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t M, int64_t n0,
+                     int64_t n1, float* out, int64_t N) {
+  switch (M) {
+    case 1: int8_tiles_x8<QT, 1>(w, K, xq, M, n0, n1, out, N); break;
+    case 2: int8_tiles_x8<QT, 2>(w, K, xq, M, n0, n1, out, N); break;
+    case 3: int8_tiles_x8<QT, 3>(w, K, xq, M, n0, n1, out, N); break;
+    case 4: int8_tiles_x8<QT, 4>(w, K, xq, M, n0, n1, out, N); break;
+    case 5: int8_tiles_x8<QT, 5>(w, K, xq, M, n0, n1, out, N); break;
+    case 6: int8_tiles_x8<QT, 6>(w, K, xq, M, n0, n1, out, N); break;
+    case 7: int8_tiles_x8<QT, 7>(w, K, xq, M, n0, n1, out, N); break;
+    case 8: int8_tiles_x8<QT, 8>(w, K, xq, M, n0, n1, out, N); break;
+    default: int8_tiles_x8<QT>(w, K, xq, M, n0, n1, out, N); break;
+  }
+}
+
 // vpshufb masks broadcasting int16 lane j of each 128-bit half to all of it.
 inline __m256i broadcast_mask(int j) {
   return _mm256_set1_epi16(static_cast<int16_t>((2 * j) | (2 * j + 1) << 8));
@@ -1052,6 +1121,49 @@ void dispatch_type(int qtype, const F& f) {
   }
 }
 
+// The 8 GGUF rows (8 x row_bytes, out) of the tile at `tile` of a weight in
+// the tiled layout of GGUF type `base` (quant_formats.h).
+void untile_x8(int base, const uint8_t* tile, int64_t K, uint8_t* out) {
+  const int bytes = format_of(base).bytes;
+  const bool has_min = base == kQ4_1;
+  const int qs = has_min ? 4 : 2, words = has_min ? 32 : 16;
+  const int64_t nb = K / 32, row_bytes = nb * bytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* g = tile + b * kTileRowsX8 * bytes;
+    for (int j = 0; j < kTileRowsX8; ++j) {
+      uint8_t* blk = out + j * row_bytes + b * bytes;
+      std::memcpy(blk, g + 2 * j, 2);
+      if (has_min) std::memcpy(blk + 2, g + 16 + 2 * j, 2);
+      for (int c = 0; c < 4; ++c) std::memcpy(blk + qs + 4 * c, g + words + 32 * c + 4 * j, 4);
+    }
+  }
+}
+
+// Rows [n0, n1) of W as float32 rows of K (out), gguf's values; for a tiled
+// weight n0 and n1 are multiples of 8 and each tile is first turned back into
+// its GGUF rows.
+void dequantize_rows(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t n0,
+                     int64_t n1, float* out) {
+  if (const int base = tiled_base(qtype)) {
+    static thread_local std::vector<uint8_t> rows;
+    rows.resize(kTileRowsX8 * row_bytes);
+    for (int64_t n = n0; n < n1; n += kTileRowsX8) {
+      untile_x8(base, w + n * row_bytes, K, rows.data());
+      dequantize_rows(base, rows.data(), row_bytes, K, 0, kTileRowsX8, out + (n - n0) * K);
+    }
+    return;
+  }
+  dispatch_type(qtype, [&](auto qt) {
+    for (int64_t n = n0; n < n1; ++n) {
+#ifdef AIGC_QL_AVX2
+      dequantize_row_avx2<decltype(qt)::value>(w + n * row_bytes, K, out + (n - n0) * K);
+#else
+      dequantize_row(qtype, w + n * row_bytes, K, out + (n - n0) * K);
+#endif
+    }
+  });
+}
+
 // Work items of whole rows: about kItemsPerThread a thread, each at least
 // `min_rows` (and a multiple of it).
 int64_t rows_per_item(int64_t N, int64_t min_rows) {
@@ -1068,7 +1180,22 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
   // thread_local named in the lambda would be each worker's own).
   static thread_local QuantRows rows;
   QuantRows& xq = rows;
-  quantize_rows(xf.data_ptr<float>(), xf.stride(0), M, K, qtype, xq);
+  const int base = tiled_base(qtype);
+  quantize_rows(xf.data_ptr<float>(), xf.stride(0), M, K, base != 0 ? base : qtype, xq);
+#ifdef AIGC_QL_AVX2
+  if (base != 0) {
+    const int64_t step = rows_per_item(N, kTileCols);
+    const int64_t items = (N + step - 1) / step;
+    aigc::parallel_items(items, N * K * M, kSerialWeights, [&](int64_t item, int) {
+      const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
+      if (base == kQ4_0)
+        int8_columns_x8<kQ4_0>(w, K, xq, M, n0, n1, out, N);
+      else
+        int8_columns_x8<kQ4_1>(w, K, xq, M, n0, n1, out, N);
+    });
+    return;
+  }
+#endif
   dispatch_type(qtype, [&](auto qt) {
     constexpr int QT = decltype(qt)::value;
 #ifdef AIGC_QL_AVX2
@@ -1104,16 +1231,7 @@ void run_fp32(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
     const int64_t n0 = item * step, rows = std::min(N, n0 + step) - n0;
     at::Tensor& tile = tiles[thread];
     if (!tile.defined()) tile = at::empty({step, K}, xf.options());
-    float* t = tile.data_ptr<float>();
-    dispatch_type(qtype, [&](auto qt) {
-      for (int64_t r = 0; r < rows; ++r) {
-#ifdef AIGC_QL_AVX2
-        dequantize_row_avx2<decltype(qt)::value>(w + (n0 + r) * row_bytes, K, t + r * K);
-#else
-        dequantize_row(qtype, w + (n0 + r) * row_bytes, K, t + r * K);
-#endif
-      }
-    });
+    dequantize_rows(qtype, w, row_bytes, K, n0, n0 + rows, tile.data_ptr<float>());
     // One thread's GEMM: inside the pool's parallel region the BLAS runs serially.
     at::Tensor dst = out.narrow(1, n0, rows);
     at::mm_out(dst, xf, tile.narrow(0, 0, rows).t());
@@ -1127,10 +1245,11 @@ namespace {
 // The checks of a weight of raw GGUF blocks [N, K / block * bytes] of `qtype`,
 // for op `op` ("aigc.quant_linear", "aigc.dequantize").
 void check_gguf_weight(const char* op, const at::Tensor& weight, int64_t qtype, int64_t K) {
-  const Format f = format_of(static_cast<int>(qtype));
+  const int base = tiled_base(static_cast<int>(qtype));
+  const Format f = format_of(base != 0 ? base : static_cast<int>(qtype));
   TORCH_CHECK_VALUE(f.block != 0, op, ": unsupported GGML type id ", qtype,
                     "; supported: Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q4_K (12), "
-                    "Q5_K (13), Q6_K (14)");
+                    "Q5_K (13), Q6_K (14), and the CPU layouts Q4_0x8 (258), Q4_1x8 (259)");
   const char* name = name_of(static_cast<int>(qtype));
   TORCH_CHECK_VALUE(K > 0 && K % f.block == 0, op, ": K = ", K,
                     " must be a positive multiple of the ", name, " block size ", f.block);
@@ -1141,6 +1260,9 @@ void check_gguf_weight(const char* op, const at::Tensor& weight, int64_t qtype, 
   TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(1) == row_bytes, op,
                     ": weight must have shape [N, ", row_bytes, "] (", K / f.block, " ", name,
                     " blocks of ", f.bytes, " bytes for K = ", K, "), got ", weight.sizes());
+  TORCH_CHECK_VALUE(base == 0 || weight.size(0) % kTileRowsX8 == 0, op, ": a ", name,
+                    " weight holds its rows in tiles of ", kTileRowsX8, ": N = ", weight.size(0),
+                    " must be a multiple of ", kTileRowsX8);
 }
 
 }  // namespace
@@ -1189,7 +1311,12 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& weight, int64
   at::Tensor out = at::empty({M, N}, x.options().dtype(at::kFloat));
   if (M > 0 && N > 0) {
     const uint8_t* w = weight.data_ptr<uint8_t>();
-    if (exact || M >= kFp32MinRows)
+#ifdef AIGC_QL_AVX2
+    const bool int8_tiled = true;
+#else
+    const bool int8_tiled = false;  // the x8 layouts' int8 kernels are AVX2's
+#endif
+    if (exact || M >= kFp32MinRows || (tiled_base(static_cast<int>(qtype)) != 0 && !int8_tiled))
       run_fp32(xf, w, row_bytes, static_cast<int>(qtype), N, K, out);
     else
       run_int8(xf, w, row_bytes, static_cast<int>(qtype), N, K, out.data_ptr<float>());
@@ -1212,20 +1339,14 @@ at::Tensor dequantize_cpu(const at::Tensor& weight, int64_t qtype, int64_t K) {
   at::Tensor out = at::empty({N, K}, w.options().dtype(at::kFloat));
   const uint8_t* src = w.data_ptr<uint8_t>();
   float* dst = out.data_ptr<float>();
-  // Items of about 8 K weights: enough of them to share a matrix out evenly.
-  const int64_t rows_per_item = std::max<int64_t>(1, 8192 / K);
+  // Items of about 8 K weights (whole tiles of a tiled weight): enough of them
+  // to share a matrix out evenly.
+  const int64_t unit = tiled_base(static_cast<int>(qtype)) != 0 ? kTileRowsX8 : 1;
+  const int64_t rows_per_item = (std::max<int64_t>(1, 8192 / K) + unit - 1) / unit * unit;
   const int64_t items = (N + rows_per_item - 1) / rows_per_item;
   aigc::parallel_items(items, N * K, kSerialWeights, [&](int64_t item, int) {
-    const int64_t n1 = std::min(N, (item + 1) * rows_per_item);
-    dispatch_type(static_cast<int>(qtype), [&](auto qt) {
-      for (int64_t n = item * rows_per_item; n < n1; ++n) {
-#ifdef AIGC_QL_AVX2
-        dequantize_row_avx2<decltype(qt)::value>(src + n * row_bytes, K, dst + n * K);
-#else
-        dequantize_row(static_cast<int>(qtype), src + n * row_bytes, K, dst + n * K);
-#endif
-      }
-    });
+    const int64_t n0 = item * rows_per_item, n1 = std::min(N, n0 + rows_per_item);
+    dequantize_rows(static_cast<int>(qtype), src, row_bytes, K, n0, n1, dst + n0 * K);
   });
   return out;
 }

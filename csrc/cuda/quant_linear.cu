@@ -46,6 +46,9 @@ at::Tensor quant_linear_cuda(const at::Tensor& x_in, const at::Tensor& weight_in
                              int64_t K, const std::optional<at::Tensor>& bias, bool exact) {
   (void)exact;
   aigc::check_quant_linear(x_in, weight_in, qtype, K, bias);
+  TORCH_CHECK_VALUE(aigc::quant::tiled_base(static_cast<int>(qtype)) == 0, "aigc.quant_linear: ",
+                    aigc::quant::name_of(static_cast<int>(qtype)),
+                    " is a CPU layout; on CUDA pass the GGUF layout (QuantWeight.untiled())");
   const int64_t M = x_in.size(0), N = weight_in.size(0);
   // The GEMM's grid has ceil(M / 64) rows, at most 65535.
   TORCH_CHECK_VALUE(M <= int64_t{65535} * aigc::quant::kGemmTile && N < (int64_t{1} << 31) &&

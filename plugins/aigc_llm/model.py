@@ -82,6 +82,17 @@ class LanguageModel:
 
     def __init__(self, cfg: LMConfig, tensors: dict[str, torch.Tensor]) -> None:
         self.cfg = cfg
+
+        # Quantized matrices on the CPU in the layouts its kernels read fastest, replaced
+        # in place so that each GGUF copy is freed as soon as its tiled one exists.
+        def tiled(t):
+            if isinstance(t, list):
+                return [tiled(part) for part in t]
+            cpu = isinstance(t, ops.QuantWeight) and t.device.type == "cpu"
+            return t.tiled() if cpu else t
+
+        for name, t in tensors.items():
+            tensors[name] = tiled(t)
         self.w = tensors
         self.dtype = next(t.dtype for t in tensors.values() if isinstance(t, torch.Tensor))
         self.head = tensors.get("head", tensors["embed"])
