@@ -492,9 +492,10 @@ def test_under_inference_mode(M):
 def test_bench_cases_compare_like_with_like():
     from aigc_sdk.bench import quant as bench_quant
 
-    for name, M in [("Q4_1", 1), ("Q6_K", 200)]:
+    for name, M in [("Q4_1", 1), ("Q6_K", 200), ("Q4_0x8", 3)]:
         case = bench_quant.QuantCase(name, M, (40, 512))
         x, w, w_float = inputs = case.inputs()
+        assert w.is_tiled == name.endswith("x8")
         assert torch.equal(w_float, dequantized(w))
         results = {k: fn() for k, fn in case.contenders(inputs).items()}
         assert torch.equal(results["dense matmul"], results["dequant+matmul"])

@@ -10,6 +10,9 @@ code that keeps the weights quantized pays without a fused kernel. Shapes
 and the 49152x576 embedding / output matrix) and a 7B model's (4096x4096,
 11008x4096).
 
+"Q4_0x8" and "Q4_1x8" are Q4_0 and Q4_1 in the CPU layout the generators
+hold them in (QuantWeight.tiled()); their peers start from the GGUF layout.
+
 Figure of merit: up to M = 8 the op streams the weights, scored by bytes
 read / time against the read bandwidth probed in the same rounds; from
 M = 128 on it is a GEMM, scored in GFLOP/s against the matmul probe. The
@@ -27,16 +30,21 @@ import torch
 from .. import ops
 from ..ops import quant, reference
 
-TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
+TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "Q4_0x8", "Q4_1x8")
 SMOLLM2_SHAPES = [(576, 576), (1536, 576), (576, 1536), (49152, 576)]
 LLAMA7B_SHAPES = [(4096, 4096), (11008, 4096)]
 ROWS = (1, 8, 128, 512)
 
 
+def _gguf_type(type_name: str) -> str:
+    """The GGUF type of a case's type ("Q4_1" for the tiled "Q4_1x8")."""
+    return type_name.removesuffix("x8")
+
+
 def _fits(type_name: str, shape: tuple[int, int]) -> bool:
     """Whether rows of K weights are whole blocks of the type: a K-quant cannot
     hold SmolLM2's K = 576 rows (GGUF files store those in a 32-wide type)."""
-    return shape[1] % reference.QUANT_FORMATS[quant.QUANT_TYPES[type_name]][1] == 0
+    return shape[1] % reference.QUANT_FORMATS[quant.QUANT_TYPES[_gguf_type(type_name)]][1] == 0
 
 
 FULL = [
@@ -44,12 +52,12 @@ FULL = [
 ]
 QUICK = [
     (t, M, s)
-    for t in ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K")
+    for t in ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "Q4_0x8", "Q4_1x8")
     for M, s in [(1, (4096, 4096)), (1, (11008, 4096)), (8, (576, 1536)), (512, (4096, 4096))]
-] + [  # SmolLM2-135M's decode step: its Q4_1 projections and its Q8_0 output matrix
-    ("Q4_1", 1, (576, 576)),
-    ("Q4_1", 1, (1536, 576)),
-    ("Q4_1", 1, (576, 1536)),
+] + [  # SmolLM2-135M's decode step: its Q4_1 projections (tiled) and its Q8_0 output matrix
+    ("Q4_1x8", 1, (576, 576)),
+    ("Q4_1x8", 1, (1536, 576)),
+    ("Q4_1x8", 1, (576, 1536)),
     ("Q8_0", 1, (49152, 576)),
 ]
 # From this many rows on, a case is scored as a GEMM (FLOP/s), below as a stream (bytes/s).
@@ -60,15 +68,16 @@ def random_weight(type_name: str, N: int, K: int, seed: int = 0) -> quant.QuantW
     """Random valid blocks of a type: random bytes, then float16 scales (d,
     and dmin / m where the type has one) set to finite values of a trained
     model's size (1e-4 to 2e-3)."""
-    qtype = quant.QUANT_TYPES[type_name]
+    qtype = quant.QUANT_TYPES[_gguf_type(type_name)]
     _, block, nbytes = reference.QUANT_FORMATS[qtype]
     rng = np.random.default_rng(seed)
     raw = rng.integers(0, 256, (N, K // block, nbytes), dtype=np.uint8)
     halves = {"Q6_K": [208], "Q4_1": [0, 2], "Q5_1": [0, 2], "Q4_K": [0, 2], "Q5_K": [0, 2]}
-    for offset in halves.get(type_name, [0]):
+    for offset in halves.get(_gguf_type(type_name), [0]):
         scale = (rng.random((N, K // block)) * 2e-3 + 1e-4).astype(np.float16)
         raw[..., offset : offset + 2] = scale.view(np.uint8).reshape(N, K // block, 2)
-    return quant.quantized_weight(raw, qtype, (N, K), copy=False)
+    weight = quant.quantized_weight(raw, qtype, (N, K), copy=False)
+    return weight.tiled() if type_name.endswith("x8") else weight
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,8 @@ class QuantCase:
     @property
     def weight_bytes(self) -> int:
         N, K = self.shape
-        _, block, nbytes = reference.QUANT_FORMATS[quant.QUANT_TYPES[self.type_name]]
+        qtype = quant.QUANT_TYPES[_gguf_type(self.type_name)]
+        _, block, nbytes = reference.QUANT_FORMATS[qtype]
         return N * K // block * nbytes
 
     @property
@@ -121,10 +131,11 @@ class QuantCase:
         """
         x, w, w_float = inputs
         K = self.shape[1]
+        gguf = w.untiled()  # what the peers start from
         return {
             "aigc": lambda: ops.quant_linear(x, w),
             "dense matmul": lambda: x @ w_float.T,
-            "dequant+matmul": lambda: x @ quant.dequantize(w.data, w.qtype, K).to(x.dtype).T,
+            "dequant+matmul": lambda: x @ quant.dequantize(gguf.data, gguf.qtype, K).to(x.dtype).T,
         }
 
 
