@@ -10,6 +10,11 @@ Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (blocks of 32 weights) and Q4_K, Q5_K, Q6_K
     w = QuantWeight.from_gguf(reader.tensors[i])       # or quantized_weight(raw, qtype, (N, K))
     y = quant_linear(x, w, bias)                         # x [..., K] -> y [..., N]
 
+On the CPU, ``w.tiled()`` holds a Q4_0 or Q4_1 matrix in a layout of its own
+(Q4_0x8, Q4_1x8: 8 rows interleaved block by block, type ids 258 and 259) that
+the kernels read 1.3-1.5x faster on AVX2, with bit for bit the same results;
+``w.untiled()`` gives the GGUF layout back (``w.to("cuda")`` does so itself).
+
 Numerics. With ``exact=False`` (the default) the CPU kernel computes small
 batches (M < 32 rows of x, the decode step) as llama.cpp does: each row of x
 is rounded to int8 per block of 32 activations (256 for the K-quants) with a
