@@ -1121,6 +1121,33 @@ void dispatch_type(int qtype, const F& f) {
   }
 }
 
+#ifdef AIGC_QL_AVX2
+// The 8 rows (out: 8 x K floats) of the tile at `tile` of a Q4_0x8 / Q4_1x8
+// weight (QT: Q4_0 or Q4_1): each row's 16 packed bytes of a block gathered
+// from the group's 4 words, then dequantize_row_avx2's operations.
+template <int QT>
+void dequantize_tile_x8_avx2(const uint8_t* tile, int64_t K, float* out) {
+  using T = Nibbles<QT>;
+  constexpr int group = kTileCols * format_of(QT).bytes;
+  alignas(32) int8_t q[32];
+  for (int64_t b = 0; b < K / 32; ++b) {
+    const uint8_t* g = tile + b * group;
+    const uint8_t* words = g + (T::has_min ? 32 : 16);
+    for (int j = 0; j < kTileCols; ++j) {
+      const auto word = [&](int c) { return static_cast<int>(load_u32(words + 32 * c + 4 * j)); };
+      const __m128i qs = _mm_setr_epi32(word(0), word(1), word(2), word(3));
+      __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs),
+                                   _mm256_set1_epi8(15));
+      if constexpr (!T::has_min)
+        v = _mm256_sub_epi8(v, _mm256_set1_epi8(static_cast<char>(T::offset)));
+      store_256(q, v);
+      scale_bytes<T::has_min>(q, 32, load_half(g + 2 * j),
+                              T::has_min ? load_half(g + 16 + 2 * j) : 0.0f, out + j * K + 32 * b);
+    }
+  }
+}
+#endif
+
 // The 8 GGUF rows (8 x row_bytes, out) of the tile at `tile` of a weight in
 // the tiled layout of GGUF type `base` (quant_formats.h).
 void untile_x8(int base, const uint8_t* tile, int64_t K, uint8_t* out) {
@@ -1145,12 +1172,21 @@ void untile_x8(int base, const uint8_t* tile, int64_t K, uint8_t* out) {
 void dequantize_rows(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t n0,
                      int64_t n1, float* out) {
   if (const int base = tiled_base(qtype)) {
+#ifdef AIGC_QL_AVX2
+    for (int64_t n = n0; n < n1; n += kTileRowsX8) {
+      if (base == kQ4_0)
+        dequantize_tile_x8_avx2<kQ4_0>(w + n * row_bytes, K, out + (n - n0) * K);
+      else
+        dequantize_tile_x8_avx2<kQ4_1>(w + n * row_bytes, K, out + (n - n0) * K);
+    }
+#else
     static thread_local std::vector<uint8_t> rows;
     rows.resize(kTileRowsX8 * row_bytes);
     for (int64_t n = n0; n < n1; n += kTileRowsX8) {
       untile_x8(base, w + n * row_bytes, K, rows.data());
       dequantize_rows(base, rows.data(), row_bytes, K, 0, kTileRowsX8, out + (n - n0) * K);
     }
+#endif
     return;
   }
   dispatch_type(qtype, [&](auto qt) {
