@@ -146,14 +146,15 @@ inline void hsum8(const Vec8f* a, float* out) {
 }
 
 // Scores of NG heads (rows of q) against positions [0, n) of the tile. TT
-// positions at a time, NG * TT = 8 accumulators: eight FMA chains side by
-// side, one K load feeding NG FMAs, and one transposed sum for all eight.
+// positions at a time, NG * TT <= 8 accumulators: up to eight FMA chains side
+// by side, one K load feeding NG FMAs, and one transposed sum for them all
+// (three heads, SmolLM2's and Llama 3's groups, use six of the eight).
 template <int NG, typename T>
 void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, float* s,
                  TilePrefetch* ahead) {
   constexpr int TT = 8 / NG;
   int t = 0;
-  if constexpr (8 % NG == 0) {
+  {
     for (; t + TT <= n; t += TT) {
       for (int u = 0; u < TT; ++u) step(ahead);
       Vec8f a[8];  // indexed through static_for: see static_for.h
