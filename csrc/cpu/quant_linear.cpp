@@ -1167,8 +1167,7 @@ void untile_x8(int base, const uint8_t* tile, int64_t K, uint8_t* out) {
 }
 
 // Rows [n0, n1) of W as float32 rows of K (out), gguf's values; for a tiled
-// weight n0 and n1 are multiples of 8 and each tile is first turned back into
-// its GGUF rows.
+// weight n0 and n1 are multiples of 8.
 void dequantize_rows(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t n0,
                      int64_t n1, float* out) {
   if (const int base = tiled_base(qtype)) {
@@ -1348,11 +1347,11 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& weight, int64
   if (M > 0 && N > 0) {
     const uint8_t* w = weight.data_ptr<uint8_t>();
 #ifdef AIGC_QL_AVX2
-    const bool int8_tiled = true;
+    constexpr bool x8_int8 = true;
 #else
-    const bool int8_tiled = false;  // the x8 layouts' int8 kernels are AVX2's
+    constexpr bool x8_int8 = false;  // the x8 layouts' int8 kernels need AVX2
 #endif
-    if (exact || M >= kFp32MinRows || (tiled_base(static_cast<int>(qtype)) != 0 && !int8_tiled))
+    if (exact || M >= kFp32MinRows || (tiled_base(static_cast<int>(qtype)) != 0 && !x8_int8))
       run_fp32(xf, w, row_bytes, static_cast<int>(qtype), N, K, out);
     else
       run_int8(xf, w, row_bytes, static_cast<int>(qtype), N, K, out.data_ptr<float>());
