@@ -12,7 +12,7 @@ Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (blocks of 32 weights) and Q4_K, Q5_K, Q6_K
 
 On the CPU, ``w.tiled()`` holds a Q4_0 or Q4_1 matrix in a layout of its own
 (Q4_0x8, Q4_1x8: 8 rows interleaved block by block, type ids 258 and 259) that
-the kernels read 1.3-1.5x faster on AVX2, with bit for bit the same results;
+the kernels read 1.2-1.5x faster on AVX2, with bit for bit the same results;
 ``w.untiled()`` gives the GGUF layout back (``w.to("cuda")`` does so itself).
 
 Numerics. With ``exact=False`` (the default) the CPU kernel computes small
@@ -148,7 +148,7 @@ class QuantWeight:
     def tiled(self) -> QuantWeight:
         """This matrix in its type's CPU layout with 8 rows interleaved (Q4_0 ->
         Q4_0x8, Q4_1 -> Q4_1x8): the same bytes rearranged so that the CPU
-        kernels load each block of 8 rows at once (1.3-1.5x faster on AVX2, the
+        kernels load each block of 8 rows at once (1.2-1.5x faster on AVX2, the
         results bit for bit the same). Itself for the other types, for N not a
         multiple of 8, or already tiled."""
         N, K = self.shape
