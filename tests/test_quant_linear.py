@@ -221,6 +221,57 @@ def test_threads_do_not_change_the_int8_result():
     assert torch.equal(one, two)
 
 
+# The int8 path and decode_attention run on threads of the kernels' own
+# (csrc/cpu/kernel_threads.h), shared by every calling thread of the process.
+
+
+def _with_threads(n, fn):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(n)
+        return fn()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_kernel_threads_serve_concurrent_callers():
+    """Callers on several Python threads at once (one has the pool, the others run
+    their items themselves) each get exactly their own single-threaded result."""
+    import concurrent.futures
+
+    w = random_weight("Q4_1", 512, 1024).tiled()
+    xs = [torch.randn(3, 1024, generator=torch.Generator().manual_seed(i)) for i in range(8)]
+    want = _with_threads(1, lambda: [ops.quant_linear(x, w) for x in xs])
+
+    def calls(i):
+        torch.set_num_threads(2)
+        return [ops.quant_linear(xs[(i + k) % 8], w) for k in range(40)]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(calls, range(4)))
+    for i, got in enumerate(results):
+        for k, y in enumerate(got):
+            assert torch.equal(y, want[(i + k) % 8])
+
+
+def test_kernel_threads_work_in_a_forked_child():
+    """A child forked after the pool started has none of its threads: it gets a new
+    pool, answers, and does not hang."""
+    import multiprocessing
+
+    w = random_weight("Q4_0", 256, 512).tiled()
+    x = torch.randn(2, 512)
+    want = _with_threads(2, lambda: ops.quant_linear(x, w))  # the pool is running now
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as children:
+        got = children.apply_async(_quant_linear_on_two_threads, (x, w)).get(timeout=60)
+    assert torch.equal(got, want)
+
+
+def _quant_linear_on_two_threads(x, w):
+    return _with_threads(2, lambda: ops.quant_linear(x, w))
+
+
 @pytest.mark.parametrize("name", list(TYPES))
 @pytest.mark.parametrize("N", [5, 24, 67])
 def test_a_rows_result_does_not_depend_on_the_rows_beside_it(name, N):

@@ -662,7 +662,8 @@ void decode_attention_cpu_impl(const Problem& P, const std::vector<int64_t>& len
           return j >= 0 ? &items[j] : nullptr;
         };
         run_item(P, items[i], next_item, q, k, v, out, lse, ws.data(), states[thread]);
-      });
+      },
+      aigc::Team::kKernelThreads);
   if (slots == 0) return;
   at::parallel_for(0, P.B * P.H, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {

@@ -5,8 +5,16 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+
+#include "cpu/kernel_threads.h"
 
 namespace aigc {
+
+// Which threads run the items: torch's intra-op pool (OpenMP), or the decode
+// kernels' own (kernel_threads.h), for the calls a decode step makes by the
+// hundred. Either way the thread count is at::get_num_threads().
+enum class Team { kIntraOp, kKernelThreads };
 
 // Runs fn(item, thread, next) for every item in [0, items) on the intra-op
 // pool, handing items out one at a time from a shared counter. at::parallel_for
@@ -20,7 +28,8 @@ namespace aigc {
 // below `serial_work`) run on the caller: waking the pool would cost more
 // than the work.
 template <typename F>
-void parallel_items_claiming_next(int64_t items, int64_t work, int64_t serial_work, const F& fn) {
+void parallel_items_claiming_next(int64_t items, int64_t work, int64_t serial_work, const F& fn,
+                                  Team team = Team::kIntraOp) {
   const int threads = at::get_num_threads();
   if (items <= 0) return;
   if (threads == 1 || items == 1 || work < serial_work || at::in_parallel_region()) {
@@ -29,24 +38,32 @@ void parallel_items_claiming_next(int64_t items, int64_t work, int64_t serial_wo
     return;
   }
   std::atomic<int64_t> counter{0};
-  at::parallel_for(0, threads, 1, [&](int64_t thread, int64_t) {
+  const std::function<void(int)> member = [&](int thread) {
     int64_t i = counter.fetch_add(1);
     while (i < items) {
       int64_t claimed = -1;
-      fn(i, static_cast<int>(thread), [&] {
+      fn(i, thread, [&] {
         if (claimed < 0) claimed = counter.fetch_add(1);
         return claimed < items ? claimed : int64_t{-1};
       });
       i = claimed >= 0 ? claimed : counter.fetch_add(1);
     }
-  });
+  };
+  if (team == Team::kKernelThreads) {
+    // The pool busy with another caller's call: this one runs its items itself.
+    if (!KernelThreads::instance().try_run(threads, member)) member(0);
+    return;
+  }
+  at::parallel_for(0, threads, 1, [&](int64_t thread, int64_t) { member(static_cast<int>(thread)); });
 }
 
 // parallel_items_claiming_next for kernels that need only fn(item, thread).
 template <typename F>
-void parallel_items(int64_t items, int64_t work, int64_t serial_work, const F& fn) {
-  parallel_items_claiming_next(items, work, serial_work,
-                               [&](int64_t item, int thread, const auto&) { fn(item, thread); });
+void parallel_items(int64_t items, int64_t work, int64_t serial_work, const F& fn,
+                    Team team = Team::kIntraOp) {
+  parallel_items_claiming_next(
+      items, work, serial_work, [&](int64_t item, int thread, const auto&) { fn(item, thread); },
+      team);
 }
 
 }  // namespace aigc

@@ -1221,13 +1221,16 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
   if (base != 0) {
     const int64_t step = rows_per_item(N, kTileCols);
     const int64_t items = (N + step - 1) / step;
-    aigc::parallel_items(items, N * K * M, kSerialWeights, [&](int64_t item, int) {
-      const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
-      if (base == kQ4_0)
-        int8_columns_x8<kQ4_0>(w, K, xq, M, n0, n1, out, N);
-      else
-        int8_columns_x8<kQ4_1>(w, K, xq, M, n0, n1, out, N);
-    });
+    aigc::parallel_items(
+        items, N * K * M, kSerialWeights,
+        [&](int64_t item, int) {
+          const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
+          if (base == kQ4_0)
+            int8_columns_x8<kQ4_0>(w, K, xq, M, n0, n1, out, N);
+          else
+            int8_columns_x8<kQ4_1>(w, K, xq, M, n0, n1, out, N);
+        },
+        aigc::Team::kKernelThreads);
     return;
   }
 #endif
@@ -1240,15 +1243,18 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
 #endif
     const int64_t step = rows_per_item(N, tiles ? kTileCols : 4);
     const int64_t items = (N + step - 1) / step;
-    aigc::parallel_items(items, N * K * M, kSerialWeights, [&](int64_t item, int) {
-      const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
+    aigc::parallel_items(
+        items, N * K * M, kSerialWeights,
+        [&](int64_t item, int) {
+          const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
 #ifdef AIGC_QL_AVX2
-      if constexpr (tiles)
-        int8_columns<QT>(w, row_bytes, N, K, xq, M, n0, n1, out);
-      else
+          if constexpr (tiles)
+            int8_columns<QT>(w, row_bytes, N, K, xq, M, n0, n1, out);
+          else
 #endif
-        int8_rows<QT>(w, row_bytes, K, xq, M, n0, n1, out, N);
-    });
+            int8_rows<QT>(w, row_bytes, K, xq, M, n0, n1, out, N);
+        },
+        aigc::Team::kKernelThreads);
   });
 }
 

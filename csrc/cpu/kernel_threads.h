@@ -1,0 +1,144 @@
+// Threads of the decode kernels' own, kept by the process and shared by every
+// calling thread.
+//
+// Why not OpenMP for them: a decode step makes about 150 small parallel calls
+// a token, each a few microseconds of work a thread, so a call must find the
+// other threads awake. libgomp keeps its workers spinning between parallel
+// regions only while the process has no more OpenMP threads than cores; every
+// Python thread that runs parallel regions gets a team of its own (a server's
+// decode thread besides the main thread is enough), and from then on each
+// region of every team wakes sleeping workers. These threads spin for a while
+// after each call, whoever made it, and then sleep.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace aigc {
+
+class KernelThreads {
+ public:
+  // The process's pool (a fresh one in a child after fork: the parent's
+  // threads do not exist there).
+  static KernelThreads& instance() {
+    static const bool registered = [] {
+      pthread_atfork(nullptr, nullptr, [] { current() = new KernelThreads(); });
+      return true;
+    }();
+    (void)registered;
+    return *current();
+  }
+
+  // Runs body(t) for t in [0, n), the caller as t = 0 and n - 1 pool threads,
+  // and returns when all have finished (rethrowing the first exception).
+  // Returns false, having run nothing, while another call has the pool (a
+  // second calling thread, or a call from inside a body): the caller then
+  // runs its work itself.
+  bool try_run(int n, const std::function<void(int)>& body) {
+    bool idle = false;
+    if (!busy_.compare_exchange_strong(idle, true, std::memory_order_acquire)) return false;
+    struct Release {
+      std::atomic<bool>& busy;
+      ~Release() { busy.store(false, std::memory_order_release); }
+    } release{busy_};
+    while (static_cast<int>(workers_) < n - 1) {
+      const uint64_t seen = generation_.load(std::memory_order_relaxed);
+      const int id = static_cast<int>(++workers_);
+      std::thread([this, id, seen] { work(id, seen); }).detach();
+    }
+    body_ = &body;
+    active_ = n;
+    error_ = nullptr;
+    // Every pool thread answers, those beyond n without running anything: none
+    // can still be reading this call's active_ when the next call sets it.
+    remaining_.store(static_cast<int>(workers_), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+      std::lock_guard<std::mutex> lock(sleep_mutex_);
+      wake_.notify_all();
+    }
+    run(0);
+    for (int spin = 0; remaining_.load(std::memory_order_acquire) > 0; ++spin) {
+      if (spin < kCallerSpins)
+        pause();
+      else
+        std::this_thread::yield();  // a pool thread was descheduled
+    }
+    if (error_) std::rethrow_exception(error_);
+    return true;
+  }
+
+ private:
+  // How long a pool thread spins for the next call before it sleeps: longer
+  // than the gaps between the calls of a decode step, short next to the gap
+  // between a server's tokens.
+  static constexpr std::chrono::microseconds kSpinTime{200};
+  static constexpr int kCallerSpins = 1 << 16;
+
+  static KernelThreads*& current() {
+    static KernelThreads* pool = new KernelThreads();  // never destroyed: its threads never end
+    return pool;
+  }
+
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::this_thread::yield();
+#endif
+  }
+
+  void run(int id) {
+    try {
+      (*body_)(id);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+
+  void work(int id, uint64_t seen) {
+    for (;;) {
+      auto since = std::chrono::steady_clock::now();
+      uint64_t now_at;
+      for (int spin = 0; (now_at = generation_.load(std::memory_order_acquire)) == seen; ++spin) {
+        if ((spin & 255) != 255 || std::chrono::steady_clock::now() - since < kSpinTime) {
+          pause();
+          continue;
+        }
+        std::unique_lock<std::mutex> lock(sleep_mutex_);
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_seq_cst) != seen; });
+        sleepers_.fetch_sub(1, std::memory_order_relaxed);
+        since = std::chrono::steady_clock::now();
+      }
+      seen = now_at;
+      if (id < active_) run(id);
+      remaining_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+
+  std::atomic<bool> busy_{false};
+  std::atomic<size_t> workers_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> remaining_{0};
+  std::atomic<int> sleepers_{0};
+  // Written by the caller before it bumps generation_, read by the threads after.
+  const std::function<void(int)>* body_ = nullptr;
+  int active_ = 0;
+  std::exception_ptr error_;
+  std::mutex error_mutex_;
+  std::mutex sleep_mutex_;
+  std::condition_variable wake_;
+};
+
+}  // namespace aigc
