@@ -16,8 +16,8 @@ namespace aigc {
 // hundred. Either way the thread count is at::get_num_threads().
 enum class Team { kIntraOp, kKernelThreads };
 
-// Runs fn(item, thread, next) for every item in [0, items) on the intra-op
-// pool, handing items out one at a time from a shared counter. at::parallel_for
+// Runs fn(item, thread, next) for every item in [0, items) on `team`,
+// handing items out one at a time from a shared counter. at::parallel_for
 // splits a range statically: on a shared CPU, when one thread is descheduled
 // the other finishes its half and waits; here it takes the remaining items.
 // next() tells a kernel that prefetches across items which item this thread
