@@ -192,6 +192,14 @@ void dequantize_row(int qtype, const uint8_t* row, int64_t K, float* out) {
 // consecutive q (int16, for the K-quants), and s, d times the sum of each 32
 // q (float, for the 32-wide types' offsets and mins).
 // reference.quantize_activations rounds the same way.
+// One quantized row of x as the dot products read it.
+struct XRow {
+  const int8_t* q;
+  const float* d;
+  const float* s;
+  const int16_t* bs;
+};
+
 struct QuantRows {
   int64_t K, block;
   std::vector<int8_t> q;
@@ -201,6 +209,7 @@ struct QuantRows {
   const float* d_row(int64_t m) const { return d.data() + m * (K / block); }
   const float* s_row(int64_t m) const { return s.data() + m * (K / 32); }
   const int16_t* bs_row(int64_t m) const { return bs.data() + m * (K / 16); }
+  XRow row(int64_t m) const { return {q_row(m), d_row(m), s_row(m), bs_row(m)}; }
 };
 
 void quantize_row(const float* x, int64_t K, int64_t block, int8_t* q, float* d, int16_t* bs) {
@@ -277,13 +286,6 @@ void quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int qtype,
 // dot_row<QT, R>(w, xs, out): out[r] = sum_k W[k] * xhat_r[k] for one weight
 // row w and R quantized activation rows (xhat = d * q).
 
-struct XRow {
-  const int8_t* q;
-  const float* d;
-  const float* s;
-  const int16_t* bs;
-};
-
 #ifdef AIGC_QL_AVX2
 
 using aigc::simd::hsum;
@@ -302,10 +304,12 @@ inline __m256i add_dot_u8s8(__m256i acc, __m256i u, __m256i s) {
 }
 
 // 16 packed bytes -> 32 bytes: low nibbles (elements 0-15), then high ones.
-inline __m256i nibbles_32(const uint8_t* p) {
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+inline __m256i nibbles_32(__m128i v) {
   const __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
   return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+inline __m256i nibbles_32(const uint8_t* p) {
+  return nibbles_32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
 // The 32 bits of a word as bytes (byte j for bit j): 0x10 where the bit is set.
@@ -570,8 +574,7 @@ void int8_tiles(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const
   constexpr int bytes = format_of(QT).bytes;
   const int64_t nb = K / 32;
   XRow xs[kFp32MinRows];
-  for (int64_t m = 0; m < M; ++m)
-    xs[m] = {xq.q_row(m), xq.d_row(m), xq.s_row(m), xq.bs_row(m)};
+  for (int64_t m = 0; m < M; ++m) xs[m] = xq.row(m);
   TileBlock t;
   TileSigns ts;
   __m256 acc[kFp32MinRows];
@@ -676,26 +679,33 @@ void int8_tile_columns_one_row(const uint8_t* w, int64_t row_bytes, int64_t N, i
   }
 }
 
+// Calls f.template operator()<kRows>() with kRows = M for M = 1..8 (the tiles'
+// row loops then unroll), 0 (M at run time) for more rows.
+template <typename F>
+void with_rows_of_x(int64_t M, F&& f) {
+  switch (M) {
+    case 1: f.template operator()<1>(); break;
+    case 2: f.template operator()<2>(); break;
+    case 3: f.template operator()<3>(); break;
+    case 4: f.template operator()<4>(); break;
+    case 5: f.template operator()<5>(); break;
+    case 6: f.template operator()<6>(); break;
+    case 7: f.template operator()<7>(); break;
+    case 8: f.template operator()<8>(); break;
+    default: f.template operator()<0>(); break;
+  }
+}
+
 // Columns [n0, n1) for any M: the fastest of the above for the type and M.
 template <int QT>
 void int8_columns(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, const QuantRows& xq,
                   int64_t M, int64_t n0, int64_t n1, float* out) {
-  switch (M) {
-    case 1:
-      if constexpr (QT == kQ4_0 || QT == kQ4_1)
-        int8_tiles<QT, 1>(w, row_bytes, N, K, xq, 1, n0, n1, out, N);
-      else
-        int8_tile_columns_one_row<QT>(w, row_bytes, N, K, xq, n0, n1, out);
-      break;
-    case 2: int8_tiles<QT, 2>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
-    case 3: int8_tiles<QT, 3>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
-    case 4: int8_tiles<QT, 4>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
-    case 5: int8_tiles<QT, 5>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
-    case 6: int8_tiles<QT, 6>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
-    case 7: int8_tiles<QT, 7>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
-    case 8: int8_tiles<QT, 8>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
-    default: int8_tiles<QT>(w, row_bytes, N, K, xq, M, n0, n1, out, N); break;
+  if constexpr (QT != kQ4_0 && QT != kQ4_1) {
+    if (M == 1) return int8_tile_columns_one_row<QT>(w, row_bytes, N, K, xq, n0, n1, out);
   }
+  with_rows_of_x(M, [&]<int kRows>() {
+    int8_tiles<QT, kRows>(w, row_bytes, N, K, xq, M, n0, n1, out, N);
+  });
 }
 
 // ------------------------------------------------- tiled (x8) layouts --
@@ -730,8 +740,7 @@ void int8_tiles_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t row
   constexpr int group = kTileCols * format_of(QT).bytes;
   const int64_t nb = K / 32;
   XRow xs[kFp32MinRows];
-  for (int64_t m = 0; m < M; ++m)
-    xs[m] = {xq.q_row(m), xq.d_row(m), xq.s_row(m), xq.bs_row(m)};
+  for (int64_t m = 0; m < M; ++m) xs[m] = xq.row(m);
   TileBlock t;
   TileSigns unused;
   __m256 acc[kFp32MinRows];
@@ -751,21 +760,6 @@ void int8_tiles_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t row
   }
 }
 
-template <int QT>
-void int8_columns_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t M, int64_t n0,
-                     int64_t n1, float* out, int64_t N) {
-  switch (M) {
-    case 1: int8_tiles_x8<QT, 1>(w, K, xq, M, n0, n1, out, N); break;
-    case 2: int8_tiles_x8<QT, 2>(w, K, xq, M, n0, n1, out, N); break;
-    case 3: int8_tiles_x8<QT, 3>(w, K, xq, M, n0, n1, out, N); break;
-    case 4: int8_tiles_x8<QT, 4>(w, K, xq, M, n0, n1, out, N); break;
-    case 5: int8_tiles_x8<QT, 5>(w, K, xq, M, n0, n1, out, N); break;
-    case 6: int8_tiles_x8<QT, 6>(w, K, xq, M, n0, n1, out, N); break;
-    case 7: int8_tiles_x8<QT, 7>(w, K, xq, M, n0, n1, out, N); break;
-    case 8: int8_tiles_x8<QT, 8>(w, K, xq, M, n0, n1, out, N); break;
-    default: int8_tiles_x8<QT>(w, K, xq, M, n0, n1, out, N); break;
-  }
-}
 
 // vpshufb masks broadcasting int16 lane j of each 128-bit half to all of it.
 inline __m256i broadcast_mask(int j) {
@@ -905,6 +899,18 @@ inline void store_256(void* p, __m256i v) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
 }
 
+// A 32-wide block (Q4_0, Q4_1, Q5_0, Q5_1) from its unpacked, unsigned weights
+// q, d and m (Q4_1, Q5_1): gguf's d * (q - offset) or d * q + m, into y.
+template <int QT>
+inline void dequantize_block_32(__m256i q, float d, float m, float* y) {
+  using T = Nibbles<QT>;
+  alignas(32) int8_t bytes[32];
+  if constexpr (!T::has_min)
+    q = _mm256_sub_epi8(q, _mm256_set1_epi8(static_cast<char>(T::offset)));
+  store_256(bytes, q);
+  scale_bytes<T::has_min>(bytes, 32, d, m, y);
+}
+
 template <int QT>
 void dequantize_row_avx2(const uint8_t* row, int64_t K, float* out) {
   constexpr Format f = format_of(QT);
@@ -917,12 +923,8 @@ void dequantize_row_avx2(const uint8_t* row, int64_t K, float* out) {
     if constexpr (QT == kQ8_0) {
       scale_bytes<false>(reinterpret_cast<const int8_t*>(blk + 2), 32, load_half(blk), 0.0f, y);
     } else if constexpr (!is_k_quant(QT)) {
-      using T = Nibbles<QT>;
-      __m256i v = block_bytes<QT>(blk);
-      if constexpr (!T::has_min)
-        v = _mm256_sub_epi8(v, _mm256_set1_epi8(static_cast<char>(T::offset)));
-      store_256(q, v);
-      scale_bytes<T::has_min>(q, 32, load_half(blk), T::has_min ? load_half(blk + 2) : 0.0f, y);
+      dequantize_block_32<QT>(block_bytes<QT>(blk), load_half(blk),
+                              Nibbles<QT>::has_min ? load_half(blk + 2) : 0.0f, y);
     } else if constexpr (QT == kQ6_K) {
       const float d = load_half(blk + 208);
       const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
@@ -1093,7 +1095,7 @@ void int8_rows(const uint8_t* w, int64_t row_bytes, int64_t K, const QuantRows& 
       const int R = static_cast<int>(std::min<int64_t>(kRowGroup, M - m0));
       XRow xs[kRowGroup];
       for (int r = 0; r < R; ++r)
-        xs[r] = {xq.q_row(m0 + r), xq.d_row(m0 + r), xq.s_row(m0 + r), xq.bs_row(m0 + r)};
+        xs[r] = xq.row(m0 + r);
       float res[kRowGroup];
       switch (R) {
         case 1: dot_row<QT, 1>(wr, K, xs, res); break;
@@ -1124,24 +1126,18 @@ void dispatch_type(int qtype, const F& f) {
 #ifdef AIGC_QL_AVX2
 // The 8 rows (out: 8 x K floats) of the tile at `tile` of a Q4_0x8 / Q4_1x8
 // weight (QT: Q4_0 or Q4_1): each row's 16 packed bytes of a block gathered
-// from the group's 4 words, then dequantize_row_avx2's operations.
+// from the group's 4 words, then dequantize_block_32 as for a GGUF row.
 template <int QT>
 void dequantize_tile_x8_avx2(const uint8_t* tile, int64_t K, float* out) {
   using T = Nibbles<QT>;
   constexpr int group = kTileCols * format_of(QT).bytes;
-  alignas(32) int8_t q[32];
   for (int64_t b = 0; b < K / 32; ++b) {
     const uint8_t* g = tile + b * group;
     const uint8_t* words = g + (T::has_min ? 32 : 16);
     for (int j = 0; j < kTileCols; ++j) {
       const auto word = [&](int c) { return static_cast<int>(load_u32(words + 32 * c + 4 * j)); };
       const __m128i qs = _mm_setr_epi32(word(0), word(1), word(2), word(3));
-      __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs),
-                                   _mm256_set1_epi8(15));
-      if constexpr (!T::has_min)
-        v = _mm256_sub_epi8(v, _mm256_set1_epi8(static_cast<char>(T::offset)));
-      store_256(q, v);
-      scale_bytes<T::has_min>(q, 32, load_half(g + 2 * j),
+      dequantize_block_32<QT>(nibbles_32(qs), load_half(g + 2 * j),
                               T::has_min ? load_half(g + 16 + 2 * j) : 0.0f, out + j * K + 32 * b);
     }
   }
@@ -1215,26 +1211,12 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
   // thread_local named in the lambda would be each worker's own).
   static thread_local QuantRows rows;
   QuantRows& xq = rows;
+  // A tiled weight (only on AVX2 builds: quant_linear_cpu sends it to the float
+  // path otherwise) runs as the GGUF type it rearranges.
   const int base = tiled_base(qtype);
-  quantize_rows(xf.data_ptr<float>(), xf.stride(0), M, K, base != 0 ? base : qtype, xq);
-#ifdef AIGC_QL_AVX2
-  if (base != 0) {
-    const int64_t step = rows_per_item(N, kTileCols);
-    const int64_t items = (N + step - 1) / step;
-    aigc::parallel_items(
-        items, N * K * M, kSerialWeights,
-        [&](int64_t item, int) {
-          const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
-          if (base == kQ4_0)
-            int8_columns_x8<kQ4_0>(w, K, xq, M, n0, n1, out, N);
-          else
-            int8_columns_x8<kQ4_1>(w, K, xq, M, n0, n1, out, N);
-        },
-        aigc::Team::kKernelThreads);
-    return;
-  }
-#endif
-  dispatch_type(qtype, [&](auto qt) {
+  const int gguf_type = base != 0 ? base : qtype;
+  quantize_rows(xf.data_ptr<float>(), xf.stride(0), M, K, gguf_type, xq);
+  dispatch_type(gguf_type, [&](auto qt) {
     constexpr int QT = decltype(qt)::value;
 #ifdef AIGC_QL_AVX2
     constexpr bool tiles = !is_k_quant(QT);
@@ -1248,6 +1230,14 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
         [&](int64_t item, int) {
           const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
 #ifdef AIGC_QL_AVX2
+          if constexpr (QT == kQ4_0 || QT == kQ4_1) {
+            if (base != 0) {
+              with_rows_of_x(M, [&]<int kRows>() {
+                int8_tiles_x8<QT, kRows>(w, K, xq, M, n0, n1, out, N);
+              });
+              return;
+            }
+          }
           if constexpr (tiles)
             int8_columns<QT>(w, row_bytes, N, K, xq, M, n0, n1, out);
           else
