@@ -18,7 +18,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -43,7 +42,17 @@ class KernelThreads {
   // Returns false, having run nothing, while another call has the pool (a
   // second calling thread, or a call from inside a body): the caller then
   // runs its work itself.
-  bool try_run(int n, const std::function<void(int)>& body) {
+  template <typename F>
+  bool try_run(int n, const F& body) {
+    // Type-erased by hand: a std::function of a capturing lambda may allocate,
+    // once a call, on a path a decode step takes ~150 times a token.
+    return try_run(n, &body, [](const void* f, int t) { (*static_cast<const F*>(f))(t); });
+  }
+
+ private:
+  using Body = void (*)(const void* body, int thread);
+
+  bool try_run(int n, const void* body, Body call) {
     bool idle = false;
     if (!busy_.compare_exchange_strong(idle, true, std::memory_order_acquire)) return false;
     struct Release {
@@ -55,7 +64,8 @@ class KernelThreads {
       const int id = static_cast<int>(++workers_);
       std::thread([this, id, seen] { work(id, seen); }).detach();
     }
-    body_ = &body;
+    body_ = body;
+    call_ = call;
     active_ = n;
     error_ = nullptr;
     // Every pool thread answers, those beyond n without running anything: none
@@ -77,7 +87,6 @@ class KernelThreads {
     return true;
   }
 
- private:
   // How long a pool thread spins for the next call before it sleeps: longer
   // than the gaps between the calls of a decode step, short next to the gap
   // between a server's tokens.
@@ -99,7 +108,7 @@ class KernelThreads {
 
   void run(int id) {
     try {
-      (*body_)(id);
+      call_(body_, id);
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mutex_);
       if (!error_) error_ = std::current_exception();
@@ -133,7 +142,8 @@ class KernelThreads {
   std::atomic<int> remaining_{0};
   std::atomic<int> sleepers_{0};
   // Written by the caller before it bumps generation_, read by the threads after.
-  const std::function<void(int)>* body_ = nullptr;
+  const void* body_ = nullptr;
+  Body call_ = nullptr;
   int active_ = 0;
   std::exception_ptr error_;
   std::mutex error_mutex_;

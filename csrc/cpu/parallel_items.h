@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <functional>
 
 #include "cpu/kernel_threads.h"
 
@@ -38,7 +37,7 @@ void parallel_items_claiming_next(int64_t items, int64_t work, int64_t serial_wo
     return;
   }
   std::atomic<int64_t> counter{0};
-  const std::function<void(int)> member = [&](int thread) {
+  const auto member = [&](int thread) {
     int64_t i = counter.fetch_add(1);
     while (i < items) {
       int64_t claimed = -1;
