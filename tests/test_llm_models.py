@@ -127,10 +127,10 @@ def test_quantized_weights_track_their_dequantized_values(arch, tmp_path):
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_q4_matrices_run_tiled_with_the_gguf_layouts_logits(fused, tmp_path, monkeypatch):
-    """On the CPU the model holds its Q4_0 / Q4_1 matrices tiled (QuantWeight.tiled, the
-    layout the kernels read fastest); its logits are bit for bit those of the same
-    model holding the GGUF layout."""
+def test_q4_q8_matrices_run_tiled_with_the_gguf_layouts_logits(fused, tmp_path, monkeypatch):
+    """On the CPU the model holds its Q4_0 / Q4_1 / Q8_0 matrices tiled (QuantWeight.tiled,
+    the layout the kernels read fastest), the embedding too; its logits are bit for bit
+    those of the same model holding the GGUF layout."""
     from aigc_sdk.ops import QuantWeight
 
     model = hf_model("llama", tmp_path)
@@ -143,8 +143,9 @@ def test_q4_matrices_run_tiled_with_the_gguf_layouts_logits(fused, tmp_path, mon
         for w in (t if isinstance(t, list) else [t])
         if isinstance(w, QuantWeight)
     ]
-    assert sum(w.is_tiled for w in held) == 2 * cfg.n_layers  # ffn_up (Q4_0), ffn_gate (Q4_1)
-    assert not [w for w in held if w.type_name in ("Q4_0", "Q4_1")]
+    # ffn_up (Q4_0), ffn_gate (Q4_1) and attn_q (Q8_0) of each layer, and token_embd (Q8_0)
+    assert sum(w.is_tiled for w in held) == 3 * cfg.n_layers + 1
+    assert not [w for w in held if w.type_name in ("Q4_0", "Q4_1", "Q8_0")]
     monkeypatch.setattr(QuantWeight, "tiled", lambda self: self)
     gguf_layout = LanguageModel(cfg, load(path, torch.float32, quantized=True)[1])
     if not fused:

@@ -131,8 +131,12 @@ def test_dequantize_rejects_bad_input_in_one_line():
         ((w.data, w.qtype, 300), "multiple of the Q4_K block size 256"),
         ((w.data[:, :-1], w.qtype, 256), "shape [N, 144]"),
         ((w.data, 99, 256), "unsupported GGML type"),
+        ((w.data, w.qtype, 256, torch.tensor([0.0])), "rows must be a 1-D int64 tensor"),
+        ((w.data, w.qtype, 256, torch.tensor([[0]])), "rows must be a 1-D int64 tensor"),
+        ((w.data, w.qtype, 256, torch.tensor([0, 2])), "rows[1] = 2 is outside [0, N = 2)"),
+        ((w.data, w.qtype, 256, torch.tensor([-1])), "rows[0] = -1 is outside"),
     ]:
-        with pytest.raises((ValueError, TypeError)) as err:
+        with pytest.raises((ValueError, TypeError, IndexError)) as err:
             torch.ops.aigc.dequantize(*args)
         assert expected in str(err.value).splitlines()[0]
 
@@ -351,12 +355,12 @@ def test_shapes(name, N, blocks, M, dtype, with_bias, exact, seed):
 
 
 # ------------------------------------------------------- tiled layouts --
-# QuantWeight.tiled(): Q4_0 / Q4_1 with 8 rows interleaved, read by the CPU
+# QuantWeight.tiled(): Q4_0 / Q4_1 / Q8_0 with 8 rows interleaved, read by the CPU
 # kernels. The oracle is the GGUF layout: the layout's own byte-by-byte
 # description (reference.untile_x8) must give the GGUF bytes back, and every
 # result must be the GGUF weight's, bit for bit.
 
-TILED = ("Q4_0", "Q4_1")
+TILED = ("Q4_0", "Q4_1", "Q8_0")
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -384,7 +388,7 @@ def test_tiled_quant_linear_equals_gguf_layout_bit_for_bit(name, M):
 
 
 @pytest.mark.parametrize("name", TILED)
-def test_tiled_dequantize_and_rows_equal_gguf(name):
+def test_tiled_dequantize_and_rows_equal_gguf(name, monkeypatch):
     w = random_weight(name, 48, 96, seed=5)
     t = w.tiled()
     want = dequantized(w)
@@ -392,10 +396,14 @@ def test_tiled_dequantize_and_rows_equal_gguf(name):
     assert torch.equal(quant.dequantize(t.data, t.qtype, 96), want)  # the torch-ops path
     rows = torch.tensor([47, 0, 9, 9, 31])
     assert torch.equal(t.dequantize_rows(rows), want[rows])
+    many = torch.randint(0, 48, (3000,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(t.dequantize_rows(many), want[many])  # split over threads
+    monkeypatch.setattr(quant, "has_kernel", lambda op, device: False)
+    assert torch.equal(t.dequantize_rows(rows), want[rows])  # the torch-ops path
 
 
 def test_tiled_applies_where_it_can():
-    assert random_weight("Q8_0", 16, 64).tiled().qtype == TYPES["Q8_0"]  # no layout for it
+    assert random_weight("Q6_K", 16, 256).tiled().qtype == TYPES["Q6_K"]  # no layout for it
     odd = random_weight("Q4_1", 12, 64)
     assert odd.tiled() is odd  # N not a multiple of 8
     t = random_weight("Q4_0", 16, 64).tiled()
@@ -413,7 +421,7 @@ def test_tiled_errors_in_one_line():
             torch.randn(1, 32), torch.zeros(12, 20, dtype=torch.uint8), 259, 32
         )
     assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match="Q4_1x8 \\(259\\)"):
+    with pytest.raises(ValueError, match="Q4_1x8 \\(259\\), Q8_0x8 \\(264\\)"):
         torch.ops.aigc.dequantize(torch.zeros(8, 20, dtype=torch.uint8), 260, 32)
 
 
@@ -423,6 +431,8 @@ def test_tiled_opcheck():
         torch.ops.aigc.quant_linear.default, (torch.randn(3, 64), w.data, w.qtype, 64, None, False)
     )
     torch.library.opcheck(torch.ops.aigc.dequantize.default, (w.data, w.qtype, 64))
+    rows = torch.tensor([15, 0, 3])
+    torch.library.opcheck(torch.ops.aigc.dequantize.default, (w.data, w.qtype, 64, rows))
 
 
 def test_opcheck():
@@ -543,7 +553,7 @@ def test_under_inference_mode(M):
 def test_bench_cases_compare_like_with_like():
     from aigc_sdk.bench import quant as bench_quant
 
-    for name, M in [("Q4_1", 1), ("Q6_K", 200), ("Q4_0x8", 3)]:
+    for name, M in [("Q4_1", 1), ("Q6_K", 200), ("Q4_0x8", 3), ("Q8_0x8", 2)]:
         case = bench_quant.QuantCase(name, M, (40, 512))
         x, w, w_float = inputs = case.inputs()
         assert w.is_tiled == name.endswith("x8")

@@ -10,8 +10,9 @@ code that keeps the weights quantized pays without a fused kernel. Shapes
 and the 49152x576 embedding / output matrix) and a 7B model's (4096x4096,
 11008x4096).
 
-"Q4_0x8" and "Q4_1x8" are Q4_0 and Q4_1 in the CPU layout the generators
-hold them in (QuantWeight.tiled()); their peers start from the GGUF layout.
+"Q4_0x8", "Q4_1x8" and "Q8_0x8" are Q4_0, Q4_1 and Q8_0 in the CPU layout the
+generators hold them in (QuantWeight.tiled()); their peers start from the GGUF
+layout.
 
 Figure of merit: up to M = 8 the op streams the weights, scored by bytes
 read / time against the read bandwidth probed in the same rounds; from
@@ -30,7 +31,19 @@ import torch
 from .. import ops
 from ..ops import quant, reference
 
-TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "Q4_0x8", "Q4_1x8")
+TYPES = (
+    "Q8_0",
+    "Q4_0",
+    "Q4_1",
+    "Q5_0",
+    "Q5_1",
+    "Q4_K",
+    "Q5_K",
+    "Q6_K",
+    "Q4_0x8",
+    "Q4_1x8",
+    "Q8_0x8",
+)
 SMOLLM2_SHAPES = [(576, 576), (1536, 576), (576, 1536), (49152, 576)]
 LLAMA7B_SHAPES = [(4096, 4096), (11008, 4096)]
 ROWS = (1, 8, 128, 512)
@@ -52,13 +65,14 @@ FULL = [
 ]
 QUICK = [
     (t, M, s)
-    for t in ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "Q4_0x8", "Q4_1x8")
+    for t in ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "Q4_0x8", "Q4_1x8", "Q8_0x8")
     for M, s in [(1, (4096, 4096)), (1, (11008, 4096)), (8, (576, 1536)), (512, (4096, 4096))]
-] + [  # SmolLM2-135M's decode step: its Q4_1 projections (tiled) and its Q8_0 output matrix
+] + [  # SmolLM2-135M's decode step: its Q4_1 projections and Q8_0 output matrix, tiled
     ("Q4_1x8", 1, (576, 576)),
     ("Q4_1x8", 1, (1536, 576)),
     ("Q4_1x8", 1, (576, 1536)),
-    ("Q8_0", 1, (49152, 576)),
+    ("Q8_0x8", 1, (49152, 576)),
+    ("Q8_0x8", 8, (49152, 576)),
 ]
 # From this many rows on, a case is scored as a GEMM (FLOP/s), below as a stream (bytes/s).
 GEMM_ROWS = 128

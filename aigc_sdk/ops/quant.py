@@ -10,9 +10,9 @@ Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (blocks of 32 weights) and Q4_K, Q5_K, Q6_K
     w = QuantWeight.from_gguf(reader.tensors[i])       # or quantized_weight(raw, qtype, (N, K))
     y = quant_linear(x, w, bias)                         # x [..., K] -> y [..., N]
 
-On the CPU, ``w.tiled()`` holds a Q4_0 or Q4_1 matrix in a layout of its own
-(Q4_0x8, Q4_1x8: 8 rows interleaved block by block, type ids 258 and 259) that
-the kernels read 1.2-1.5x faster on AVX2, with bit for bit the same results;
+On the CPU, ``w.tiled()`` holds a Q4_0, Q4_1 or Q8_0 matrix in a layout of its
+own (Q4_0x8, Q4_1x8, Q8_0x8: 8 rows interleaved block by block, type ids 258,
+259 and 264) that the kernels read faster on AVX2, with bit for bit the same results;
 ``w.untiled()`` gives the GGUF layout back (``w.to("cuda")`` does so itself).
 
 Numerics. With ``exact=False`` (the default) the CPU kernel computes small
@@ -75,8 +75,8 @@ class QuantWeight:
     ``nn.Linear.weight`` (GGUF lists the dimensions the other way round).
 
     ``tiled()`` gives the same matrix in a CPU layout that the kernels read
-    faster (Q4_0 and Q4_1: Q4_0x8 and Q4_1x8, 8 rows interleaved, type ids 258
-    and 259); ``untiled()`` the GGUF layout back.
+    faster (Q4_0, Q4_1 and Q8_0: Q4_0x8, Q4_1x8 and Q8_0x8, 8 rows interleaved,
+    type ids 258, 259 and 264); ``untiled()`` the GGUF layout back.
     """
 
     data: torch.Tensor
@@ -147,10 +147,10 @@ class QuantWeight:
 
     def tiled(self) -> QuantWeight:
         """This matrix in its type's CPU layout with 8 rows interleaved (Q4_0 ->
-        Q4_0x8, Q4_1 -> Q4_1x8): the same bytes rearranged so that the CPU
-        kernels load each block of 8 rows at once (1.2-1.5x faster on AVX2, the
-        results bit for bit the same). Itself for the other types, for N not a
-        multiple of 8, or already tiled."""
+        Q4_0x8, Q4_1 -> Q4_1x8, Q8_0 -> Q8_0x8): the same bytes rearranged so
+        that the CPU kernels load each block of 8 rows at once (faster on AVX2,
+        the results bit for bit the same). Itself for the other types, for N not
+        a multiple of 8, or already tiled."""
         N, K = self.shape
         tiled_type = reference.TILED_X8_OF.get(self.qtype)
         if tiled_type is None or N % reference.TILE_ROWS:
@@ -178,15 +178,19 @@ class QuantWeight:
     ) -> torch.Tensor:
         """Rows ``index`` (int64 [n]) of the float matrix, [n, K]: an embedding
         lookup that dequantizes only the rows it returns."""
+        if has_kernel("dequantize", self.device.type):
+            return torch.ops.aigc.dequantize.default(
+                self.data, self.qtype, self.shape[1], index.to(self.device)
+            ).to(dtype)
         if self.is_tiled:  # the tiles holding the rows, back in GGUF rows, then the rows
             R, row_bytes = reference.TILE_ROWS, self.data.shape[1]
             base = reference.TILED_TYPES[self.qtype][1]
             picked = self.data.view(-1, R * row_bytes).index_select(0, index // R)
             within = _untile_x8(picked.view(-1, row_bytes), base).view(-1, R, row_bytes)
             rows = within[torch.arange(len(index), device=index.device), index % R]
-            return _dequantize_blocks(rows, base, self.shape[1]).to(dtype)
+            return dequantize(rows, base, self.shape[1]).to(dtype)
         rows = self.data.index_select(0, index)
-        return _dequantize_blocks(rows, self.qtype, self.shape[1]).to(dtype)
+        return dequantize(rows, self.qtype, self.shape[1]).to(dtype)
 
     def __repr__(self) -> str:
         N, K = self.shape
@@ -343,28 +347,33 @@ def _dequantize_blocks(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
     return dequantize(data, qtype, K)  # torch ops: every device, the same values
 
 
-def _tile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
-    """GGUF Q4_0 / Q4_1 rows [N, row] -> the x8 layout (csrc/kernels/quant_formats.h)."""
-    N, row = data.shape
+def _x8_parts(qtype: int) -> tuple[int, int, int]:
+    """(bytes of a GGUF block, bytes of its scales, 4-byte words of its quants)."""
     nbytes = reference.QUANT_FORMATS[qtype][2]
     head = 4 if qtype == 3 else 2  # d (and m)
+    return nbytes, head, (nbytes - head) // 4
+
+
+def _tile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
+    """GGUF Q4_0 / Q4_1 / Q8_0 rows [N, row] -> the x8 layout (csrc/kernels/quant_formats.h)."""
+    N, row = data.shape
+    nbytes, head, words = _x8_parts(qtype)
     T, nb, R = N // reference.TILE_ROWS, row // nbytes, reference.TILE_ROWS
     blocks = data.reshape(T, R, nb, nbytes).transpose(1, 2)  # [tile, block, row, byte]
     scales = blocks[..., :head].reshape(T, nb, R, head // 2, 2).transpose(2, 3)
-    words = blocks[..., head:].reshape(T, nb, R, 4, 4).transpose(2, 3)
-    return torch.cat([scales.reshape(T, nb, -1), words.reshape(T, nb, -1)], -1).reshape(N, row)
+    quants = blocks[..., head:].reshape(T, nb, R, words, 4).transpose(2, 3)
+    return torch.cat([scales.reshape(T, nb, -1), quants.reshape(T, nb, -1)], -1).reshape(N, row)
 
 
 def _untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
-    """The inverse of _tile_x8: x8 rows [N, row] -> GGUF Q4_0 / Q4_1 (qtype) rows."""
+    """The inverse of _tile_x8: x8 rows [N, row] -> GGUF rows of ``qtype``."""
     N, row = data.shape
-    nbytes = reference.QUANT_FORMATS[qtype][2]
-    head = 4 if qtype == 3 else 2
+    nbytes, head, words = _x8_parts(qtype)
     T, nb, R = N // reference.TILE_ROWS, row // nbytes, reference.TILE_ROWS
     groups = data.reshape(T, nb, R * nbytes)
     scales = groups[..., : R * head].reshape(T, nb, head // 2, R, 2).transpose(2, 3)
-    words = groups[..., R * head :].reshape(T, nb, 4, R, 4).transpose(2, 3)
-    blocks = torch.cat([scales.reshape(T, nb, R, head), words.reshape(T, nb, R, 16)], -1)
+    quants = groups[..., R * head :].reshape(T, nb, words, R, 4).transpose(2, 3)
+    blocks = torch.cat([scales.reshape(T, nb, R, head), quants.reshape(T, nb, R, 4 * words)], -1)
     return blocks.transpose(1, 2).reshape(N, row)
 
 
@@ -419,8 +428,9 @@ def dequantize(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
 if op_defined("dequantize"):
 
     @torch.library.register_fake("aigc::dequantize")
-    def _dequantize_fake(weight, qtype, K):
-        return weight.new_empty((weight.shape[0], K), dtype=torch.float32)
+    def _dequantize_fake(weight, qtype, K, rows=None):
+        n = weight.shape[0] if rows is None else rows.shape[0]
+        return weight.new_empty((n, K), dtype=torch.float32)
 
 
 if op_defined("quant_linear"):

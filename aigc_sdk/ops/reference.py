@@ -273,7 +273,7 @@ QUANT_FORMATS = {
 
 # The CPU layouts with 8 rows interleaved (QuantWeight.tiled(); the layout is
 # described in csrc/kernels/quant_formats.h): type id -> (name, GGUF type id).
-TILED_TYPES = {258: ("Q4_0x8", 2), 259: ("Q4_1x8", 3)}
+TILED_TYPES = {258: ("Q4_0x8", 2), 259: ("Q4_1x8", 3), 264: ("Q8_0x8", 8)}
 TILED_X8_OF = {base: qtype for qtype, (_, base) in TILED_TYPES.items()}
 TILE_ROWS = 8
 

@@ -709,15 +709,23 @@ void int8_columns(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, con
 }
 
 // ------------------------------------------------- tiled (x8) layouts --
-// Q4_0x8 / Q4_1x8 (quant_formats.h): a group holds the 8 rows' block b as a
-// tile wants it, so loading it is 2 or 3 loads for the scales and 4 for the
-// weights, against the GGUF tile's gathers and transposes; the tiles are one
-// sequential stream. The arithmetic is tile_block_rows', so every row's result
-// is bit for bit the GGUF layout's.
+// Q4_0x8 / Q4_1x8 / Q8_0x8 (quant_formats.h): a group holds the 8 rows' block
+// b as a tile wants it, so loading it is one to three loads for the scales and
+// 4 (8 for Q8_0) for the weights, against the GGUF tile's gathers and
+// transposes; the tiles are one sequential stream. The arithmetic is
+// tile_block_rows', so every row's result is bit for bit the GGUF layout's.
 template <int QT>
-inline void load_x8_group(const uint8_t* g, TileBlock& t) {
+inline void load_x8_group(const uint8_t* g, TileBlock& t, TileSigns& ts) {
   using T = Nibbles<QT>;
   t.d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+  if constexpr (QT == kQ8_0) {
+    for (int c = 0; c < 8; ++c) {
+      const __m256i q = load_256(g + 16 + 32 * c);
+      ts.q[c] = q;
+      t.w[c] = _mm256_sign_epi8(q, q);
+    }
+    return;
+  }
   if constexpr (T::has_min)
     t.c = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
   else
@@ -742,7 +750,7 @@ void int8_tiles_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t row
   XRow xs[kFp32MinRows];
   for (int64_t m = 0; m < M; ++m) xs[m] = xq.row(m);
   TileBlock t;
-  TileSigns unused;
+  TileSigns ts;
   __m256 acc[kFp32MinRows];
   for (int64_t n = n0; n < n1; n += kTileCols) {
     const uint8_t* tile = w + n / kTileCols * nb * group;
@@ -750,11 +758,11 @@ void int8_tiles_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t row
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* g = tile + b * group;
       prefetch_ahead<group>(g);
-      load_x8_group<QT>(g, t);
+      load_x8_group<QT>(g, t, ts);
       int64_t m = 0;
-      for (; m + 4 <= M; m += 4) tile_block_rows<QT, 4>(t, unused, xs + m, b, acc + m);
-      for (; m + 2 <= M; m += 2) tile_block_rows<QT, 2>(t, unused, xs + m, b, acc + m);
-      if (m < M) tile_block_rows<QT, 1>(t, unused, xs + m, b, acc + m);
+      for (; m + 4 <= M; m += 4) tile_block_rows<QT, 4>(t, ts, xs + m, b, acc + m);
+      for (; m + 2 <= M; m += 2) tile_block_rows<QT, 2>(t, ts, xs + m, b, acc + m);
+      if (m < M) tile_block_rows<QT, 1>(t, ts, xs + m, b, acc + m);
     }
     for (int64_t m = 0; m < M; ++m) _mm256_storeu_ps(out + m * ldo + n, acc[m]);
   }
@@ -899,13 +907,13 @@ inline void store_256(void* p, __m256i v) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
 }
 
-// A 32-wide block (Q4_0, Q4_1, Q5_0, Q5_1) from its unpacked, unsigned weights
-// q, d and m (Q4_1, Q5_1): gguf's d * (q - offset) or d * q + m, into y.
+// A 32-wide block from its unpacked weights q (unsigned, signed for Q8_0), d
+// and m (Q4_1, Q5_1): gguf's d * (q - offset) or d * q + m, into y.
 template <int QT>
 inline void dequantize_block_32(__m256i q, float d, float m, float* y) {
   using T = Nibbles<QT>;
   alignas(32) int8_t bytes[32];
-  if constexpr (!T::has_min)
+  if constexpr (T::offset != 0.0f)
     q = _mm256_sub_epi8(q, _mm256_set1_epi8(static_cast<char>(T::offset)));
   store_256(bytes, q);
   scale_bytes<T::has_min>(bytes, 32, d, m, y);
@@ -1124,9 +1132,9 @@ void dispatch_type(int qtype, const F& f) {
 }
 
 #ifdef AIGC_QL_AVX2
-// The 8 rows (out: 8 x K floats) of the tile at `tile` of a Q4_0x8 / Q4_1x8
-// weight (QT: Q4_0 or Q4_1): each row's 16 packed bytes of a block gathered
-// from the group's 4 words, then dequantize_block_32 as for a GGUF row.
+// The 8 rows (out: 8 x K floats) of the tile at `tile` of a tiled weight (QT:
+// the GGUF type it rearranges): each row's quants of a block gathered from the
+// group's words, then dequantize_block_32 as for a GGUF row.
 template <int QT>
 void dequantize_tile_x8_avx2(const uint8_t* tile, int64_t K, float* out) {
   using T = Nibbles<QT>;
@@ -1136,30 +1144,48 @@ void dequantize_tile_x8_avx2(const uint8_t* tile, int64_t K, float* out) {
     const uint8_t* words = g + (T::has_min ? 32 : 16);
     for (int j = 0; j < kTileCols; ++j) {
       const auto word = [&](int c) { return static_cast<int>(load_u32(words + 32 * c + 4 * j)); };
-      const __m128i qs = _mm_setr_epi32(word(0), word(1), word(2), word(3));
-      dequantize_block_32<QT>(nibbles_32(qs), load_half(g + 2 * j),
+      const __m256i q =
+          QT == kQ8_0 ? _mm256_setr_epi32(word(0), word(1), word(2), word(3), word(4), word(5),
+                                          word(6), word(7))
+                      : nibbles_32(_mm_setr_epi32(word(0), word(1), word(2), word(3)));
+      dequantize_block_32<QT>(q, load_half(g + 2 * j),
                               T::has_min ? load_half(g + 16 + 2 * j) : 0.0f, out + j * K + 32 * b);
     }
   }
 }
 #endif
 
-// The 8 GGUF rows (8 x row_bytes, out) of the tile at `tile` of a weight in
-// the tiled layout of GGUF type `base` (quant_formats.h).
-void untile_x8(int base, const uint8_t* tile, int64_t K, uint8_t* out) {
+// Row j (GGUF bytes, out) of the tile at `tile` of a weight in the tiled
+// layout of GGUF type `base` (quant_formats.h).
+void untile_row_x8(int base, const uint8_t* tile, int64_t K, int j, uint8_t* out) {
   const int bytes = format_of(base).bytes;
   const bool has_min = base == kQ4_1;
-  const int qs = has_min ? 4 : 2, words = has_min ? 32 : 16;
-  const int64_t nb = K / 32, row_bytes = nb * bytes;
-  for (int64_t b = 0; b < nb; ++b) {
+  const int qs = has_min ? 4 : 2, words = has_min ? 32 : 16, n_words = (bytes - qs) / 4;
+  for (int64_t b = 0; b < K / 32; ++b) {
     const uint8_t* g = tile + b * kTileRowsX8 * bytes;
-    for (int j = 0; j < kTileRowsX8; ++j) {
-      uint8_t* blk = out + j * row_bytes + b * bytes;
-      std::memcpy(blk, g + 2 * j, 2);
-      if (has_min) std::memcpy(blk + 2, g + 16 + 2 * j, 2);
-      for (int c = 0; c < 4; ++c) std::memcpy(blk + qs + 4 * c, g + words + 32 * c + 4 * j, 4);
-    }
+    uint8_t* blk = out + b * bytes;
+    std::memcpy(blk, g + 2 * j, 2);
+    if (has_min) std::memcpy(blk + 2, g + 16 + 2 * j, 2);
+    for (int c = 0; c < n_words; ++c) std::memcpy(blk + qs + 4 * c, g + words + 32 * c + 4 * j, 4);
   }
+}
+
+void dequantize_rows(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t n0,
+                     int64_t n1, float* out);
+
+// Row n of W as float32 (out: K floats), gguf's values, whatever the layout.
+void dequantize_row_at(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t n,
+                       float* out) {
+  const int base = tiled_base(qtype);
+  if (base == 0) {
+    dequantize_rows(qtype, w, row_bytes, K, n, n + 1, out);
+    return;
+  }
+  static thread_local std::vector<uint8_t> row;
+  row.resize(row_bytes);
+  const int64_t first = n / kTileRowsX8 * kTileRowsX8;
+  untile_row_x8(base, w + first * row_bytes, K, static_cast<int>(n - first), row.data());
+  dequantize_rows(base, row.data(), row_bytes, K, 0, 1, out);
 }
 
 // Rows [n0, n1) of W as float32 rows of K (out), gguf's values; for a tiled
@@ -1169,18 +1195,13 @@ void dequantize_rows(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K, 
   if (const int base = tiled_base(qtype)) {
 #ifdef AIGC_QL_AVX2
     for (int64_t n = n0; n < n1; n += kTileRowsX8) {
-      if (base == kQ4_0)
-        dequantize_tile_x8_avx2<kQ4_0>(w + n * row_bytes, K, out + (n - n0) * K);
-      else
-        dequantize_tile_x8_avx2<kQ4_1>(w + n * row_bytes, K, out + (n - n0) * K);
+      float* rows = out + (n - n0) * K;
+      if (base == kQ4_0) dequantize_tile_x8_avx2<kQ4_0>(w + n * row_bytes, K, rows);
+      if (base == kQ4_1) dequantize_tile_x8_avx2<kQ4_1>(w + n * row_bytes, K, rows);
+      if (base == kQ8_0) dequantize_tile_x8_avx2<kQ8_0>(w + n * row_bytes, K, rows);
     }
 #else
-    static thread_local std::vector<uint8_t> rows;
-    rows.resize(kTileRowsX8 * row_bytes);
-    for (int64_t n = n0; n < n1; n += kTileRowsX8) {
-      untile_x8(base, w + n * row_bytes, K, rows.data());
-      dequantize_rows(base, rows.data(), row_bytes, K, 0, kTileRowsX8, out + (n - n0) * K);
-    }
+    for (int64_t n = n0; n < n1; ++n) dequantize_row_at(qtype, w, row_bytes, K, n, out + (n - n0) * K);
 #endif
     return;
   }
@@ -1230,7 +1251,7 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
         [&](int64_t item, int) {
           const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
 #ifdef AIGC_QL_AVX2
-          if constexpr (QT == kQ4_0 || QT == kQ4_1) {
+          if constexpr (QT == kQ4_0 || QT == kQ4_1 || QT == kQ8_0) {
             if (base != 0) {
               with_rows_of_x(M, [&]<int kRows>() {
                 int8_tiles_x8<QT, kRows>(w, K, xq, M, n0, n1, out, N);
@@ -1280,7 +1301,8 @@ void check_gguf_weight(const char* op, const at::Tensor& weight, int64_t qtype, 
   const Format f = format_of(base != 0 ? base : static_cast<int>(qtype));
   TORCH_CHECK_VALUE(f.block != 0, op, ": unsupported GGML type id ", qtype,
                     "; supported: Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q4_K (12), "
-                    "Q5_K (13), Q6_K (14), and the CPU layouts Q4_0x8 (258), Q4_1x8 (259)");
+                    "Q5_K (13), Q6_K (14), and the CPU layouts Q4_0x8 (258), Q4_1x8 (259), "
+                    "Q8_0x8 (264)");
   const char* name = name_of(static_cast<int>(qtype));
   TORCH_CHECK_VALUE(K > 0 && K % f.block == 0, op, ": K = ", K,
                     " must be a positive multiple of the ", name, " block size ", f.block);
@@ -1360,15 +1382,38 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& weight, int64
 
 namespace {
 
-// The float32 matrix [N, K] of raw GGUF blocks: gguf's dequantization, row by
-// row (an embedding lookup dequantizes a few rows; a whole matrix, many).
-at::Tensor dequantize_cpu(const at::Tensor& weight, int64_t qtype, int64_t K) {
+// The float32 matrix [N, K] of raw GGUF blocks, or its rows `rows` ([n, K]):
+// gguf's dequantization, row by row (an embedding lookup dequantizes a few
+// rows; a whole matrix, many).
+at::Tensor dequantize_cpu(const at::Tensor& weight, int64_t qtype, int64_t K,
+                          const std::optional<at::Tensor>& rows) {
   check_gguf_weight("aigc.dequantize", weight, qtype, K);
   const int64_t row_bytes = weight.size(1);
   const at::Tensor w = weight.contiguous();
   const int64_t N = w.size(0);
-  at::Tensor out = at::empty({N, K}, w.options().dtype(at::kFloat));
   const uint8_t* src = w.data_ptr<uint8_t>();
+  if (rows.has_value()) {
+    TORCH_CHECK_TYPE(rows->scalar_type() == at::kLong && rows->dim() == 1,
+                     "aigc.dequantize: rows must be a 1-D int64 tensor, got ",
+                     rows->scalar_type(), " of shape ", rows->sizes());
+    TORCH_CHECK_VALUE(rows->device().is_cpu(), "aigc.dequantize: rows must be on the CPU");
+    const at::Tensor index = rows->contiguous();
+    const int64_t n = index.numel();
+    const int64_t* at = index.data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i)
+      TORCH_CHECK_INDEX(at[i] >= 0 && at[i] < N, "aigc.dequantize: rows[", i, "] = ", at[i],
+                        " is outside [0, N = ", N, ")");
+    at::Tensor out = at::empty({n, K}, w.options().dtype(at::kFloat));
+    float* dst = out.data_ptr<float>();
+    aigc::parallel_items(
+        n, n * K, kSerialWeights,
+        [&](int64_t i, int) {
+          dequantize_row_at(static_cast<int>(qtype), src, row_bytes, K, at[i], dst + i * K);
+        },
+        aigc::Team::kKernelThreads);
+    return out;
+  }
+  at::Tensor out = at::empty({N, K}, w.options().dtype(at::kFloat));
   float* dst = out.data_ptr<float>();
   // Items of about 8 K weights (whole tiles of a tiled weight): enough of them
   // to share a matrix out evenly.
@@ -1388,7 +1433,7 @@ TORCH_LIBRARY_FRAGMENT(aigc, m) {
   m.def(
       "quant_linear(Tensor x, Tensor weight, int qtype, int K, Tensor? bias=None, "
       "bool exact=False) -> Tensor");
-  m.def("dequantize(Tensor weight, int qtype, int K) -> Tensor");
+  m.def("dequantize(Tensor weight, int qtype, int K, Tensor? rows=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(aigc, CPU, m) {
