@@ -33,6 +33,7 @@
 #include <limits>
 #include <vector>
 
+#include "cpu/parallel_items.h"
 #include "cpu/simd.h"
 #include "kernels/philox.h"
 
@@ -167,10 +168,18 @@ int64_t slice_count(int64_t V) { return (V + kChunk - 1) / kChunk; }
 // Calls f(first, last) over ranges of a row's kChunk slices: split over the
 // threads when the row is long and no loop over rows holds them (a batch
 // smaller than the thread count). Each slice keeps its own integer mass, so
-// no split can change a sum, a threshold or a token.
+// no split can change a sum, a threshold or a token. On the decode kernels'
+// threads (parallel_items.h): a server samples between decode steps, and an
+// OpenMP team woken here would spin on into the next step's kernels.
 template <typename F>
 void for_slices(int64_t V, const F& f) {
-  at::parallel_for(0, slice_count(V), kSlicesPerTask, f);
+  const int64_t slices = slice_count(V);
+  aigc::parallel_items(
+      (slices + kSlicesPerTask - 1) / kSlicesPerTask, slices, kSlicesPerTask + 1,
+      [&](int64_t task, int) {
+        f(task * kSlicesPerTask, std::min(slices, (task + 1) * kSlicesPerTask));
+      },
+      aigc::Team::kKernelThreads);
 }
 
 uint64_t total_mass(const uint64_t* chunk_mass, int64_t V) {
@@ -593,10 +602,14 @@ at::Tensor sample_cpu(const at::Tensor& logits, const at::Tensor& temperature,
     };
     // Fewer rows than threads: row after row on the caller, so that each long
     // row's slice passes can split over the threads (for_slices) instead.
-    if (B < at::get_num_threads())
+    if (B < at::get_num_threads()) {
       rows(0, B);
-    else
-      at::parallel_for(0, B, grain, rows);
+    } else {
+      aigc::parallel_items(
+          (B + grain - 1) / grain, B, grain + 1,
+          [&](int64_t task, int) { rows(task * grain, std::min(B, (task + 1) * grain)); },
+          aigc::Team::kKernelThreads);
+    }
   };
   switch (logits.scalar_type()) {
     case at::kFloat: run(logits.data_ptr<float>()); break;
