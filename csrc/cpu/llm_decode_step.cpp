@@ -88,13 +88,22 @@ struct Parts {
 void rms_norm(const at::Tensor& x, const at::Tensor& gain, double eps, const at::Tensor& out) {
   const int64_t B = x.size(0), dim = x.size(1);
   const float* g = gain.data_ptr<float>();
+  constexpr int64_t kLanes = simd::kLanes<float>;
   for (int64_t b = 0; b < B; ++b) {
     const float* xr = x.data_ptr<float>() + b * dim;
     float* o = out.data_ptr<float>() + b * dim;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < dim; ++i) sum += xr[i] * xr[i];
+    // Two vector chains: a scalar sum is one addition's latency per element.
+    simd::Vec8f s0{}, s1{};
+    int64_t i = 0;
+    for (; i + 2 * kLanes <= dim; i += 2 * kLanes) {
+      const simd::Vec8f a = simd::loadu(xr + i), c = simd::loadu(xr + i + kLanes);
+      s0 = simd::fmadd(a, a, s0);
+      s1 = simd::fmadd(c, c, s1);
+    }
+    float sum = simd::hsum(s0 + s1);
+    for (; i < dim; ++i) sum += xr[i] * xr[i];
     const float inv = 1.0f / std::sqrt(sum / static_cast<float>(dim) + static_cast<float>(eps));
-    for (int64_t i = 0; i < dim; ++i) o[i] = xr[i] * inv * g[i];
+    for (i = 0; i < dim; ++i) o[i] = xr[i] * inv * g[i];
   }
 }
 
