@@ -45,7 +45,7 @@ constexpr int kPrefetchTiles = 2;
 // and however many threads run; a sequence of up to kChunk positions is one
 // item and needs no merge.
 constexpr int64_t kChunk = 256;
-constexpr int64_t kSerialElements = int64_t(1) << 16;  // K elements below which one thread runs
+constexpr int64_t kSerialElements = int64_t(1) << 14;  // K elements below which one thread runs
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -665,13 +665,15 @@ void decode_attention_cpu_impl(const Problem& P, const std::vector<int64_t>& len
       },
       aigc::Team::kKernelThreads);
   if (slots == 0) return;
-  at::parallel_for(0, P.B * P.H, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / P.H, h = i % P.H;
-      if (n_chunks[b] > 1)
-        merge_head(P, b, h, first_slot[b] + h / P.G, n_chunks[b], ws.data(), out, lse);
-    }
-  });
+  // The merges read (D + 2) floats a chunk: little work, on the same threads.
+  aigc::parallel_items(
+      P.B * P.H, slots * P.G * (P.D + 2), kSerialElements,
+      [&](int64_t i, int) {
+        const int64_t b = i / P.H, h = i % P.H;
+        if (n_chunks[b] > 1)
+          merge_head(P, b, h, first_slot[b] + h / P.G, n_chunks[b], ws.data(), out, lse);
+      },
+      aigc::Team::kKernelThreads);
 }
 
 }  // namespace
