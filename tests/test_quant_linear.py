@@ -258,6 +258,26 @@ def test_kernel_threads_serve_concurrent_callers():
             assert torch.equal(y, want[(i + k) % 8])
 
 
+def test_kernel_threads_take_turns_with_openmp_work():
+    """A prefill's pattern: the pool's calls between torch operations that run on
+    OpenMP's workers. A pool thread that arrives after its call was closed skips it;
+    every result stays exactly the single-threaded one."""
+    w = random_weight("Q4_1", 512, 1024).tiled()
+    xs = [torch.randn(5, 1024, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    want = _with_threads(1, lambda: [ops.quant_linear(x, w) for x in xs])
+    big = torch.randn(1024, 1024)
+
+    def calls():
+        got = []
+        for k in range(200):
+            got.append(ops.quant_linear(xs[k % 4], w))
+            big.mul_(1.0)  # an OpenMP region between two of the pool's calls
+        return got
+
+    for k, y in enumerate(_with_threads(2, calls)):
+        assert torch.equal(y, want[k % 4])
+
+
 def test_kernel_threads_work_in_a_forked_child():
     """A child forked after the pool started has none of its threads: it gets a new
     pool, answers, and does not hang."""

@@ -31,19 +31,8 @@ import torch
 from .. import ops
 from ..ops import quant, reference
 
-TYPES = (
-    "Q8_0",
-    "Q4_0",
-    "Q4_1",
-    "Q5_0",
-    "Q5_1",
-    "Q4_K",
-    "Q5_K",
-    "Q6_K",
-    "Q4_0x8",
-    "Q4_1x8",
-    "Q8_0x8",
-)
+TILED_TYPES = ("Q4_0x8", "Q4_1x8", "Q8_0x8")
+TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", *TILED_TYPES)
 SMOLLM2_SHAPES = [(576, 576), (1536, 576), (576, 1536), (49152, 576)]
 LLAMA7B_SHAPES = [(4096, 4096), (11008, 4096)]
 ROWS = (1, 8, 128, 512)
@@ -65,7 +54,7 @@ FULL = [
 ]
 QUICK = [
     (t, M, s)
-    for t in ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "Q4_0x8", "Q4_1x8", "Q8_0x8")
+    for t in ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", *TILED_TYPES)
     for M, s in [(1, (4096, 4096)), (1, (11008, 4096)), (8, (576, 1536)), (512, (4096, 4096))]
 ] + [  # SmolLM2-135M's decode step: its Q4_1 projections and Q8_0 output matrix, tiled
     ("Q4_1x8", 1, (576, 576)),

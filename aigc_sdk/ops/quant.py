@@ -180,7 +180,7 @@ class QuantWeight:
         lookup that dequantizes only the rows it returns."""
         if has_kernel("dequantize", self.device.type):
             return torch.ops.aigc.dequantize.default(
-                self.data, self.qtype, self.shape[1], index.to(self.device)
+                self.data, self.qtype, self.shape[1], index.to(self.device, torch.int64)
             ).to(dtype)
         if self.is_tiled:  # the tiles holding the rows, back in GGUF rows, then the rows
             R, row_bytes = reference.TILE_ROWS, self.data.shape[1]

@@ -2,8 +2,8 @@
 // KV cache, grouped-query heads, variable lengths.
 //
 // Work items are (sequence, KV head, chunk of KV positions), spread over the
-// threads (the kernels own, parallel_items.h). An item reads its K and V rows once for all
-// the query heads of its KV head (GQA), tile by tile: scores for the tile,
+// kernels' own threads (parallel_items.h). An item reads its K and V rows once
+// for all the query heads of its KV head (GQA), tile by tile: scores for the tile,
 // online-softmax update (running max m, sum l, accumulator acc, in base 2 with
 // log2(e) folded into q), then acc += p V. A sequence split into several
 // chunks keeps each chunk's (m, l, acc) and a second pass merges them; a

@@ -9,6 +9,14 @@
 // decode thread besides the main thread is enough), and from then on each
 // region of every team wakes sleeping workers. These threads spin for a while
 // after each call, whoever made it, and then sleep.
+//
+// Sharing the cores with OpenMP's workers (a prefill runs torch operations
+// between quantized matmuls): a spinning pool thread yields its core every few
+// microseconds, and a call never waits for a pool thread that has not started
+// on it. The call's items are claimed dynamically, so the caller runs any that
+// no pool thread took and then closes the call; a pool thread that comes later
+// skips it. A call therefore costs at worst its serial time, never a wait for
+// the scheduler to give a descheduled thread its core back.
 #pragma once
 
 #include <pthread.h>
@@ -68,20 +76,24 @@ class KernelThreads {
     call_ = call;
     active_ = n;
     error_ = nullptr;
-    // Every pool thread answers, those beyond n without running anything: none
-    // can still be reading this call's active_ when the next call sets it.
-    remaining_.store(static_cast<int>(workers_), std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_seq_cst);
+    finished_.store(0, std::memory_order_relaxed);
+    const uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
+    entries_.store(generation << kGenerationShift, std::memory_order_relaxed);
+    generation_.store(generation, std::memory_order_seq_cst);
     if (sleepers_.load(std::memory_order_seq_cst) > 0) {
       std::lock_guard<std::mutex> lock(sleep_mutex_);
       wake_.notify_all();
     }
     run(0);
-    for (int spin = 0; remaining_.load(std::memory_order_acquire) > 0; ++spin) {
+    // Closed: from now on a pool thread arriving skips this call. Those that
+    // entered may still be finishing the items they claimed.
+    const uint64_t entered = entries_.fetch_or(kClosed, std::memory_order_acq_rel) & kCountMask;
+    for (int spin = 0; finished_.load(std::memory_order_acquire) < static_cast<int>(entered);
+         ++spin) {
       if (spin < kCallerSpins)
         pause();
       else
-        std::this_thread::yield();  // a pool thread was descheduled
+        std::this_thread::yield();  // a pool thread was descheduled mid-item
     }
     if (error_) std::rethrow_exception(error_);
     return true;
@@ -92,6 +104,11 @@ class KernelThreads {
   // between a server's tokens.
   static constexpr std::chrono::microseconds kSpinTime{200};
   static constexpr int kCallerSpins = 1 << 16;
+  // entries_: the call's generation (high bits), closed (bit 31), and how many
+  // pool threads entered it (low bits).
+  static constexpr int kGenerationShift = 32;
+  static constexpr uint64_t kClosed = uint64_t{1} << 31;
+  static constexpr uint64_t kCountMask = kClosed - 1;
 
   static KernelThreads*& current() {
     static KernelThreads* pool = new KernelThreads();  // never destroyed: its threads never end
@@ -120,8 +137,16 @@ class KernelThreads {
       auto since = std::chrono::steady_clock::now();
       uint64_t now_at;
       for (int spin = 0; (now_at = generation_.load(std::memory_order_acquire)) == seen; ++spin) {
-        if ((spin & 255) != 255 || std::chrono::steady_clock::now() - since < kSpinTime) {
+        if ((spin & 255) != 255) {
           pause();
+          continue;
+        }
+        if (std::chrono::steady_clock::now() - since < kSpinTime) {
+          // Every few microseconds, the core to any other thread that is ready to run
+          // on it: between kernel calls the caller may run torch operations on
+          // OpenMP's workers (a prefill does), which would otherwise wait for this
+          // spin to end. With nothing else ready, this returns at once.
+          std::this_thread::yield();
           continue;
         }
         std::unique_lock<std::mutex> lock(sleep_mutex_);
@@ -131,15 +156,28 @@ class KernelThreads {
         since = std::chrono::steady_clock::now();
       }
       seen = now_at;
-      if (id < active_) run(id);
-      remaining_.fetch_sub(1, std::memory_order_release);
+      if (enter(now_at)) {
+        if (id < active_) run(id);
+        finished_.fetch_add(1, std::memory_order_release);
+      }
     }
+  }
+
+  // Joins call `generation` unless its caller has closed it (or moved on).
+  bool enter(uint64_t generation) {
+    uint64_t state = entries_.load(std::memory_order_acquire);
+    while ((state >> kGenerationShift) == (generation & 0xffffffffu) && !(state & kClosed)) {
+      if (entries_.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel))
+        return true;
+    }
+    return false;
   }
 
   std::atomic<bool> busy_{false};
   std::atomic<size_t> workers_{0};
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> remaining_{0};
+  std::atomic<uint64_t> entries_{0};
+  std::atomic<int> finished_{0};
   std::atomic<int> sleepers_{0};
   // Written by the caller before it bumps generation_, read by the threads after.
   const void* body_ = nullptr;

@@ -1201,7 +1201,8 @@ void dequantize_rows(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K, 
       if (base == kQ8_0) dequantize_tile_x8_avx2<kQ8_0>(w + n * row_bytes, K, rows);
     }
 #else
-    for (int64_t n = n0; n < n1; ++n) dequantize_row_at(qtype, w, row_bytes, K, n, out + (n - n0) * K);
+    for (int64_t n = n0; n < n1; ++n)
+      dequantize_row_at(qtype, w, row_bytes, K, n, out + (n - n0) * K);
 #endif
     return;
   }
@@ -1399,16 +1400,16 @@ at::Tensor dequantize_cpu(const at::Tensor& weight, int64_t qtype, int64_t K,
     TORCH_CHECK_VALUE(rows->device().is_cpu(), "aigc.dequantize: rows must be on the CPU");
     const at::Tensor index = rows->contiguous();
     const int64_t n = index.numel();
-    const int64_t* at = index.data_ptr<int64_t>();
+    const int64_t* picked = index.data_ptr<int64_t>();
     for (int64_t i = 0; i < n; ++i)
-      TORCH_CHECK_INDEX(at[i] >= 0 && at[i] < N, "aigc.dequantize: rows[", i, "] = ", at[i],
-                        " is outside [0, N = ", N, ")");
+      TORCH_CHECK_INDEX(picked[i] >= 0 && picked[i] < N, "aigc.dequantize: rows[", i,
+                        "] = ", picked[i], " is outside [0, N = ", N, ")");
     at::Tensor out = at::empty({n, K}, w.options().dtype(at::kFloat));
     float* dst = out.data_ptr<float>();
     aigc::parallel_items(
         n, n * K, kSerialWeights,
         [&](int64_t i, int) {
-          dequantize_row_at(static_cast<int>(qtype), src, row_bytes, K, at[i], dst + i * K);
+          dequantize_row_at(static_cast<int>(qtype), src, row_bytes, K, picked[i], dst + i * K);
         },
         aigc::Team::kKernelThreads);
     return out;
