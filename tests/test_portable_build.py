@@ -203,6 +203,27 @@ def test_quant_linear_avx2(portable_library):
     )
 
 
+def test_cpu_kernels_compile_without_avx2():
+    """The scalar fallbacks (x86-64 without AVX2, other architectures) are compiled
+    by no machine of this project: check that they still compile."""
+    import concurrent.futures
+
+    from torch.utils import cpp_extension
+
+    includes = [f"-I{p}" for p in [str(CSRC), *cpp_extension.include_paths()]]
+    flags = [f for f in CFLAGS if not f.startswith("-march")]
+    flags += ["-march=x86-64", "-fsyntax-only", "-Wno-psabi"]
+
+    def compile_source(source: Path) -> subprocess.CompletedProcess:
+        command = ["c++", *flags, *includes, str(source)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+    sources = sorted((CSRC / "cpu").glob("*.cpp"))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for source, done in zip(sources, pool.map(compile_source, sources), strict=True):
+            assert done.returncode == 0, f"{source.name}: {done.stderr[-4000:]}"
+
+
 @pytest.mark.parametrize("march", ["icelake-server", "alderlake"])
 def test_quant_linear_vnni_paths_compile(march, tmp_path):
     """This machine builds neither quant_linear's AVX-512 VNNI path nor its

@@ -56,6 +56,7 @@ using namespace aigc::quant;
 // (where dequantizing a tile once pays for itself; docs/performance.md).
 constexpr int64_t kFp32MinRows = 32;
 constexpr int kRowGroup = 4;              // rows of x per pass over a weight row
+constexpr int kTileCols = 8;              // W rows (output columns) a column tile computes
 constexpr int64_t kItemsPerThread = 8;    // work items a thread gets, for balance
 // N * K * M below which one thread runs: waking the pool costs a few us, as
 // much as a small matrix's whole product.
@@ -358,8 +359,6 @@ struct Nibbles {
 // paid once for all rows of x, so each extra row costs little more than its
 // multiplies. Every row of x is computed the same way whatever M is, so a
 // row's result does not depend on the rows beside it.
-
-constexpr int kTileCols = 8;
 
 struct alignas(32) TileBlock {
   __m256i w[8];  // step c: lane j = column j's weights 4c .. 4c+3 (|q| for Q8_0)
