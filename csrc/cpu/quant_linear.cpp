@@ -716,10 +716,11 @@ void int8_columns(const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K, con
 template <int QT>
 inline void load_x8_group(const uint8_t* g, TileBlock& t, TileSigns& ts) {
   using T = Nibbles<QT>;
+  const uint8_t* words = g + kTileRowsX8 * block_scale_bytes(QT);
   t.d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
   if constexpr (QT == kQ8_0) {
     for (int c = 0; c < 8; ++c) {
-      const __m256i q = load_256(g + 16 + 32 * c);
+      const __m256i q = load_256(words + 32 * c);
       ts.q[c] = q;
       t.w[c] = _mm256_sign_epi8(q, q);
     }
@@ -729,7 +730,6 @@ inline void load_x8_group(const uint8_t* g, TileBlock& t, TileSigns& ts) {
     t.c = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
   else
     t.c = _mm256_mul_ps(t.d, _mm256_set1_ps(-T::offset));
-  const uint8_t* words = g + (T::has_min ? 32 : 16);
   const __m256i low4 = _mm256_set1_epi8(15);
   for (int c = 0; c < 4; ++c) {
     const __m256i w = load_256(words + 32 * c);
@@ -1140,7 +1140,7 @@ void dequantize_tile_x8_avx2(const uint8_t* tile, int64_t K, float* out) {
   constexpr int group = kTileCols * format_of(QT).bytes;
   for (int64_t b = 0; b < K / 32; ++b) {
     const uint8_t* g = tile + b * group;
-    const uint8_t* words = g + (T::has_min ? 32 : 16);
+    const uint8_t* words = g + kTileRowsX8 * block_scale_bytes(QT);
     for (int j = 0; j < kTileCols; ++j) {
       const auto word = [&](int c) { return static_cast<int>(load_u32(words + 32 * c + 4 * j)); };
       const __m256i q =
@@ -1157,15 +1157,15 @@ void dequantize_tile_x8_avx2(const uint8_t* tile, int64_t K, float* out) {
 // Row j (GGUF bytes, out) of the tile at `tile` of a weight in the tiled
 // layout of GGUF type `base` (quant_formats.h).
 void untile_row_x8(int base, const uint8_t* tile, int64_t K, int j, uint8_t* out) {
-  const int bytes = format_of(base).bytes;
-  const bool has_min = base == kQ4_1;
-  const int qs = has_min ? 4 : 2, words = has_min ? 32 : 16, n_words = (bytes - qs) / 4;
+  const int bytes = format_of(base).bytes, scales = block_scale_bytes(base);
   for (int64_t b = 0; b < K / 32; ++b) {
     const uint8_t* g = tile + b * kTileRowsX8 * bytes;
+    const uint8_t* words = g + kTileRowsX8 * scales;
     uint8_t* blk = out + b * bytes;
-    std::memcpy(blk, g + 2 * j, 2);
-    if (has_min) std::memcpy(blk + 2, g + 16 + 2 * j, 2);
-    for (int c = 0; c < n_words; ++c) std::memcpy(blk + qs + 4 * c, g + words + 32 * c + 4 * j, 4);
+    for (int f = 0; f < scales / 2; ++f)  // d, then m: 8 of each
+      std::memcpy(blk + 2 * f, g + 2 * (kTileRowsX8 * f + j), 2);
+    for (int c = 0; c < (bytes - scales) / 4; ++c)
+      std::memcpy(blk + scales + 4 * c, words + 32 * c + 4 * j, 4);
   }
 }
 

@@ -74,6 +74,10 @@ constexpr int tiled_base(int qtype) {
   return qtype == kQ4_0x8 || qtype == kQ4_1x8 || qtype == kQ8_0x8 ? qtype - kTiledX8 : 0;
 }
 
+// The scale bytes at the start of a block of a tiled type's base (d, and m for
+// Q4_1): a group holds them for its 8 rows, then the quants.
+constexpr int block_scale_bytes(int base) { return base == kQ4_1 ? 4 : 2; }
+
 struct Format {
   int block;  // weights per block
   int bytes;  // bytes per block
