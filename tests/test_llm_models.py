@@ -127,8 +127,8 @@ def test_quantized_weights_track_their_dequantized_values(arch, tmp_path):
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_q4_q8_matrices_run_tiled_with_the_gguf_layouts_logits(fused, tmp_path, monkeypatch):
-    """On the CPU the model holds its Q4_0 / Q4_1 / Q8_0 matrices tiled (QuantWeight.tiled,
+def test_tiled_matrices_give_the_gguf_layouts_logits(fused, tmp_path, monkeypatch):
+    """On the CPU the model holds its Q4_0 / Q4_1 / Q8_0 / Q4_K matrices tiled (QuantWeight.tiled,
     the layout the kernels read fastest), the embedding too; its logits are bit for bit
     those of the same model holding the GGUF layout."""
     from aigc_sdk.ops import QuantWeight
@@ -143,9 +143,10 @@ def test_q4_q8_matrices_run_tiled_with_the_gguf_layouts_logits(fused, tmp_path, 
         for w in (t if isinstance(t, list) else [t])
         if isinstance(w, QuantWeight)
     ]
-    # ffn_up (Q4_0), ffn_gate (Q4_1) and attn_q (Q8_0) of each layer, and token_embd (Q8_0)
-    assert sum(w.is_tiled for w in held) == 3 * cfg.n_layers + 1
-    assert not [w for w in held if w.type_name in ("Q4_0", "Q4_1", "Q8_0")]
+    # ffn_up (Q4_0), ffn_gate (Q4_1), attn_q (Q8_0) and ffn_down (Q4_K) of each layer,
+    # and token_embd (Q8_0)
+    assert sum(w.is_tiled for w in held) == 4 * cfg.n_layers + 1
+    assert not [w for w in held if w.type_name in ("Q4_0", "Q4_1", "Q8_0", "Q4_K")]
     monkeypatch.setattr(QuantWeight, "tiled", lambda self: self)
     gguf_layout = LanguageModel(cfg, load(path, torch.float32, quantized=True)[1])
     if not fused:

@@ -375,18 +375,19 @@ def test_shapes(name, N, blocks, M, dtype, with_bias, exact, seed):
 
 
 # ------------------------------------------------------- tiled layouts --
-# QuantWeight.tiled(): Q4_0 / Q4_1 / Q8_0 with 8 rows interleaved, read by the CPU
-# kernels. The oracle is the GGUF layout: the layout's own byte-by-byte
+# QuantWeight.tiled(): Q4_0 / Q4_1 / Q8_0 / Q4_K with 8 rows interleaved, read by
+# the CPU kernels. The oracle is the GGUF layout: the layout's own byte-by-byte
 # description (reference.untile_x8) must give the GGUF bytes back, and every
 # result must be the GGUF weight's, bit for bit.
 
-TILED = ("Q4_0", "Q4_1", "Q8_0")
+TILED = ("Q4_0", "Q4_1", "Q8_0", "Q4_K")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(TILED), tiles=st.integers(1, 9), blocks=st.integers(1, 20))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(TILED), tiles=st.integers(1, 9), blocks=st.integers(1, 6))
 def test_tiled_layout_holds_the_gguf_bytes(name, tiles, blocks):
-    w = random_weight(name, 8 * tiles, 32 * blocks, seed=tiles * 31 + blocks)
+    block = reference.QUANT_FORMATS[TYPES[name]][1]
+    w = random_weight(name, 8 * tiles, block * blocks, seed=tiles * 31 + blocks)
     t = w.tiled()
     assert t.is_tiled and t.type_name == name + "x8" and t.shape == w.shape
     assert t.data.shape == w.data.shape and not torch.equal(t.data, w.data)
@@ -397,8 +398,9 @@ def test_tiled_layout_holds_the_gguf_bytes(name, tiles, blocks):
 @pytest.mark.parametrize("name", TILED)
 @pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 7, 8, 9, 31, 32, 70])
 def test_tiled_quant_linear_equals_gguf_layout_bit_for_bit(name, M):
-    w = random_weight(name, 72, 608, seed=M)
-    x = torch.randn(M, 608) * 3
+    K = K_OF[name]
+    w = random_weight(name, 72, K, seed=M)
+    x = torch.randn(M, K) * 3
     bias = torch.randn(72)
     for exact in (False, True):
         want = ops.quant_linear(x, w, bias, exact=exact)
@@ -409,11 +411,12 @@ def test_tiled_quant_linear_equals_gguf_layout_bit_for_bit(name, M):
 
 @pytest.mark.parametrize("name", TILED)
 def test_tiled_dequantize_and_rows_equal_gguf(name, monkeypatch):
-    w = random_weight(name, 48, 96, seed=5)
+    K = reference.QUANT_FORMATS[TYPES[name]][1] * 3
+    w = random_weight(name, 48, K, seed=5)
     t = w.tiled()
     want = dequantized(w)
     assert torch.equal(t.dequantize(), want)
-    assert torch.equal(quant.dequantize(t.data, t.qtype, 96), want)  # the torch-ops path
+    assert torch.equal(quant.dequantize(t.data, t.qtype, K), want)  # the torch-ops path
     rows = torch.tensor([47, 0, 9, 9, 31])
     assert torch.equal(t.dequantize_rows(rows), want[rows])
     many = torch.randint(0, 48, (3000,), generator=torch.Generator().manual_seed(1))
@@ -441,7 +444,7 @@ def test_tiled_errors_in_one_line():
             torch.randn(1, 32), torch.zeros(12, 20, dtype=torch.uint8), 259, 32
         )
     assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match="Q4_1x8 \\(259\\), Q8_0x8 \\(264\\)"):
+    with pytest.raises(ValueError, match="Q8_0x8 \\(264\\), Q4_Kx8 \\(268\\)"):
         torch.ops.aigc.dequantize(torch.zeros(8, 20, dtype=torch.uint8), 260, 32)
 
 

@@ -10,10 +10,11 @@ Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (blocks of 32 weights) and Q4_K, Q5_K, Q6_K
     w = QuantWeight.from_gguf(reader.tensors[i])       # or quantized_weight(raw, qtype, (N, K))
     y = quant_linear(x, w, bias)                         # x [..., K] -> y [..., N]
 
-On the CPU, ``w.tiled()`` holds a Q4_0, Q4_1 or Q8_0 matrix in a layout of its
-own (Q4_0x8, Q4_1x8, Q8_0x8: 8 rows interleaved block by block, type ids 258,
-259 and 264) that the kernels read faster on AVX2, with bit for bit the same results;
-``w.untiled()`` gives the GGUF layout back (``w.to("cuda")`` does so itself).
+On the CPU, ``w.tiled()`` holds a Q4_0, Q4_1, Q8_0 or Q4_K matrix in a layout
+of its own (Q4_0x8, Q4_1x8, Q8_0x8, Q4_Kx8: 8 rows interleaved block by block,
+type ids 258, 259, 264 and 268) that the kernels read faster on AVX2, with bit
+for bit the same results; ``w.untiled()`` gives the GGUF layout back
+(``w.to("cuda")`` does so itself).
 
 Numerics. With ``exact=False`` (the default) the CPU kernel computes small
 batches (M < 32 rows of x, the decode step) as llama.cpp does: each row of x
@@ -75,8 +76,8 @@ class QuantWeight:
     ``nn.Linear.weight`` (GGUF lists the dimensions the other way round).
 
     ``tiled()`` gives the same matrix in a CPU layout that the kernels read
-    faster (Q4_0, Q4_1 and Q8_0: Q4_0x8, Q4_1x8 and Q8_0x8, 8 rows interleaved,
-    type ids 258, 259 and 264); ``untiled()`` the GGUF layout back.
+    faster (Q4_0, Q4_1, Q8_0 and Q4_K: Q4_0x8, Q4_1x8, Q8_0x8 and Q4_Kx8, 8 rows
+    interleaved, type ids 258, 259, 264 and 268); ``untiled()`` the GGUF layout back.
     """
 
     data: torch.Tensor
@@ -147,7 +148,7 @@ class QuantWeight:
 
     def tiled(self) -> QuantWeight:
         """This matrix in its type's CPU layout with 8 rows interleaved (Q4_0 ->
-        Q4_0x8, Q4_1 -> Q4_1x8, Q8_0 -> Q8_0x8): the same bytes rearranged so
+        Q4_0x8, Q4_1 -> Q4_1x8, Q8_0 -> Q8_0x8, Q4_K -> Q4_Kx8): the same bytes rearranged so
         that the CPU kernels load each block of 8 rows at once (faster on AVX2,
         the results bit for bit the same). Itself for the other types, for N not
         a multiple of 8, or already tiled."""
@@ -350,12 +351,12 @@ def _dequantize_blocks(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
 def _x8_parts(qtype: int) -> tuple[int, int, int]:
     """(bytes of a GGUF block, bytes of its scales, 4-byte words of its quants)."""
     nbytes = reference.QUANT_FORMATS[qtype][2]
-    head = 4 if qtype == 3 else 2  # d (and m)
+    head = reference.scale_bytes(qtype)
     return nbytes, head, (nbytes - head) // 4
 
 
 def _tile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
-    """GGUF Q4_0 / Q4_1 / Q8_0 rows [N, row] -> the x8 layout (csrc/kernels/quant_formats.h)."""
+    """GGUF Q4_0 / Q4_1 / Q8_0 / Q4_K rows [N, row] -> the x8 layout (csrc/kernels/quant_formats.h)."""
     N, row = data.shape
     nbytes, head, words = _x8_parts(qtype)
     T, nb, R = N // reference.TILE_ROWS, row // nbytes, reference.TILE_ROWS

@@ -287,6 +287,15 @@ void quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int qtype,
 // dot_row<QT, R>(w, xs, out): out[r] = sum_k W[k] * xhat_r[k] for one weight
 // row w and R quantized activation rows (xhat = d * q).
 
+// A Q4_K / Q5_K super-block's share of a dot product, added to acc: its
+// integer total sum_s sc[s] (q_s . xq_s) times d dx, less its mins' total
+// sum_s mn[s] (sum of xq_s) times dmin dx. Every kernel of these types ends a
+// super-block with these float operations (the AVX2 ones on 8 lanes).
+inline float scale_k_block(int total, int min_total, float d_dx, float dmin_dx, float acc) {
+  acc = std::fma(static_cast<float>(total), d_dx, acc);
+  return std::fma(-static_cast<float>(min_total), dmin_dx, acc);
+}
+
 #ifdef AIGC_QL_AVX2
 
 using aigc::simd::hsum;
@@ -738,18 +747,101 @@ inline void load_x8_group(const uint8_t* g, TileBlock& t, TileSigns& ts) {
   }
 }
 
+// Q4_Kx8: a group is super-block b of the tile's 8 columns. Their 6-bit
+// scales and mins unpack together, unpack_k_scales on 32-bit lanes, into
+// int16 pairs that vpmaddwd multiplies with: column j's scale in lane j.
+struct alignas(32) KTileScales {
+  __m256 d, dmin;
+  __m256i sc[8];  // sub-block s: lane j = (sc_j[s], sc_j[s]) as int16
+  __m256i mn[8];  // the same for the mins
+};
+
+inline void load_q4k_x8_scales(const uint8_t* g, KTileScales& s) {
+  s.d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+  s.dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+  const __m256i b0 = load_256(g + 32), b1 = load_256(g + 64), b2 = load_256(g + 96);
+  const __m256i six = _mm256_set1_epi8(0x3f), low4 = _mm256_set1_epi8(0x0f);
+  const __m256i top2 = _mm256_set1_epi8(0x30);
+  const __m256i sc_lo = _mm256_and_si256(b0, six), mn_lo = _mm256_and_si256(b1, six);
+  const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(b2, low4),
+                                        _mm256_and_si256(_mm256_srli_epi32(b0, 2), top2));
+  const __m256i mn_hi =
+      _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b2, 4), low4),
+                      _mm256_and_si256(_mm256_srli_epi32(b1, 2), top2));
+  // Byte i of each 32-bit lane to both int16 halves of the lane (vpshufb
+  // indexes within a 128-bit half: lane k's byte i is byte 4k + i there).
+  const __m256i lane_base = _mm256_setr_epi32(0, 0x00040004, 0x00080008, 0x000c000c, 0,
+                                              0x00040004, 0x00080008, 0x000c000c);
+  for (int i = 0; i < 4; ++i) {
+    const __m256i pick = _mm256_add_epi32(lane_base, _mm256_set1_epi32(int(0x80008000u) | i << 16 | i));
+    s.sc[i] = _mm256_shuffle_epi8(sc_lo, pick);
+    s.sc[i + 4] = _mm256_shuffle_epi8(sc_hi, pick);
+    s.mn[i] = _mm256_shuffle_epi8(mn_lo, pick);
+    s.mn[i + 4] = _mm256_shuffle_epi8(mn_hi, pick);
+  }
+}
+
+// R rows' products with the group g (scales s) of super-block b: acc[r] lane
+// j += d_j dx (sum_s sc_j[s] q_j,s . xq_s) - dmin_j dx (sum_s mn_j[s] sum xq_s).
+// Word w of chunk c holds a column's weights 64c + 4w .. +3 in its low nibbles
+// (sub-block 2c) and 32 further on in its high ones (2c + 1). A sub-block's
+// eight products are summed as int16 (at most 8 * 2 * 15 * 127 = 30480), then
+// scaled in vpmaddwd: each column's totals are exact integers, and the float
+// operations are scale_k_block's, as in dot_rows_q45k.
+template <int R>
+[[gnu::always_inline]] inline void q4k_x8_rows(const uint8_t* g, const KTileScales& s,
+                                               const XRow* xs, int64_t b, __m256* acc) {
+  const uint8_t* qs = g + kTileRowsX8 * block_scale_bytes(kQ4_K) + 3 * 32;
+  const __m256i low4 = _mm256_set1_epi8(15);
+  __m256i total[R];
+  for (int r = 0; r < R; ++r) total[r] = _mm256_setzero_si256();
+  for (int c = 0; c < 4; ++c) {
+    __m256i lo_sum[R], hi_sum[R];
+    for (int w = 0; w < 8; ++w) {
+      const __m256i v = load_256(qs + 32 * (8 * c + w));
+      const __m256i lo = _mm256_and_si256(v, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+      for (int r = 0; r < R; ++r) {
+        const int8_t* x = xs[r].q + 256 * b + 64 * c + 4 * w;
+        const __m256i p_lo = _mm256_maddubs_epi16(lo, broadcast_4_bytes(x));
+        const __m256i p_hi = _mm256_maddubs_epi16(hi, broadcast_4_bytes(x + 32));
+        lo_sum[r] = w == 0 ? p_lo : _mm256_add_epi16(lo_sum[r], p_lo);
+        hi_sum[r] = w == 0 ? p_hi : _mm256_add_epi16(hi_sum[r], p_hi);
+        asm("" : "+x"(lo_sum[r]), "+x"(hi_sum[r]));  // as in tile_block_dot
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256i t = _mm256_add_epi32(_mm256_madd_epi16(lo_sum[r], s.sc[2 * c]),
+                                         _mm256_madd_epi16(hi_sum[r], s.sc[2 * c + 1]));
+      total[r] = _mm256_add_epi32(total[r], t);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* bs = reinterpret_cast<const uint8_t*>(xs[r].bs + 16 * b);
+    __m256i mins = _mm256_setzero_si256();
+    for (int i = 0; i < 8; ++i)  // (bs[2i], bs[2i + 1]): the 32 activations of sub-block i
+      mins = _mm256_add_epi32(
+          mins, _mm256_madd_epi16(s.mn[i], _mm256_set1_epi32(static_cast<int>(load_u32(bs + 4 * i)))));
+    const __m256 dx = _mm256_set1_ps(xs[r].d[b]);
+    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[r]), _mm256_mul_ps(s.d, dx), acc[r]);
+    acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(s.dmin, dx), acc[r]);
+  }
+}
+
 // Columns [n0, n1) (multiples of 8) of a tiled weight, for the GGUF type QT it
 // rearranges; as int8_tiles otherwise (kRows > 0 fixes M at compile time).
 template <int QT, int kRows = 0>
 void int8_tiles_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t rows_of_x,
                    int64_t n0, int64_t n1, float* out, int64_t ldo) {
   const int64_t M = kRows > 0 ? kRows : rows_of_x;
-  constexpr int group = kTileCols * format_of(QT).bytes;
-  const int64_t nb = K / 32;
+  constexpr Format f = format_of(QT);
+  constexpr int group = kTileCols * f.bytes;
+  const int64_t nb = K / f.block;
   XRow xs[kFp32MinRows];
   for (int64_t m = 0; m < M; ++m) xs[m] = xq.row(m);
   TileBlock t;
   TileSigns ts;
+  KTileScales ks;
   __m256 acc[kFp32MinRows];
   for (int64_t n = n0; n < n1; n += kTileCols) {
     const uint8_t* tile = w + n / kTileCols * nb * group;
@@ -757,11 +849,20 @@ void int8_tiles_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t row
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* g = tile + b * group;
       prefetch_ahead<group>(g);
-      load_x8_group<QT>(g, t, ts);
+      if constexpr (QT == kQ4_K)
+        load_q4k_x8_scales(g, ks);
+      else
+        load_x8_group<QT>(g, t, ts);
+      const auto rows = [&]<int R>(int64_t m) {
+        if constexpr (QT == kQ4_K)
+          q4k_x8_rows<R>(g, ks, xs + m, b, acc + m);
+        else
+          tile_block_rows<QT, R>(t, ts, xs + m, b, acc + m);
+      };
       int64_t m = 0;
-      for (; m + 4 <= M; m += 4) tile_block_rows<QT, 4>(t, ts, xs + m, b, acc + m);
-      for (; m + 2 <= M; m += 2) tile_block_rows<QT, 2>(t, ts, xs + m, b, acc + m);
-      if (m < M) tile_block_rows<QT, 1>(t, ts, xs + m, b, acc + m);
+      for (; m + 4 <= M; m += 4) rows.template operator()<4>(m);
+      for (; m + 2 <= M; m += 2) rows.template operator()<2>(m);
+      if (m < M) rows.template operator()<1>(m);
     }
     for (int64_t m = 0; m < M; ++m) _mm256_storeu_ps(out + m * ldo + n, acc[m]);
   }
@@ -773,17 +874,27 @@ inline __m256i broadcast_mask(int j) {
   return _mm256_set1_epi16(static_cast<int16_t>((2 * j) | (2 * j + 1) << 8));
 }
 
+// (sum of a's int32 lanes, sum of b's).
+inline void sum_lanes_2(__m256i a, __m256i b, int& sum_a, int& sum_b) {
+  const __m256i h = _mm256_hadd_epi32(a, b);  // each half: a01 a23 b01 b23
+  const __m128i q = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  const __m128i s = _mm_hadd_epi32(q, q);
+  sum_a = _mm_cvtsi128_si32(s);
+  sum_b = _mm_extract_epi32(s, 1);
+}
+
 // Q4_K / Q5_K against Q8_K-style activations (one scale per 256): per
 // super-block, sum_s sc[s] (q_s . xq_s) in int32 (the scales ride in
-// vpmaddwd), minus the mins against the activation sums.
+// vpmaddwd), minus the mins against the activation sums. Both are summed to
+// one exact integer a super-block, and scale_k_block's float operations
+// follow, as in the Q4_Kx8 tiles: the two layouts give the same bits.
 template <int QT, int RN, int R>
 void dot_rows_q45k(const uint8_t* const* ws, int64_t K, const XRow* xs, float* out) {
   constexpr bool q5 = QT == kQ5_K;
   constexpr Format f = format_of(QT);
   const int64_t nb = K / 256;
   const __m256i low4 = _mm256_set1_epi8(15);
-  __m256 acc[RN * R];
-  for (int i = 0; i < RN * R; ++i) acc[i] = _mm256_setzero_ps();
+  float acc[RN * R] = {};
   for (int64_t b = 0; b < nb; ++b) for (int n = 0; n < RN; ++n) {
     const uint8_t* blk = ws[n] + b * f.bytes;
     prefetch_ahead<f.bytes>(blk);
@@ -824,12 +935,12 @@ void dot_rows_q45k(const uint8_t* const* ws, int64_t K, const XRow* xs, float* o
     for (int r = 0; r < R; ++r) {
       const float dx = xs[r].d[b];
       const __m256i mins = _mm256_madd_epi16(load_256(xs[r].bs + 16 * b), mn16);
-      __m256& a = acc[n * R + r];
-      a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[r]), _mm256_set1_ps(d * dx), a);
-      a = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(dmin * dx), a);
+      int total, min_total;
+      sum_lanes_2(sumi[r], mins, total, min_total);
+      acc[n * R + r] = scale_k_block(total, min_total, d * dx, dmin * dx, acc[n * R + r]);
     }
   }
-  for (int i = 0; i < RN * R; ++i) out[i] = hsum(acc[i]);
+  for (int i = 0; i < RN * R; ++i) out[i] = acc[i];
 }
 
 template <int RN, int R>
@@ -1080,8 +1191,7 @@ void dot_row(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
           const int16_t* bs = xs[r].bs + 16 * b + 2 * sb;
           mins += int((mn >> (8 * sb)) & 0xff) * (bs[0] + bs[1]);
         }
-        out[r] += d * xs[r].d[b] * static_cast<float>(total) -
-                  dmin * xs[r].d[b] * static_cast<float>(mins);
+        out[r] = scale_k_block(total, mins, d * xs[r].d[b], dmin * xs[r].d[b], out[r]);
       }
     }
   }
@@ -1157,8 +1267,9 @@ void dequantize_tile_x8_avx2(const uint8_t* tile, int64_t K, float* out) {
 // Row j (GGUF bytes, out) of the tile at `tile` of a weight in the tiled
 // layout of GGUF type `base` (quant_formats.h).
 void untile_row_x8(int base, const uint8_t* tile, int64_t K, int j, uint8_t* out) {
-  const int bytes = format_of(base).bytes, scales = block_scale_bytes(base);
-  for (int64_t b = 0; b < K / 32; ++b) {
+  const Format f = format_of(base);
+  const int bytes = f.bytes, scales = block_scale_bytes(base);
+  for (int64_t b = 0; b < K / f.block; ++b) {
     const uint8_t* g = tile + b * kTileRowsX8 * bytes;
     const uint8_t* words = g + kTileRowsX8 * scales;
     uint8_t* blk = out + b * bytes;
@@ -1198,6 +1309,8 @@ void dequantize_rows(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K, 
       if (base == kQ4_0) dequantize_tile_x8_avx2<kQ4_0>(w + n * row_bytes, K, rows);
       if (base == kQ4_1) dequantize_tile_x8_avx2<kQ4_1>(w + n * row_bytes, K, rows);
       if (base == kQ8_0) dequantize_tile_x8_avx2<kQ8_0>(w + n * row_bytes, K, rows);
+      if (base == kQ4_K)  // a row at a time, back in its GGUF bytes
+        for (int j = 0; j < kTileRowsX8; ++j) dequantize_row_at(qtype, w, row_bytes, K, n + j, rows + j * K);
     }
 #else
     for (int64_t n = n0; n < n1; ++n)
@@ -1244,14 +1357,14 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
 #else
     constexpr bool tiles = false;
 #endif
-    const int64_t step = rows_per_item(N, tiles ? kTileCols : 4);
+    const int64_t step = rows_per_item(N, tiles || base != 0 ? kTileCols : 4);
     const int64_t items = (N + step - 1) / step;
     aigc::parallel_items(
         items, N * K * M, kSerialWeights,
         [&](int64_t item, int) {
           const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
 #ifdef AIGC_QL_AVX2
-          if constexpr (QT == kQ4_0 || QT == kQ4_1 || QT == kQ8_0) {
+          if constexpr (QT == kQ4_0 || QT == kQ4_1 || QT == kQ8_0 || QT == kQ4_K) {
             if (base != 0) {
               with_rows_of_x(M, [&]<int kRows>() {
                 int8_tiles_x8<QT, kRows>(w, K, xq, M, n0, n1, out, N);
@@ -1302,7 +1415,7 @@ void check_gguf_weight(const char* op, const at::Tensor& weight, int64_t qtype, 
   TORCH_CHECK_VALUE(f.block != 0, op, ": unsupported GGML type id ", qtype,
                     "; supported: Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q4_K (12), "
                     "Q5_K (13), Q6_K (14), and the CPU layouts Q4_0x8 (258), Q4_1x8 (259), "
-                    "Q8_0x8 (264)");
+                    "Q8_0x8 (264), Q4_Kx8 (268)");
   const char* name = name_of(static_cast<int>(qtype));
   TORCH_CHECK_VALUE(K > 0 && K % f.block == 0, op, ": K = ", K,
                     " must be a positive multiple of the ", name, " block size ", f.block);

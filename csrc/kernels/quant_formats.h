@@ -46,19 +46,21 @@ enum QType : int {
   kQ6_K = 14,
 };
 
-// CPU layouts of Q4_0, Q4_1 and Q8_0 with 8 rows interleaved ("x8"), made
+// CPU layouts of Q4_0, Q4_1, Q8_0 and Q4_K with 8 rows interleaved ("x8"), made
 // from a GGUF matrix by QuantWeight.tiled(): the same bytes rearranged so that
 // a kernel reading 8 rows side by side finds each block of the 8 rows in one
 // place, the scales of the 8 rows as one vector and the quants already in the
 // order its integer products want (llama.cpp repacks Q4_0 for its CPU kernels
 // in the same spirit). N must be a multiple of 8; a matrix is N / 8 tiles one
-// after another, a tile K / 32 groups, a group the block b of the tile's rows
-// 0..7:
+// after another, a tile K / block groups, a group the block b of the tile's
+// rows 0..7:
 //   Q4_0x8 (8 x 18 B): d[8], then qs word c (bytes 4c .. 4c+3) of rows 0..7
 //                      for c = 0..3                  (16 + 128 bytes)
 //   Q4_1x8 (8 x 20 B): d[8], m[8], then the qs words as Q4_0x8  (32 + 128)
 //   Q8_0x8 (8 x 34 B): d[8], then qs word c of rows 0..7 for c = 0..7
 //                                                    (16 + 256 bytes)
+//   Q4_Kx8 (8 x 144 B): d[8], dmin[8], then word c of rows 0..7 for c = 0..34:
+//                      words 0-2 the 12 scale bytes, 3-34 the qs (32 + 1120)
 // A row still takes K / 32 * bytes of its GGUF type, so the matrix keeps its
 // shape [N, row bytes]. The type ids are the GGUF type's plus kTiledX8.
 constexpr int kTiledX8 = 256;
@@ -66,17 +68,20 @@ enum TiledType : int {
   kQ4_0x8 = kTiledX8 + kQ4_0,
   kQ4_1x8 = kTiledX8 + kQ4_1,
   kQ8_0x8 = kTiledX8 + kQ8_0,
+  kQ4_Kx8 = kTiledX8 + kQ4_K,
 };
 constexpr int kTileRowsX8 = 8;
 
 // The GGUF type a tiled type rearranges (0 for any other type).
 constexpr int tiled_base(int qtype) {
-  return qtype == kQ4_0x8 || qtype == kQ4_1x8 || qtype == kQ8_0x8 ? qtype - kTiledX8 : 0;
+  return qtype == kQ4_0x8 || qtype == kQ4_1x8 || qtype == kQ8_0x8 || qtype == kQ4_Kx8
+             ? qtype - kTiledX8
+             : 0;
 }
 
 // The scale bytes at the start of a block of a tiled type's base (d, and m for
-// Q4_1): a group holds them for its 8 rows, then the quants.
-constexpr int block_scale_bytes(int base) { return base == kQ4_1 ? 4 : 2; }
+// Q4_1 or dmin for Q4_K): a group holds them for its 8 rows, then the words.
+constexpr int block_scale_bytes(int base) { return base == kQ4_1 || base == kQ4_K ? 4 : 2; }
 
 struct Format {
   int block;  // weights per block
@@ -111,6 +116,7 @@ constexpr const char* name_of(int qtype) {
     case kQ4_0x8: return "Q4_0x8";
     case kQ4_1x8: return "Q4_1x8";
     case kQ8_0x8: return "Q8_0x8";
+    case kQ4_Kx8: return "Q4_Kx8";
     default: return "unsupported";
   }
 }
