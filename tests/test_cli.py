@@ -181,6 +181,18 @@ def test_doctor_tells_the_truth_about_the_build():
     assert "extension" in text and "upsample_conv2d" in text
 
 
+def test_commands_shorten_the_openmp_spin_unless_the_user_set_it(monkeypatch):
+    """torch's OpenMP threads would otherwise spin on the cores the kernels' own threads
+    need for milliseconds after each parallel torch op (aigc_sdk/cli/__init__.py)."""
+    from aigc_sdk.cli import OPENMP_SPIN_COUNT
+
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    report = json.loads(run_aigc("doctor", "--json").stdout)
+    assert report["openmp_spin_count"] == OPENMP_SPIN_COUNT
+    report = json.loads(run_aigc("doctor", "--json", env={"GOMP_SPINCOUNT": "250"}).stdout)
+    assert report["openmp_spin_count"] == "250"
+
+
 def test_plugin_new_writes_a_package_whose_own_test_passes(tmp_path):
     out = run_aigc("plugin", "new", "ripple", "--dir", str(tmp_path))
     assert out.returncode == 0, out.stderr

@@ -22,12 +22,23 @@ line and exit 2, as argparse does. No traceback either way.
 
 from __future__ import annotations
 
+import os
 import sys
 
-from ..errors import AigcError
-from . import bench, chat, doctor, generate, plugins, serve, train
-from .arguments import ArgumentParser
-from .common import EXIT_USER_ERROR, os_error_message
+# How long torch's OpenMP threads spin, waiting for the next parallel region,
+# before they sleep: libgomp's default (300000 rounds) keeps them on the cores
+# for milliseconds after every torch op that ran in parallel, and a kernel of
+# this package started in that time shares its cores with them (the kernels
+# have threads of their own). A short spin still bridges torch's back-to-back
+# ops. libgomp reads it once, when torch loads: set before any command imports
+# torch, and a value the user set wins. docs/performance.md says more.
+OPENMP_SPIN_COUNT = "10000"
+os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPIN_COUNT)
+
+from ..errors import AigcError  # noqa: E402
+from . import bench, chat, doctor, generate, plugins, serve, train  # noqa: E402
+from .arguments import ArgumentParser  # noqa: E402
+from .common import EXIT_USER_ERROR, os_error_message  # noqa: E402
 
 
 def _fail(message: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -41,6 +42,8 @@ def collect(sdk: Any) -> dict[str, Any]:
         if cuda_available
         else [],
         "cpu_threads": torch.get_num_threads(),
+        # None: libgomp's default (aigc sets it unless the user did; cli/__init__.py)
+        "openmp_spin_count": os.environ.get("GOMP_SPINCOUNT"),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "kernels": ops.status(),
         "plugins": {
@@ -58,7 +61,8 @@ def render(report: dict[str, Any]) -> str:
         f"python       {report['python']}  ({report['platform']})",
         f"torch        {report['torch']}  (CUDA build: {report['torch_cuda'] or 'no'}; "
         f"GPU available: {'yes' if report['cuda_available'] else 'no'})",
-        f"cpu          {report['cpu_threads']} threads, {report['cpu_capability']}",
+        f"cpu          {report['cpu_threads']} threads, {report['cpu_capability']}, "
+        f"OpenMP spin {report['openmp_spin_count'] or 'libgomp default'}",
         f"extension    {kernels['extension']}"
         + (f" ({kernels['build']})" if kernels["build"] else f": {kernels['extension_error']}"),
         "ops          cpu        cuda",
