@@ -10,9 +10,9 @@ code that keeps the weights quantized pays without a fused kernel. Shapes
 and the 49152x576 embedding / output matrix) and a 7B model's (4096x4096,
 11008x4096).
 
-"Q4_0x8", "Q4_1x8", "Q8_0x8" and "Q4_Kx8" are Q4_0, Q4_1, Q8_0 and Q4_K in the
-CPU layout the generators hold them in (QuantWeight.tiled()); their peers start
-from the GGUF layout.
+The types ending in "x8" (Q4_0x8, Q4_1x8, Q8_0x8, Q4_Kx8, Q6_Kx8) are the GGUF
+types in the CPU layout the generators hold them in (QuantWeight.tiled()); their
+peers start from the GGUF layout.
 
 Figure of merit: up to M = 8 the op streams the weights, scored by bytes
 read / time against the read bandwidth probed in the same rounds; from
@@ -31,7 +31,7 @@ import torch
 from .. import ops
 from ..ops import quant, reference
 
-TILED_TYPES = ("Q4_0x8", "Q4_1x8", "Q8_0x8", "Q4_Kx8")
+TILED_TYPES = ("Q4_0x8", "Q4_1x8", "Q8_0x8", "Q4_Kx8", "Q6_Kx8")
 TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", *TILED_TYPES)
 SMOLLM2_SHAPES = [(576, 576), (1536, 576), (576, 1536), (49152, 576)]
 LLAMA7B_SHAPES = [(4096, 4096), (11008, 4096)]

@@ -10,10 +10,10 @@ Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (blocks of 32 weights) and Q4_K, Q5_K, Q6_K
     w = QuantWeight.from_gguf(reader.tensors[i])       # or quantized_weight(raw, qtype, (N, K))
     y = quant_linear(x, w, bias)                         # x [..., K] -> y [..., N]
 
-On the CPU, ``w.tiled()`` holds a Q4_0, Q4_1, Q8_0 or Q4_K matrix in a layout
-of its own (Q4_0x8, Q4_1x8, Q8_0x8, Q4_Kx8: 8 rows interleaved block by block,
-type ids 258, 259, 264 and 268) that the kernels read faster on AVX2, with bit
-for bit the same results; ``w.untiled()`` gives the GGUF layout back
+On the CPU, ``w.tiled()`` holds a Q4_0, Q4_1, Q8_0, Q4_K or Q6_K matrix in a
+layout of its own (Q4_0x8, Q4_1x8, Q8_0x8, Q4_Kx8, Q6_Kx8: 8 rows interleaved
+block by block, type ids 258, 259, 264, 268 and 270) that the kernels read
+faster on AVX2, with bit for bit the same results; ``w.untiled()`` gives the GGUF layout back
 (``w.to("cuda")`` does so itself).
 
 Numerics. With ``exact=False`` (the default) the CPU kernel computes small
@@ -76,8 +76,9 @@ class QuantWeight:
     ``nn.Linear.weight`` (GGUF lists the dimensions the other way round).
 
     ``tiled()`` gives the same matrix in a CPU layout that the kernels read
-    faster (Q4_0, Q4_1, Q8_0 and Q4_K: Q4_0x8, Q4_1x8, Q8_0x8 and Q4_Kx8, 8 rows
-    interleaved, type ids 258, 259, 264 and 268); ``untiled()`` the GGUF layout back.
+    faster (Q4_0, Q4_1, Q8_0, Q4_K and Q6_K: the same name with "x8", 8 rows
+    interleaved, type ids 258, 259, 264, 268 and 270); ``untiled()`` the GGUF
+    layout back.
     """
 
     data: torch.Tensor
@@ -148,7 +149,7 @@ class QuantWeight:
 
     def tiled(self) -> QuantWeight:
         """This matrix in its type's CPU layout with 8 rows interleaved (Q4_0 ->
-        Q4_0x8, Q4_1 -> Q4_1x8, Q8_0 -> Q8_0x8, Q4_K -> Q4_Kx8): the same bytes rearranged so
+        Q4_0x8, and so Q4_1, Q8_0, Q4_K and Q6_K): the same bytes rearranged so
         that the CPU kernels load each block of 8 rows at once (faster on AVX2,
         the results bit for bit the same). Itself for the other types, for N not
         a multiple of 8, or already tiled."""
@@ -349,32 +350,33 @@ def _dequantize_blocks(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
 
 
 def _x8_parts(qtype: int) -> tuple[int, int, int]:
-    """(bytes of a GGUF block, bytes of its scales, 4-byte words of its quants)."""
-    nbytes = reference.QUANT_FORMATS[qtype][2]
-    head = reference.scale_bytes(qtype)
-    return nbytes, head, (nbytes - head) // 4
+    """(bytes of a GGUF block, where its float16 scales start, the bytes they take)."""
+    return reference.QUANT_FORMATS[qtype][2], *reference.block_scales(qtype)
 
 
 def _tile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
-    """GGUF Q4_0 / Q4_1 / Q8_0 / Q4_K rows [N, row] -> the x8 layout (csrc/kernels/quant_formats.h)."""
+    """GGUF rows [N, row] of a type with a tiled layout -> that layout
+    (csrc/kernels/quant_formats.h)."""
     N, row = data.shape
-    nbytes, head, words = _x8_parts(qtype)
+    nbytes, start, head = _x8_parts(qtype)
     T, nb, R = N // reference.TILE_ROWS, row // nbytes, reference.TILE_ROWS
     blocks = data.reshape(T, R, nb, nbytes).transpose(1, 2)  # [tile, block, row, byte]
-    scales = blocks[..., :head].reshape(T, nb, R, head // 2, 2).transpose(2, 3)
-    quants = blocks[..., head:].reshape(T, nb, R, words, 4).transpose(2, 3)
+    scales = blocks[..., start : start + head].reshape(T, nb, R, head // 2, 2).transpose(2, 3)
+    others = torch.cat([blocks[..., :start], blocks[..., start + head :]], -1)
+    quants = others.reshape(T, nb, R, -1, 4).transpose(2, 3)
     return torch.cat([scales.reshape(T, nb, -1), quants.reshape(T, nb, -1)], -1).reshape(N, row)
 
 
 def _untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
     """The inverse of _tile_x8: x8 rows [N, row] -> GGUF rows of ``qtype``."""
     N, row = data.shape
-    nbytes, head, words = _x8_parts(qtype)
+    nbytes, start, head = _x8_parts(qtype)
     T, nb, R = N // reference.TILE_ROWS, row // nbytes, reference.TILE_ROWS
     groups = data.reshape(T, nb, R * nbytes)
     scales = groups[..., : R * head].reshape(T, nb, head // 2, R, 2).transpose(2, 3)
-    quants = groups[..., R * head :].reshape(T, nb, words, R, 4).transpose(2, 3)
-    blocks = torch.cat([scales.reshape(T, nb, R, head), quants.reshape(T, nb, R, 4 * words)], -1)
+    quants = groups[..., R * head :].reshape(T, nb, -1, R, 4).transpose(2, 3)
+    scales, quants = scales.reshape(T, nb, R, head), quants.reshape(T, nb, R, nbytes - head)
+    blocks = torch.cat([quants[..., :start], scales, quants[..., start:]], -1)
     return blocks.transpose(1, 2).reshape(N, row)
 
 

@@ -273,15 +273,24 @@ QUANT_FORMATS = {
 
 # The CPU layouts with 8 rows interleaved (QuantWeight.tiled(); the layout is
 # described in csrc/kernels/quant_formats.h): type id -> (name, GGUF type id).
-TILED_TYPES = {258: ("Q4_0x8", 2), 259: ("Q4_1x8", 3), 264: ("Q8_0x8", 8), 268: ("Q4_Kx8", 12)}
+TILED_TYPES = {
+    258: ("Q4_0x8", 2),
+    259: ("Q4_1x8", 3),
+    264: ("Q8_0x8", 8),
+    268: ("Q4_Kx8", 12),
+    270: ("Q6_Kx8", 14),
+}
 TILED_X8_OF = {base: qtype for qtype, (_, base) in TILED_TYPES.items()}
 TILE_ROWS = 8
 
 
-def scale_bytes(qtype: int) -> int:
-    """The bytes at the start of a GGUF block that a tiled group holds as d[8]
-    (and m[8] or dmin[8]) before the words of its quants."""
-    return 4 if qtype in (3, 12) else 2  # Q4_1: d, m; Q4_K: d, dmin
+def block_scales(qtype: int) -> tuple[int, int]:
+    """Where a GGUF block's float16 scales start and the bytes they take: a tiled
+    group holds them as d[8] (then m[8] or dmin[8]) before the words of the
+    block's other bytes."""
+    if qtype == 14:
+        return 208, 2  # Q6_K: d is last
+    return 0, 4 if qtype in (3, 12) else 2  # Q4_1: d, m; Q4_K: d, dmin
 
 
 def untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
@@ -291,16 +300,18 @@ def untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
 
     base = TILED_TYPES[qtype][1]
     nbytes = QUANT_FORMATS[base][2]
-    head = scale_bytes(base)
+    start, head = block_scales(base)
     N, row = data.shape
     n = np.arange(N)[:, None, None]
     b = np.arange(row // nbytes)[None, :, None]
     k = np.arange(nbytes)[None, None, :]
     tile, j = n // TILE_ROWS, n % TILE_ROWS
     group = (tile * (row // nbytes) + b) * TILE_ROWS * nbytes
-    scale_at = (k // 2) * 2 * TILE_ROWS + 2 * j + k % 2  # d[8], then m[8] or dmin[8]
-    word_at = head * TILE_ROWS + 32 * ((k - head) // 4) + 4 * j + (k - head) % 4
-    index = group + np.where(k < head, scale_at, word_at)
+    s = k - start  # byte s of the scales: d[8], then m[8] or dmin[8]
+    scale_at = (s // 2) * 2 * TILE_ROWS + 2 * j + s % 2
+    q = np.where(k < start, k, k - head)  # byte q of the other bytes, word by word
+    word_at = head * TILE_ROWS + 32 * (q // 4) + 4 * j + q % 4
+    index = group + np.where((s >= 0) & (s < head), scale_at, word_at)
     return data.reshape(-1)[torch.from_numpy(index.reshape(N, row)).to(data.device)]
 
 

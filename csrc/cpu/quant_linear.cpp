@@ -287,13 +287,16 @@ void quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int qtype,
 // dot_row<QT, R>(w, xs, out): out[r] = sum_k W[k] * xhat_r[k] for one weight
 // row w and R quantized activation rows (xhat = d * q).
 
-// A Q4_K / Q5_K super-block's share of a dot product, added to acc: its
-// integer total sum_s sc[s] (q_s . xq_s) times d dx, less its mins' total
-// sum_s mn[s] (sum of xq_s) times dmin dx. Every kernel of these types ends a
-// super-block with these float operations (the AVX2 ones on 8 lanes).
+// A K-quant super-block's share of a dot product, added to acc: its integer
+// total sum_s sc[s] (q_s . xq_s) times d dx (Q6_K's q less 32), and for Q4_K
+// and Q5_K less its mins' total sum_s mn[s] (sum of xq_s) times dmin dx. Every
+// kernel of these types ends a super-block with these float operations (the
+// AVX2 tiles on 8 lanes), so the GGUF and tiled layouts give the same bits.
+inline float scale_k_block(int total, float d_dx, float acc) {
+  return std::fma(static_cast<float>(total), d_dx, acc);
+}
 inline float scale_k_block(int total, int min_total, float d_dx, float dmin_dx, float acc) {
-  acc = std::fma(static_cast<float>(total), d_dx, acc);
-  return std::fma(-static_cast<float>(min_total), dmin_dx, acc);
+  return std::fma(-static_cast<float>(min_total), dmin_dx, scale_k_block(total, d_dx, acc));
 }
 
 #ifdef AIGC_QL_AVX2
@@ -828,6 +831,94 @@ template <int R>
   }
 }
 
+// Q6_Kx8: a group is super-block b of the tile's 8 columns, d[8] first. Its
+// 16 int8 scales a column (words 48-51) as int16 for vpmaddwd: each alone,
+// twice in a lane, for the products, and in pairs for the offset term.
+struct alignas(32) Q6TileScales {
+  __m256 d;
+  __m256i sc[16];     // sub-block g (16 weights): lane j = (sc_j[g], sc_j[g])
+  __m256i sc_pair[8];  // lane j = (sc_j[2i], sc_j[2i + 1])
+};
+
+inline void load_q6k_x8_scales(const uint8_t* g, Q6TileScales& s) {
+  s.d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+  const uint8_t* words = g + kTileRowsX8 * block_scale_bytes(kQ6_K);
+  // Bytes lo, hi of each 32-bit lane into the high bytes of its two int16
+  // halves (vpshufb indexes within a 128-bit half), then shifted down with
+  // their sign.
+  const __m256i lane_base = _mm256_setr_epi32(0, 0x04000400, 0x08000800, 0x0c000c00, 0,
+                                              0x04000400, 0x08000800, 0x0c000c00);
+  const auto pick = [&](__m256i v, int lo, int hi) {
+    const __m256i mask =
+        _mm256_add_epi32(lane_base, _mm256_set1_epi32(0x00800080 | hi << 24 | lo << 8));
+    return _mm256_srai_epi16(_mm256_shuffle_epi8(v, mask), 8);
+  };
+  for (int i = 0; i < 4; ++i) {
+    const __m256i v = load_256(words + 32 * (48 + i));  // sc[4i .. 4i+3] of each column
+    for (int k = 0; k < 4; ++k) s.sc[4 * i + k] = pick(v, k, k);
+    s.sc_pair[2 * i] = pick(v, 0, 1);
+    s.sc_pair[2 * i + 1] = pick(v, 2, 3);
+  }
+}
+
+// R rows' products with the group g (scales s) of super-block b: acc[r] lane
+// j += d_j dx (sum_g sc_j[g] (q_j,g - 32) . xq_g). Step w of half h reads ql
+// words 16h + w and 16h + 8 + w and qh word 32 + 8h + w: the 6-bit weights
+// 128h + 32i + 4w .. +3 for i = 0..3 (Q6_K's order, as dot_rows_q6k). Two
+// steps' products are summed as int16 (at most 2 * 2 * 63 * 127 = 32004),
+// then scaled in vpmaddwd: the integer totals are exact, and the float
+// operations are scale_k_block's.
+template <int R>
+[[gnu::always_inline]] inline void q6k_x8_rows(const uint8_t* g, const Q6TileScales& s,
+                                               const XRow* xs, int64_t b, __m256* acc) {
+  const uint8_t* words = g + kTileRowsX8 * block_scale_bytes(kQ6_K);
+  const __m256i low4 = _mm256_set1_epi8(0x0f), bits01 = _mm256_set1_epi8(0x03);
+  const __m256i bits23 = _mm256_set1_epi8(0x0c), bits45 = _mm256_set1_epi8(0x30);
+  __m256i total[R];
+  for (int r = 0; r < R; ++r) total[r] = _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h) {
+    for (int w2 = 0; w2 < 8; w2 += 2) {
+      __m256i pair_sum[R][4];
+      for (int w = w2; w < w2 + 2; ++w) {
+        const __m256i A = load_256(words + 32 * (16 * h + w));
+        const __m256i B = load_256(words + 32 * (16 * h + 8 + w));
+        const __m256i H = load_256(words + 32 * (32 + 8 * h + w));
+        const __m256i q[4] = {
+            _mm256_or_si256(_mm256_and_si256(A, low4),
+                            _mm256_slli_epi16(_mm256_and_si256(H, bits01), 4)),
+            _mm256_or_si256(_mm256_and_si256(B, low4),
+                            _mm256_slli_epi16(_mm256_and_si256(H, bits23), 2)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), low4),
+                            _mm256_and_si256(H, bits45)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), low4),
+                            _mm256_and_si256(_mm256_srli_epi16(H, 2), bits45))};
+        for (int r = 0; r < R; ++r) {
+          const int8_t* x = xs[r].q + 256 * b + 128 * h + 4 * w;
+          for (int i = 0; i < 4; ++i) {
+            const __m256i p = _mm256_maddubs_epi16(q[i], broadcast_4_bytes(x + 32 * i));
+            pair_sum[r][i] = w == w2 ? p : _mm256_add_epi16(pair_sum[r][i], p);
+          }
+        }
+      }
+      for (int r = 0; r < R; ++r)
+        for (int i = 0; i < 4; ++i)  // sub-block (128h + 32i + 4 w2) / 16
+          total[r] = _mm256_add_epi32(
+              total[r], _mm256_madd_epi16(pair_sum[r][i], s.sc[8 * h + 2 * i + w2 / 4]));
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    // q - 32: less 32 sum_g sc[g] (sum of the 16 activations of g).
+    const uint8_t* bs = reinterpret_cast<const uint8_t*>(xs[r].bs + 16 * b);
+    __m256i offset = _mm256_setzero_si256();
+    for (int i = 0; i < 8; ++i)
+      offset = _mm256_add_epi32(offset, _mm256_madd_epi16(s.sc_pair[i], _mm256_set1_epi32(
+                                                                 static_cast<int>(load_u32(bs + 4 * i)))));
+    const __m256i t = _mm256_sub_epi32(total[r], _mm256_slli_epi32(offset, 5));
+    const __m256 dx = _mm256_set1_ps(xs[r].d[b]);
+    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(s.d, dx), acc[r]);
+  }
+}
+
 // Columns [n0, n1) (multiples of 8) of a tiled weight, for the GGUF type QT it
 // rearranges; as int8_tiles otherwise (kRows > 0 fixes M at compile time).
 template <int QT, int kRows = 0>
@@ -842,6 +933,7 @@ void int8_tiles_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t row
   TileBlock t;
   TileSigns ts;
   KTileScales ks;
+  Q6TileScales q6s;
   __m256 acc[kFp32MinRows];
   for (int64_t n = n0; n < n1; n += kTileCols) {
     const uint8_t* tile = w + n / kTileCols * nb * group;
@@ -851,16 +943,21 @@ void int8_tiles_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t row
       prefetch_ahead<group>(g);
       if constexpr (QT == kQ4_K)
         load_q4k_x8_scales(g, ks);
+      else if constexpr (QT == kQ6_K)
+        load_q6k_x8_scales(g, q6s);
       else
         load_x8_group<QT>(g, t, ts);
       const auto rows = [&]<int R>(int64_t m) {
         if constexpr (QT == kQ4_K)
           q4k_x8_rows<R>(g, ks, xs + m, b, acc + m);
+        else if constexpr (QT == kQ6_K)
+          q6k_x8_rows<R>(g, q6s, xs + m, b, acc + m);
         else
           tile_block_rows<QT, R>(t, ts, xs + m, b, acc + m);
       };
       int64_t m = 0;
-      for (; m + 4 <= M; m += 4) rows.template operator()<4>(m);
+      if constexpr (QT != kQ6_K)  // Q6_K's four sums a row leave no registers for four rows
+        for (; m + 4 <= M; m += 4) rows.template operator()<4>(m);
       for (; m + 2 <= M; m += 2) rows.template operator()<2>(m);
       if (m < M) rows.template operator()<1>(m);
     }
@@ -954,8 +1051,7 @@ void dot_rows_q6k(const uint8_t* const* ws, int64_t K, const XRow* xs, float* ou
       _mm256_set_m128i(_mm_set1_epi16(0x0706), _mm_set1_epi16(0x0504)),
       _mm256_set_m128i(_mm_set1_epi16(0x0b0a), _mm_set1_epi16(0x0908)),
       _mm256_set_m128i(_mm_set1_epi16(0x0f0e), _mm_set1_epi16(0x0d0c))};
-  __m256 acc[RN * R];
-  for (int i = 0; i < RN * R; ++i) acc[i] = _mm256_setzero_ps();
+  float acc[RN * R] = {};
   for (int64_t b = 0; b < nb; ++b) for (int n = 0; n < RN; ++n) {
     const uint8_t* blk = ws[n] + b * 210;
     prefetch_ahead<210>(blk);
@@ -990,12 +1086,12 @@ void dot_rows_q6k(const uint8_t* const* ws, int64_t K, const XRow* xs, float* ou
     for (int r = 0; r < R; ++r) {
       // q - 32: subtract 32 * sum_g sc[g] * (sum of the 16 activations of g).
       const __m256i off = _mm256_madd_epi16(sc_all, load_256(xs[r].bs + 16 * b));
-      const __m256i total = _mm256_sub_epi32(sumi[r], _mm256_slli_epi32(off, 5));
-      __m256& a = acc[n * R + r];
-      a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d * xs[r].d[b]), a);
+      int total, offset;
+      sum_lanes_2(sumi[r], off, total, offset);
+      acc[n * R + r] = scale_k_block(total - 32 * offset, d * xs[r].d[b], acc[n * R + r]);
     }
   }
-  for (int i = 0; i < RN * R; ++i) out[i] = hsum(acc[i]);
+  for (int i = 0; i < RN * R; ++i) out[i] = acc[i];
 }
 
 // ----------------------------------------------- vectorized dequantization --
@@ -1167,7 +1263,7 @@ void dot_row(const uint8_t* w, int64_t K, const XRow* xs, float* out) {
           for (int j = 0; j < 16; ++j) dot += q[16 * g + j] * xs[r].q[256 * b + 16 * g + j];
           total += sc[g] * dot;
         }
-        out[r] += d * xs[r].d[b] * static_cast<float>(total);
+        out[r] = scale_k_block(total, d * xs[r].d[b], out[r]);
       }
     } else {
       constexpr bool q5 = QT == kQ5_K;
@@ -1268,15 +1364,17 @@ void dequantize_tile_x8_avx2(const uint8_t* tile, int64_t K, float* out) {
 // layout of GGUF type `base` (quant_formats.h).
 void untile_row_x8(int base, const uint8_t* tile, int64_t K, int j, uint8_t* out) {
   const Format f = format_of(base);
-  const int bytes = f.bytes, scales = block_scale_bytes(base);
+  const int bytes = f.bytes, scales = block_scale_bytes(base), at = block_scale_offset(base);
   for (int64_t b = 0; b < K / f.block; ++b) {
     const uint8_t* g = tile + b * kTileRowsX8 * bytes;
     const uint8_t* words = g + kTileRowsX8 * scales;
     uint8_t* blk = out + b * bytes;
-    for (int f = 0; f < scales / 2; ++f)  // d, then m: 8 of each
-      std::memcpy(blk + 2 * f, g + 2 * (kTileRowsX8 * f + j), 2);
-    for (int c = 0; c < (bytes - scales) / 4; ++c)
-      std::memcpy(blk + scales + 4 * c, words + 32 * c + 4 * j, 4);
+    for (int h = 0; h < scales / 2; ++h)  // d, then m or dmin: 8 of each
+      std::memcpy(blk + at + 2 * h, g + 2 * (kTileRowsX8 * h + j), 2);
+    for (int c = 0; c < (bytes - scales) / 4; ++c) {  // the other bytes in order
+      const int k = 4 * c < at ? 4 * c : 4 * c + scales;
+      std::memcpy(blk + k, words + 32 * c + 4 * j, 4);
+    }
   }
 }
 
@@ -1309,8 +1407,9 @@ void dequantize_rows(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K, 
       if (base == kQ4_0) dequantize_tile_x8_avx2<kQ4_0>(w + n * row_bytes, K, rows);
       if (base == kQ4_1) dequantize_tile_x8_avx2<kQ4_1>(w + n * row_bytes, K, rows);
       if (base == kQ8_0) dequantize_tile_x8_avx2<kQ8_0>(w + n * row_bytes, K, rows);
-      if (base == kQ4_K)  // a row at a time, back in its GGUF bytes
-        for (int j = 0; j < kTileRowsX8; ++j) dequantize_row_at(qtype, w, row_bytes, K, n + j, rows + j * K);
+      if (base == kQ4_K || base == kQ6_K)  // a row at a time, back in its GGUF bytes
+        for (int j = 0; j < kTileRowsX8; ++j)
+          dequantize_row_at(qtype, w, row_bytes, K, n + j, rows + j * K);
     }
 #else
     for (int64_t n = n0; n < n1; ++n)
@@ -1364,7 +1463,7 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
         [&](int64_t item, int) {
           const int64_t n0 = item * step, n1 = std::min(N, n0 + step);
 #ifdef AIGC_QL_AVX2
-          if constexpr (QT == kQ4_0 || QT == kQ4_1 || QT == kQ8_0 || QT == kQ4_K) {
+          if constexpr (QT == kQ4_0 || QT == kQ4_1 || QT == kQ8_0 || QT == kQ4_K || QT == kQ6_K) {
             if (base != 0) {
               with_rows_of_x(M, [&]<int kRows>() {
                 int8_tiles_x8<QT, kRows>(w, K, xq, M, n0, n1, out, N);
@@ -1415,7 +1514,7 @@ void check_gguf_weight(const char* op, const at::Tensor& weight, int64_t qtype, 
   TORCH_CHECK_VALUE(f.block != 0, op, ": unsupported GGML type id ", qtype,
                     "; supported: Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q4_K (12), "
                     "Q5_K (13), Q6_K (14), and the CPU layouts Q4_0x8 (258), Q4_1x8 (259), "
-                    "Q8_0x8 (264), Q4_Kx8 (268)");
+                    "Q8_0x8 (264), Q4_Kx8 (268), Q6_Kx8 (270)");
   const char* name = name_of(static_cast<int>(qtype));
   TORCH_CHECK_VALUE(K > 0 && K % f.block == 0, op, ": K = ", K,
                     " must be a positive multiple of the ", name, " block size ", f.block);

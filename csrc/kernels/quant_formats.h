@@ -46,7 +46,7 @@ enum QType : int {
   kQ6_K = 14,
 };
 
-// CPU layouts of Q4_0, Q4_1, Q8_0 and Q4_K with 8 rows interleaved ("x8"), made
+// CPU layouts of Q4_0, Q4_1, Q8_0, Q4_K and Q6_K with 8 rows interleaved ("x8"), made
 // from a GGUF matrix by QuantWeight.tiled(): the same bytes rearranged so that
 // a kernel reading 8 rows side by side finds each block of the 8 rows in one
 // place, the scales of the 8 rows as one vector and the quants already in the
@@ -61,7 +61,10 @@ enum QType : int {
 //                                                    (16 + 256 bytes)
 //   Q4_Kx8 (8 x 144 B): d[8], dmin[8], then word c of rows 0..7 for c = 0..34:
 //                      words 0-2 the 12 scale bytes, 3-34 the qs (32 + 1120)
-// A row still takes K / 32 * bytes of its GGUF type, so the matrix keeps its
+//   Q6_Kx8 (8 x 210 B): d[8] (bytes 208-209 of a block), then word c of rows
+//                      0..7 for c = 0..51: bytes 4c .. 4c+3 of the block, ql,
+//                      qh, then the 16 scales                 (16 + 1664)
+// A row still takes K / block * bytes of its GGUF type, so the matrix keeps its
 // shape [N, row bytes]. The type ids are the GGUF type's plus kTiledX8.
 constexpr int kTiledX8 = 256;
 enum TiledType : int {
@@ -69,19 +72,23 @@ enum TiledType : int {
   kQ4_1x8 = kTiledX8 + kQ4_1,
   kQ8_0x8 = kTiledX8 + kQ8_0,
   kQ4_Kx8 = kTiledX8 + kQ4_K,
+  kQ6_Kx8 = kTiledX8 + kQ6_K,
 };
 constexpr int kTileRowsX8 = 8;
 
 // The GGUF type a tiled type rearranges (0 for any other type).
 constexpr int tiled_base(int qtype) {
-  return qtype == kQ4_0x8 || qtype == kQ4_1x8 || qtype == kQ8_0x8 || qtype == kQ4_Kx8
-             ? qtype - kTiledX8
-             : 0;
+  switch (qtype) {
+    case kQ4_0x8: case kQ4_1x8: case kQ8_0x8: case kQ4_Kx8: case kQ6_Kx8: return qtype - kTiledX8;
+    default: return 0;
+  }
 }
 
-// The scale bytes at the start of a block of a tiled type's base (d, and m for
-// Q4_1 or dmin for Q4_K): a group holds them for its 8 rows, then the words.
+// The float16 scales of a block of a tiled type's base: the bytes they take
+// (d, and m for Q4_1 or dmin for Q4_K) and where they start (Q6_K's d is last).
+// A group holds them for its 8 rows first, then the words of the other bytes.
 constexpr int block_scale_bytes(int base) { return base == kQ4_1 || base == kQ4_K ? 4 : 2; }
+constexpr int block_scale_offset(int base) { return base == kQ6_K ? 208 : 0; }
 
 struct Format {
   int block;  // weights per block
@@ -117,6 +124,7 @@ constexpr const char* name_of(int qtype) {
     case kQ4_1x8: return "Q4_1x8";
     case kQ8_0x8: return "Q8_0x8";
     case kQ4_Kx8: return "Q4_Kx8";
+    case kQ6_Kx8: return "Q6_Kx8";
     default: return "unsupported";
   }
 }
