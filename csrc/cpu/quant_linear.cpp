@@ -13,7 +13,8 @@
 //    traffic that grows with the matrix, so the goal is the read bandwidth.
 //    The 32-wide types go 8 weight rows at a time, unpacked once for all rows
 //    of x ("column tiles" below; a single row of x has its own variants of
-//    the same arithmetic); the K-quants one weight row at a time, for up to
+//    the same arithmetic), and so do the tiled K-quants (Q4_Kx8, Q6_Kx8); the
+//    K-quants in the GGUF layout one weight row at a time, for up to
 //    kRowGroup rows of x while its blocks are in registers.
 //  * fp32 (large M, and `exact`): a tile of W rows is dequantized into float32
 //    (the same float operations as gguf's dequantization) and multiplied with
