@@ -777,7 +777,8 @@ inline void load_q4k_x8_scales(const uint8_t* g, KTileScales& s) {
   const __m256i lane_base = _mm256_setr_epi32(0, 0x00040004, 0x00080008, 0x000c000c, 0,
                                               0x00040004, 0x00080008, 0x000c000c);
   for (int i = 0; i < 4; ++i) {
-    const __m256i pick = _mm256_add_epi32(lane_base, _mm256_set1_epi32(int(0x80008000u) | i << 16 | i));
+    const __m256i pick =
+        _mm256_add_epi32(lane_base, _mm256_set1_epi32(int(0x80008000u) | i << 16 | i));
     s.sc[i] = _mm256_shuffle_epi8(sc_lo, pick);
     s.sc[i + 4] = _mm256_shuffle_epi8(sc_hi, pick);
     s.mn[i] = _mm256_shuffle_epi8(mn_lo, pick);
@@ -823,9 +824,10 @@ template <int R>
   for (int r = 0; r < R; ++r) {
     const uint8_t* bs = reinterpret_cast<const uint8_t*>(xs[r].bs + 16 * b);
     __m256i mins = _mm256_setzero_si256();
-    for (int i = 0; i < 8; ++i)  // (bs[2i], bs[2i + 1]): the 32 activations of sub-block i
-      mins = _mm256_add_epi32(
-          mins, _mm256_madd_epi16(s.mn[i], _mm256_set1_epi32(static_cast<int>(load_u32(bs + 4 * i)))));
+    for (int i = 0; i < 8; ++i) {  // (bs[2i], bs[2i + 1]): the 32 activations of sub-block i
+      const __m256i sums = _mm256_set1_epi32(static_cast<int>(load_u32(bs + 4 * i)));
+      mins = _mm256_add_epi32(mins, _mm256_madd_epi16(s.mn[i], sums));
+    }
     const __m256 dx = _mm256_set1_ps(xs[r].d[b]);
     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[r]), _mm256_mul_ps(s.d, dx), acc[r]);
     acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(s.dmin, dx), acc[r]);
@@ -911,9 +913,10 @@ template <int R>
     // q - 32: less 32 sum_g sc[g] (sum of the 16 activations of g).
     const uint8_t* bs = reinterpret_cast<const uint8_t*>(xs[r].bs + 16 * b);
     __m256i offset = _mm256_setzero_si256();
-    for (int i = 0; i < 8; ++i)
-      offset = _mm256_add_epi32(offset, _mm256_madd_epi16(s.sc_pair[i], _mm256_set1_epi32(
-                                                                 static_cast<int>(load_u32(bs + 4 * i)))));
+    for (int i = 0; i < 8; ++i) {  // (bs[2i], bs[2i + 1]) against (sc[2i], sc[2i + 1])
+      const __m256i sums = _mm256_set1_epi32(static_cast<int>(load_u32(bs + 4 * i)));
+      offset = _mm256_add_epi32(offset, _mm256_madd_epi16(s.sc_pair[i], sums));
+    }
     const __m256i t = _mm256_sub_epi32(total[r], _mm256_slli_epi32(offset, 5));
     const __m256 dx = _mm256_set1_ps(xs[r].d[b]);
     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(s.d, dx), acc[r]);
