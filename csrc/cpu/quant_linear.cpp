@@ -302,8 +302,6 @@ inline float scale_k_block(int total, int min_total, float d_dx, float dmin_dx, 
 
 #ifdef AIGC_QL_AVX2
 
-using aigc::simd::hsum;
-
 // acc + 8 int32 lanes, each the sum of 4 adjacent u8 * s8 products.
 inline __m256i add_dot_u8s8(__m256i acc, __m256i u, __m256i s) {
 #if defined(AIGC_QL_VNNI)
@@ -751,6 +749,18 @@ inline void load_x8_group(const uint8_t* g, TileBlock& t, TileSigns& ts) {
   }
 }
 
+// lane j <- sum_i pairs[i] . (bs[2i], bs[2i + 1]) over i = 0..7: each column's
+// int16 pairs (scales or mins) against a super-block's 16 activation sums.
+inline __m256i dot_pairs_with_sums(const __m256i* pairs, const int16_t* bs) {
+  __m256i acc = _mm256_setzero_si256();
+  for (int i = 0; i < 8; ++i) {
+    int32_t both;
+    std::memcpy(&both, bs + 2 * i, 4);
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs[i], _mm256_set1_epi32(both)));
+  }
+  return acc;
+}
+
 // Q4_Kx8: a group is super-block b of the tile's 8 columns. Their 6-bit
 // scales and mins unpack together, unpack_k_scales on 32-bit lanes, into
 // int16 pairs that vpmaddwd multiplies with: column j's scale in lane j.
@@ -822,12 +832,8 @@ template <int R>
     }
   }
   for (int r = 0; r < R; ++r) {
-    const uint8_t* bs = reinterpret_cast<const uint8_t*>(xs[r].bs + 16 * b);
-    __m256i mins = _mm256_setzero_si256();
-    for (int i = 0; i < 8; ++i) {  // (bs[2i], bs[2i + 1]): the 32 activations of sub-block i
-      const __m256i sums = _mm256_set1_epi32(static_cast<int>(load_u32(bs + 4 * i)));
-      mins = _mm256_add_epi32(mins, _mm256_madd_epi16(s.mn[i], sums));
-    }
+    // (bs[2i], bs[2i + 1]) sum the 32 activations of sub-block i.
+    const __m256i mins = dot_pairs_with_sums(s.mn, xs[r].bs + 16 * b);
     const __m256 dx = _mm256_set1_ps(xs[r].d[b]);
     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[r]), _mm256_mul_ps(s.d, dx), acc[r]);
     acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(s.dmin, dx), acc[r]);
@@ -911,12 +917,7 @@ template <int R>
   }
   for (int r = 0; r < R; ++r) {
     // q - 32: less 32 sum_g sc[g] (sum of the 16 activations of g).
-    const uint8_t* bs = reinterpret_cast<const uint8_t*>(xs[r].bs + 16 * b);
-    __m256i offset = _mm256_setzero_si256();
-    for (int i = 0; i < 8; ++i) {  // (bs[2i], bs[2i + 1]) against (sc[2i], sc[2i + 1])
-      const __m256i sums = _mm256_set1_epi32(static_cast<int>(load_u32(bs + 4 * i)));
-      offset = _mm256_add_epi32(offset, _mm256_madd_epi16(s.sc_pair[i], sums));
-    }
+    const __m256i offset = dot_pairs_with_sums(s.sc_pair, xs[r].bs + 16 * b);
     const __m256i t = _mm256_sub_epi32(total[r], _mm256_slli_epi32(offset, 5));
     const __m256 dx = _mm256_set1_ps(xs[r].d[b]);
     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(s.d, dx), acc[r]);
@@ -1406,19 +1407,18 @@ void dequantize_rows(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K, 
                      int64_t n1, float* out) {
   if (const int base = tiled_base(qtype)) {
 #ifdef AIGC_QL_AVX2
-    for (int64_t n = n0; n < n1; n += kTileRowsX8) {
-      float* rows = out + (n - n0) * K;
-      if (base == kQ4_0) dequantize_tile_x8_avx2<kQ4_0>(w + n * row_bytes, K, rows);
-      if (base == kQ4_1) dequantize_tile_x8_avx2<kQ4_1>(w + n * row_bytes, K, rows);
-      if (base == kQ8_0) dequantize_tile_x8_avx2<kQ8_0>(w + n * row_bytes, K, rows);
-      if (base == kQ4_K || base == kQ6_K)  // a row at a time, back in its GGUF bytes
-        for (int j = 0; j < kTileRowsX8; ++j)
-          dequantize_row_at(qtype, w, row_bytes, K, n + j, rows + j * K);
+    if (base == kQ4_0 || base == kQ4_1 || base == kQ8_0) {
+      for (int64_t n = n0; n < n1; n += kTileRowsX8) {
+        float* rows = out + (n - n0) * K;
+        if (base == kQ4_0) dequantize_tile_x8_avx2<kQ4_0>(w + n * row_bytes, K, rows);
+        if (base == kQ4_1) dequantize_tile_x8_avx2<kQ4_1>(w + n * row_bytes, K, rows);
+        if (base == kQ8_0) dequantize_tile_x8_avx2<kQ8_0>(w + n * row_bytes, K, rows);
+      }
+      return;
     }
-#else
-    for (int64_t n = n0; n < n1; ++n)
-      dequantize_row_at(qtype, w, row_bytes, K, n, out + (n - n0) * K);
 #endif
+    for (int64_t n = n0; n < n1; ++n)  // a row at a time, back in its GGUF bytes
+      dequantize_row_at(qtype, w, row_bytes, K, n, out + (n - n0) * K);
     return;
   }
   dispatch_type(qtype, [&](auto qt) {
