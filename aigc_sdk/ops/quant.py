@@ -354,9 +354,62 @@ def _x8_parts(qtype: int) -> tuple[int, int, int]:
     return reference.QUANT_FORMATS[qtype][2], *reference.block_scales(qtype)
 
 
+def _q6k_quants(blocks: torch.Tensor) -> torch.Tensor:
+    """Q6_K blocks [..., 210] -> their 6-bit weights [..., 256] (0..63, before the -32)."""
+    lead = blocks.shape[:-1]
+    ql = blocks[..., 0:128].reshape(*lead, 2, 1, 64)
+    ql = torch.cat([ql & 15, ql >> 4], dim=-2).reshape(*lead, 2, 4, 32)
+    shifts = torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=blocks.device).view(4, 1)
+    qh = (blocks[..., 128:192].reshape(*lead, 2, 1, 32) >> shifts) & 3
+    return (ql | (qh << 4)).reshape(*lead, 256)
+
+
+def _q6k_packed(q: torch.Tensor) -> torch.Tensor:
+    """The inverse of _q6k_quants' unpacking: weights [..., 256] -> ql and qh [..., 192]."""
+    lead = q.shape[:-1]
+    q = q.reshape(*lead, 2, 4, 32)  # [half, quarter, l]: weight 128 half + 32 quarter + l
+    low, high = q & 15, q >> 4
+    ql = (low[..., 0:2, :] | low[..., 2:4, :] << 4).reshape(*lead, 128)
+    qh = high[..., 0, :] | high[..., 1, :] << 2 | high[..., 2, :] << 4 | high[..., 3, :] << 6
+    return torch.cat([ql, qh.reshape(*lead, 64)], -1)
+
+
+def _tile_q6k_x8(data: torch.Tensor) -> torch.Tensor:
+    """Q6_K rows [N, row] -> Q6_Kx8 (csrc/kernels/quant_formats.h)."""
+    N, row = data.shape
+    T, nb, R = N // reference.TILE_ROWS, row // 210, reference.TILE_ROWS
+    blocks = data.reshape(T, R, nb, 210).transpose(1, 2)  # [tile, block, row, byte]
+    d = blocks[..., 208:210].reshape(T, nb, 2 * R)
+    pairs = blocks[..., 192:208].reshape(T, nb, R, 8, 2).transpose(2, 3).reshape(T, nb, 16 * R)
+    # Weight 32p + 16 half + 2t + e -> chunk p, word t, byte 2 half + e.
+    q = _q6k_quants(blocks).reshape(T, nb, R, 8, 2, 8, 2).permute(0, 1, 2, 3, 5, 4, 6)
+    q = q.reshape(T, nb, R, 2, 4, 8, 4)  # [.., h, chunk 4h + k, t, byte]
+    top = q[..., 3, :, :]
+    v = torch.stack([q[..., k, :, :] | ((top >> 2 * k) & 3) << 6 for k in range(3)], -3)
+    steps = v.permute(0, 1, 3, 5, 4, 2, 6)  # [tile, block, h, t, k, row, byte]
+    return torch.cat([d, pairs, steps.reshape(T, nb, -1)], -1).reshape(N, row)
+
+
+def _untile_q6k_x8(data: torch.Tensor) -> torch.Tensor:
+    """The inverse of _tile_q6k_x8."""
+    N, row = data.shape
+    T, nb, R = N // reference.TILE_ROWS, row // 210, reference.TILE_ROWS
+    groups = data.reshape(T, nb, R * 210)
+    d = groups[..., : 2 * R].reshape(T, nb, R, 2)
+    sc = groups[..., 2 * R : 18 * R].reshape(T, nb, 8, R, 2).transpose(2, 3).reshape(T, nb, R, 16)
+    v = groups[..., 18 * R :].reshape(T, nb, 2, 8, 3, R, 4).permute(0, 1, 5, 2, 4, 3, 6)
+    top = (v[..., 0, :, :] >> 6) | (v[..., 1, :, :] >> 6) << 2 | (v[..., 2, :, :] >> 6) << 4
+    q = torch.cat([v & 63, top.unsqueeze(-3)], -3)  # [tile, block, row, h, k, t, byte]
+    q = q.reshape(T, nb, R, 8, 8, 2, 2).permute(0, 1, 2, 3, 5, 4, 6).reshape(T, nb, R, 256)
+    blocks = torch.cat([_q6k_packed(q), sc, d], -1)
+    return blocks.transpose(1, 2).reshape(N, row)
+
+
 def _tile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
     """GGUF rows [N, row] of a type with a tiled layout -> that layout
     (csrc/kernels/quant_formats.h)."""
+    if qtype == 14:
+        return _tile_q6k_x8(data)
     N, row = data.shape
     nbytes, start, head = _x8_parts(qtype)
     T, nb, R = N // reference.TILE_ROWS, row // nbytes, reference.TILE_ROWS
@@ -369,6 +422,8 @@ def _tile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
 
 def _untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
     """The inverse of _tile_x8: x8 rows [N, row] -> GGUF rows of ``qtype``."""
+    if qtype == 14:
+        return _untile_q6k_x8(data)
     N, row = data.shape
     nbytes, start, head = _x8_parts(qtype)
     T, nb, R = N // reference.TILE_ROWS, row // nbytes, reference.TILE_ROWS
@@ -416,14 +471,9 @@ def dequantize(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
         dm = (dmin.unsqueeze(-1) * mn).unsqueeze(-1)
         w = ds * q.float() - dm
     else:  # Q6_K
-        ql, qh = b[..., 0:128], b[..., 128:192]
         sc = b[..., 192:208].contiguous().view(torch.int8).float()
         d = _half(b[..., 208:210])
-        ql = ql.reshape(N, -1, 2, 1, 64)
-        ql = torch.cat([ql & 15, ql >> 4], dim=-2).reshape(N, -1, 2, 4, 32)
-        shifts = torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=b.device).view(4, 1)
-        qh = (qh.reshape(N, -1, 2, 1, 32) >> shifts) & 3
-        q = (ql | (qh << 4)).reshape(N, -1, 16, 16).float() - 32
+        q = _q6k_quants(b).reshape(N, -1, 16, 16).float() - 32
         w = (d.unsqueeze(-1) * sc).unsqueeze(-1) * q
     return w.reshape(N, K)
 

@@ -299,6 +299,8 @@ def untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
     import numpy as np
 
     base = TILED_TYPES[qtype][1]
+    if base == 14:
+        return _untile_q6k_x8(data)
     nbytes = QUANT_FORMATS[base][2]
     start, head = block_scales(base)
     N, row = data.shape
@@ -313,6 +315,43 @@ def untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
     word_at = head * TILE_ROWS + 32 * (q // 4) + 4 * j + q % 4
     index = group + np.where((s >= 0) & (s < head), scale_at, word_at)
     return data.reshape(-1)[torch.from_numpy(index.reshape(N, row)).to(data.device)]
+
+
+def _untile_q6k_x8(data: torch.Tensor) -> torch.Tensor:
+    """untile_x8 for Q6_Kx8, whose weights are repacked: each weight's 6 bits from
+    where the layout puts them, then Q6_K's own packing of them."""
+    import numpy as np
+
+    raw = data.detach().cpu().numpy().astype(np.int64)
+    N, row = raw.shape
+    nb = row // 210
+    n = np.arange(N)[:, None, None]
+    b = np.arange(nb)[None, :, None]
+    j = n % TILE_ROWS
+    group = ((n // TILE_ROWS) * nb + b) * TILE_ROWS * 210  # [N, nb, 1]
+    flat = raw.reshape(-1)
+    # Weight w of a block: chunk p = w // 32, its word t and byte m, step 8h + t.
+    w = np.arange(256)[None, None, :]
+    p, within = w // 32, w % 32
+    t, m = (within % 16) // 2, 2 * (within // 16) + within % 2
+    h, k = p // 4, p % 4
+    at = group + 144 + 96 * (8 * h + t) + 4 * j + m  # vector 0 of the step, this lane
+    low = flat[at + 32 * np.minimum(k, 2)] & 63
+    top = (flat[at] >> 6) | (flat[at + 32] >> 6) << 2 | (flat[at + 64] >> 6) << 4
+    q = np.where(k < 3, low, top)  # [N, nb, 256], 0..63
+    out = np.zeros((N, nb, 210), dtype=np.int64)
+    for half in range(2):
+        for i in range(32):
+            w0 = 128 * half + i  # weights w0, w0 + 32, w0 + 64, w0 + 96 share bytes
+            qs = [q[..., w0 + 32 * k] for k in range(4)]
+            out[..., 64 * half + i] = (qs[0] & 15) | (qs[2] & 15) << 4
+            out[..., 64 * half + 32 + i] = (qs[1] & 15) | (qs[3] & 15) << 4
+            out[..., 128 + 32 * half + i] = sum((qs[k] >> 4) << 2 * k for k in range(4))
+    for g in range(16):  # scale g: pair g // 2, element g % 2
+        out[..., 192 + g] = flat[group[..., 0] + 16 + 16 * (g // 2) + 2 * j[..., 0] + g % 2]
+    for byte in range(2):
+        out[..., 208 + byte] = flat[group[..., 0] + 2 * j[..., 0] + byte]
+    return torch.from_numpy(out.astype(np.uint8).reshape(N, row)).to(data.device)
 
 
 def dequantize_gguf(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:

@@ -840,87 +840,90 @@ template <int R>
   }
 }
 
-// Q6_Kx8: a group is super-block b of the tile's 8 columns, d[8] first. Its
-// 16 int8 scales a column (words 48-51) as int16 for vpmaddwd: each alone,
-// twice in a lane, for the products, and in pairs for the offset term.
+// Q6_Kx8 (quant_formats.h): a group is super-block b of the tile's 8 columns.
+// Each word of a column holds two weights of each of two sub-blocks, 2p and
+// 2p + 1 (the activations are rearranged to match, pair_sub_blocks), so the
+// int16 halves of a vpmaddubsw lane belong to those two sub-blocks and one
+// vector of scale pairs multiplies them in vpmaddwd; the same pairs serve the
+// offset term.
 struct alignas(32) Q6TileScales {
   __m256 d;
-  __m256i sc[16];     // sub-block g (16 weights): lane j = (sc_j[g], sc_j[g])
-  __m256i sc_pair[8];  // lane j = (sc_j[2i], sc_j[2i + 1])
+  __m256i pair[8];  // lane j = (sc_j[2p], sc_j[2p + 1]) as int16
 };
 
 inline void load_q6k_x8_scales(const uint8_t* g, Q6TileScales& s) {
   s.d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
-  const uint8_t* words = g + kTileRowsX8 * block_scale_bytes(kQ6_K);
-  // Bytes lo, hi of each 32-bit lane into the high bytes of its two int16
-  // halves (vpshufb indexes within a 128-bit half), then shifted down with
-  // their sign.
-  const __m256i lane_base = _mm256_setr_epi32(0, 0x04000400, 0x08000800, 0x0c000c00, 0,
-                                              0x04000400, 0x08000800, 0x0c000c00);
-  const auto pick = [&](__m256i v, int lo, int hi) {
-    const __m256i mask =
-        _mm256_add_epi32(lane_base, _mm256_set1_epi32(0x00800080 | hi << 24 | lo << 8));
-    return _mm256_srai_epi16(_mm256_shuffle_epi8(v, mask), 8);
-  };
-  for (int i = 0; i < 4; ++i) {
-    const __m256i v = load_256(words + 32 * (48 + i));  // sc[4i .. 4i+3] of each column
-    for (int k = 0; k < 4; ++k) s.sc[4 * i + k] = pick(v, k, k);
-    s.sc_pair[2 * i] = pick(v, 0, 1);
-    s.sc_pair[2 * i + 1] = pick(v, 2, 3);
-  }
+  for (int p = 0; p < 8; ++p)
+    s.pair[p] = _mm256_cvtepi8_epi16(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + kQ6TileScalesAt + 16 * p)));
 }
 
 // R rows' products with the group g (scales s) of super-block b: acc[r] lane
-// j += d_j dx (sum_g sc_j[g] (q_j,g - 32) . xq_g). Step w of half h reads ql
-// words 16h + w and 16h + 8 + w and qh word 32 + 8h + w: the 6-bit weights
-// 128h + 32i + 4w .. +3 for i = 0..3 (Q6_K's order, as dot_rows_q6k). Two
-// steps' products are summed as int16 (at most 2 * 2 * 63 * 127 = 32004),
+// j += d_j dx (sum_g sc_j[g] (q_j,g - 32) . xq_g). Step t of half h reads
+// three words, the 6-bit weights of chunks 4h .. 4h + 3 (word t of each): the
+// first three in their low bits, the fourth's bits in pairs on top of them.
+// Two steps' products are summed as int16 (at most 2 * 2 * 63 * 127 = 32004),
 // then scaled in vpmaddwd: the integer totals are exact, and the float
 // operations are scale_k_block's.
 template <int R>
 [[gnu::always_inline]] inline void q6k_x8_rows(const uint8_t* g, const Q6TileScales& s,
                                                const XRow* xs, int64_t b, __m256* acc) {
-  const uint8_t* words = g + kTileRowsX8 * block_scale_bytes(kQ6_K);
-  const __m256i low4 = _mm256_set1_epi8(0x0f), bits01 = _mm256_set1_epi8(0x03);
-  const __m256i bits23 = _mm256_set1_epi8(0x0c), bits45 = _mm256_set1_epi8(0x30);
+  const uint8_t* words = g + kQ6TileWordsAt;
+  const __m256i low6 = _mm256_set1_epi8(0x3f);
   __m256i total[R];
   for (int r = 0; r < R; ++r) total[r] = _mm256_setzero_si256();
+  // Unrolled in full, or the scales' indices are computed at run time.
+#pragma GCC unroll 2
   for (int h = 0; h < 2; ++h) {
-    for (int w2 = 0; w2 < 8; w2 += 2) {
+#pragma GCC unroll 4
+    for (int t2 = 0; t2 < 8; t2 += 2) {
       __m256i pair_sum[R][4];
-      for (int w = w2; w < w2 + 2; ++w) {
-        const __m256i A = load_256(words + 32 * (16 * h + w));
-        const __m256i B = load_256(words + 32 * (16 * h + 8 + w));
-        const __m256i H = load_256(words + 32 * (32 + 8 * h + w));
-        const __m256i q[4] = {
-            _mm256_or_si256(_mm256_and_si256(A, low4),
-                            _mm256_slli_epi16(_mm256_and_si256(H, bits01), 4)),
-            _mm256_or_si256(_mm256_and_si256(B, low4),
-                            _mm256_slli_epi16(_mm256_and_si256(H, bits23), 2)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), low4),
-                            _mm256_and_si256(H, bits45)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), low4),
-                            _mm256_and_si256(_mm256_srli_epi16(H, 2), bits45))};
+#pragma GCC unroll 2
+      for (int t = t2; t < t2 + 2; ++t) {
+        const uint8_t* v = words + 3 * 32 * (8 * h + t);
+        const __m256i v0 = load_256(v), v1 = load_256(v + 32), v2 = load_256(v + 64);
+        // The top bits (andnot: v & 0xc0) shifted down within their bytes.
+        const __m256i q3 = _mm256_or_si256(
+            _mm256_or_si256(_mm256_srli_epi16(_mm256_andnot_si256(low6, v0), 6),
+                            _mm256_srli_epi16(_mm256_andnot_si256(low6, v1), 4)),
+            _mm256_srli_epi16(_mm256_andnot_si256(low6, v2), 2));
+        const __m256i q[4] = {_mm256_and_si256(v0, low6), _mm256_and_si256(v1, low6),
+                              _mm256_and_si256(v2, low6), q3};
         for (int r = 0; r < R; ++r) {
-          const int8_t* x = xs[r].q + 256 * b + 128 * h + 4 * w;
-          for (int i = 0; i < 4; ++i) {
+          const int8_t* x = xs[r].q + 256 * b + 128 * h + 4 * t;
+          for (int i = 0; i < 4; ++i) {  // chunk 4h + i
             const __m256i p = _mm256_maddubs_epi16(q[i], broadcast_4_bytes(x + 32 * i));
-            pair_sum[r][i] = w == w2 ? p : _mm256_add_epi16(pair_sum[r][i], p);
+            pair_sum[r][i] = t == t2 ? p : _mm256_add_epi16(pair_sum[r][i], p);
           }
         }
       }
-      for (int r = 0; r < R; ++r)
-        for (int i = 0; i < 4; ++i)  // sub-block (128h + 32i + 4 w2) / 16
-          total[r] = _mm256_add_epi32(
-              total[r], _mm256_madd_epi16(pair_sum[r][i], s.sc[8 * h + 2 * i + w2 / 4]));
+      for (int r = 0; r < R; ++r) {
+        for (int i = 0; i < 4; ++i)
+          total[r] = _mm256_add_epi32(total[r],
+                                      _mm256_madd_epi16(pair_sum[r][i], s.pair[4 * h + i]));
+        asm("" : "+x"(total[r]));  // summed now, not all at the end (spills)
+      }
     }
   }
   for (int r = 0; r < R; ++r) {
     // q - 32: less 32 sum_g sc[g] (sum of the 16 activations of g).
-    const __m256i offset = dot_pairs_with_sums(s.sc_pair, xs[r].bs + 16 * b);
+    const __m256i offset = dot_pairs_with_sums(s.pair, xs[r].bs + 16 * b);
     const __m256i t = _mm256_sub_epi32(total[r], _mm256_slli_epi32(offset, 5));
     const __m256 dx = _mm256_set1_ps(xs[r].d[b]);
     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(s.d, dx), acc[r]);
+  }
+}
+
+// The activations as q6k_x8_rows reads them: in each 32 (sub-blocks 2p and
+// 2p + 1), word t = x[2t], x[2t + 1], x[16 + 2t], x[17 + 2t]. The sums bs keep
+// the natural order.
+inline void pair_sub_blocks(int8_t* q, int64_t K) {
+  // 64-bit quarters 0 2 1 3, then bytes 0 1 8 9, 2 3 10 11, ... in each half.
+  const __m256i pick = _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
+                                        0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
+  for (int64_t k = 0; k < K; k += 32) {
+    const __m256i v = _mm256_permute4x64_epi64(load_256(q + k), 0xd8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + k), _mm256_shuffle_epi8(v, pick));
   }
 }
 
@@ -1365,9 +1368,45 @@ void dequantize_tile_x8_avx2(const uint8_t* tile, int64_t K, float* out) {
 }
 #endif
 
+// Row j of a Q6_Kx8 tile back in Q6_K blocks (out): the 6-bit weights of its
+// steps, then Q6_K's packing of them (ql: low 4 bits, qh: high 2 bits).
+void untile_q6k_row_x8(const uint8_t* tile, int64_t K, int j, uint8_t* out) {
+  constexpr int group = kTileRowsX8 * 210;
+  for (int64_t b = 0; b < K / 256; ++b) {
+    const uint8_t* g = tile + b * group;
+    uint8_t* blk = out + b * 210;
+    uint8_t q[256];
+    for (int s = 0; s < 16; ++s) {
+      const uint8_t* v = g + kQ6TileWordsAt + 96 * s + 4 * j;
+      const int h = s / 8, t = s % 8;
+      for (int m = 0; m < 4; ++m) {
+        const int k = 16 * (m / 2) + 2 * t + m % 2;  // within a chunk
+        const uint8_t v0 = v[m], v1 = v[32 + m], v2 = v[64 + m];
+        q[32 * (4 * h) + k] = v0 & 63;
+        q[32 * (4 * h + 1) + k] = v1 & 63;
+        q[32 * (4 * h + 2) + k] = v2 & 63;
+        q[32 * (4 * h + 3) + k] = (v0 >> 6) | (v1 >> 6) << 2 | (v2 >> 6) << 4;
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* w = q + 128 * h;
+      for (int l = 0; l < 32; ++l) {
+        blk[64 * h + l] = (w[l] & 15) | (w[l + 64] & 15) << 4;
+        blk[64 * h + 32 + l] = (w[l + 32] & 15) | (w[l + 96] & 15) << 4;
+        blk[128 + 32 * h + l] =
+            (w[l] >> 4) | (w[l + 32] >> 4) << 2 | (w[l + 64] >> 4) << 4 | (w[l + 96] >> 4) << 6;
+      }
+    }
+    for (int p = 0; p < 8; ++p)
+      std::memcpy(blk + 192 + 2 * p, g + kQ6TileScalesAt + 16 * p + 2 * j, 2);
+    std::memcpy(blk + 208, g + 2 * j, 2);
+  }
+}
+
 // Row j (GGUF bytes, out) of the tile at `tile` of a weight in the tiled
 // layout of GGUF type `base` (quant_formats.h).
 void untile_row_x8(int base, const uint8_t* tile, int64_t K, int j, uint8_t* out) {
+  if (base == kQ6_K) return untile_q6k_row_x8(tile, K, j, out);
   const Format f = format_of(base);
   const int bytes = f.bytes, scales = block_scale_bytes(base), at = block_scale_offset(base);
   for (int64_t b = 0; b < K / f.block; ++b) {
@@ -1453,6 +1492,10 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
   const int base = tiled_base(qtype);
   const int gguf_type = base != 0 ? base : qtype;
   quantize_rows(xf.data_ptr<float>(), xf.stride(0), M, K, gguf_type, xq);
+#ifdef AIGC_QL_AVX2
+  if (qtype == kQ6_Kx8)
+    for (int64_t m = 0; m < M; ++m) pair_sub_blocks(xq.q.data() + m * K, K);
+#endif
   dispatch_type(gguf_type, [&](auto qt) {
     constexpr int QT = decltype(qt)::value;
 #ifdef AIGC_QL_AVX2

@@ -61,9 +61,16 @@ enum QType : int {
 //                                                    (16 + 256 bytes)
 //   Q4_Kx8 (8 x 144 B): d[8], dmin[8], then word c of rows 0..7 for c = 0..34:
 //                      words 0-2 the 12 scale bytes, 3-34 the qs (32 + 1120)
-//   Q6_Kx8 (8 x 210 B): d[8] (bytes 208-209 of a block), then word c of rows
-//                      0..7 for c = 0..51: bytes 4c .. 4c+3 of the block, ql,
-//                      qh, then the 16 scales                 (16 + 1664)
+//   Q6_Kx8 (8 x 210 B): d[8] (bytes 208-209 of a block), then the int8 scales
+//                      in pairs: for p = 0..7, (sc[2p], sc[2p + 1]) of rows
+//                      0..7; then the 6-bit weights q (0..63, as Q6_K
+//                      decodes them before subtracting 32), repacked: chunk p
+//                      is weights 32p .. 32p + 31 of a row, its word t
+//                      (t = 0..7) the weights 32p + 2t, +1, +16, +17. Step s
+//                      (s = 0..15, h = s / 8, t = s % 8) is three vectors
+//                      v0, v1, v2 of word t of rows 0..7, vk holding chunk
+//                      4h + k in bits 0-5 and bits 2k, 2k + 1 of chunk
+//                      4h + 3 in bits 6-7                 (16 + 128 + 1536)
 // A row still takes K / block * bytes of its GGUF type, so the matrix keeps its
 // shape [N, row bytes]. The type ids are the GGUF type's plus kTiledX8.
 constexpr int kTiledX8 = 256;
@@ -86,9 +93,13 @@ constexpr int tiled_base(int qtype) {
 
 // The float16 scales of a block of a tiled type's base: the bytes they take
 // (d, and m for Q4_1 or dmin for Q4_K) and where they start (Q6_K's d is last).
-// A group holds them for its 8 rows first, then the words of the other bytes.
+// A group holds them for its 8 rows first, then the words of the other bytes
+// (Q6_Kx8: its scales and weights repacked, as described above).
 constexpr int block_scale_bytes(int base) { return base == kQ4_1 || base == kQ4_K ? 4 : 2; }
 constexpr int block_scale_offset(int base) { return base == kQ6_K ? 208 : 0; }
+// Where a Q6_Kx8 group's scale pairs and weight steps start.
+constexpr int kQ6TileScalesAt = 16;
+constexpr int kQ6TileWordsAt = kQ6TileScalesAt + 128;
 
 struct Format {
   int block;  // weights per block
