@@ -376,7 +376,7 @@ def test_shapes(name, N, blocks, M, dtype, with_bias, exact, seed):
 
 # ------------------------------------------------------- tiled layouts --
 # QuantWeight.tiled(): Q4_0 / Q4_1 / Q8_0 / Q4_K / Q6_K with 8 rows interleaved,
-# read by the CPU kernels. The oracle is the GGUF layout: the layout's own byte-by-byte
+# read by the CPU kernels. The oracle is the GGUF layout: the layout's own
 # description (reference.untile_x8) must give the GGUF bytes back, and every
 # result must be the GGUF weight's, bit for bit.
 

@@ -149,10 +149,10 @@ class QuantWeight:
 
     def tiled(self) -> QuantWeight:
         """This matrix in its type's CPU layout with 8 rows interleaved (Q4_0 ->
-        Q4_0x8, and so Q4_1, Q8_0, Q4_K and Q6_K): the same bytes rearranged so
-        that the CPU kernels load each block of 8 rows at once (faster on AVX2,
-        the results bit for bit the same). Itself for the other types, for N not
-        a multiple of 8, or already tiled."""
+        Q4_0x8, and so Q4_1, Q8_0, Q4_K and Q6_K): the same weights rearranged
+        (Q6_K's repacked too) so that the CPU kernels load each block of 8 rows at
+        once (faster on AVX2, the results bit for bit the same). Itself for the
+        other types, for N not a multiple of 8, or already tiled."""
         N, K = self.shape
         tiled_type = reference.TILED_X8_OF.get(self.qtype)
         if tiled_type is None or N % reference.TILE_ROWS:

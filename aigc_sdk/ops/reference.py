@@ -295,7 +295,8 @@ def block_scales(qtype: int) -> tuple[int, int]:
 
 def untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
     """A tiled weight [N, bytes_per_row] -> the GGUF rows it was made from, byte by
-    byte from the layout's description (one gather; the oracle of the layout)."""
+    byte (Q6_Kx8: weight by weight) from the layout's description, the oracle of
+    the layout."""
     import numpy as np
 
     base = TILED_TYPES[qtype][1]

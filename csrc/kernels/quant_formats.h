@@ -47,7 +47,7 @@ enum QType : int {
 };
 
 // CPU layouts of Q4_0, Q4_1, Q8_0, Q4_K and Q6_K with 8 rows interleaved ("x8"), made
-// from a GGUF matrix by QuantWeight.tiled(): the same bytes rearranged so that
+// from a GGUF matrix by QuantWeight.tiled(): the same weights rearranged so that
 // a kernel reading 8 rows side by side finds each block of the 8 rows in one
 // place, the scales of the 8 rows as one vector and the quants already in the
 // order its integer products want (llama.cpp repacks Q4_0 for its CPU kernels
