@@ -30,6 +30,7 @@ pytestmark = pytest.mark.skipif(not has_kernel("quant_linear", "cpu"), reason="e
 
 TYPES = {name: qtype for qtype, (name, _, _) in reference.QUANT_FORMATS.items()}
 QUANTIZABLE = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")  # gguf.quants.quantize supports these
+TILED = ("Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K")  # the types QuantWeight.tiled() rearranges
 # Row lengths: a multiple of 32 but not of 256 for the 32-wide types.
 K_OF = {name: 608 if reference.QUANT_FORMATS[q][1] == 32 else 512 for name, q in TYPES.items()}
 
@@ -296,12 +297,18 @@ def _quant_linear_on_two_threads(x, w):
     return _with_threads(2, lambda: ops.quant_linear(x, w))
 
 
-@pytest.mark.parametrize("name", list(TYPES))
-@pytest.mark.parametrize("N", [5, 24, 67])
+@pytest.mark.parametrize(
+    ("name", "N"),
+    [(name, N) for name in TYPES for N in (5, 24, 67)]
+    # 9 tiles: pairs of tiles from two rows of x on, and one tile alone
+    + [(f"{name}x8", 72) for name in TILED],
+)
 def test_a_rows_result_does_not_depend_on_the_rows_beside_it(name, N):
     """Continuous batching relies on this: a request decodes to the same tokens alone or
     in a batch, so each row of x must give bit-identical outputs whatever M is."""
-    w = random_weight(name, N, 512, seed=N)
+    w = random_weight(name.removesuffix("x8"), N, 512, seed=N)
+    w = w.tiled() if name.endswith("x8") else w
+    assert w.is_tiled == name.endswith("x8")
     x = torch.randn(9, 512, generator=torch.Generator().manual_seed(N)) * 2
     together = ops.quant_linear(x, w)
     for m in range(9):
@@ -379,8 +386,6 @@ def test_shapes(name, N, blocks, M, dtype, with_bias, exact, seed):
 # read by the CPU kernels. The oracle is the GGUF layout: the layout's own
 # description (reference.untile_x8) must give the GGUF bytes back, and every
 # result must be the GGUF weight's, bit for bit.
-
-TILED = ("Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
