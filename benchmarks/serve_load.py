@@ -65,6 +65,7 @@ class Outcome:
     seconds: float = 0.0
     completion_tokens: int = 0
     pieces: int = 0  # text chunks: the token count of a server that sends no usage
+    piece_times: list[float] = field(default_factory=list)  # time.perf_counter() of each
     usage: bool = False  # the server sent usage (exact token counts)
     finish_reasons: list[str] = field(default_factory=list)
     done: bool = False
@@ -115,6 +116,7 @@ async def _stream(client, path: str, body: dict, timeout: float, chat: bool) -> 
                     text = choice["delta"].get("content") if chat else choice.get("text")
                     if text:
                         out.pieces += 1
+                        out.piece_times.append(time.perf_counter())
                         if out.first_token is None:
                             out.first_token = time.perf_counter() - start
                     if choice.get("finish_reason"):
@@ -192,6 +194,24 @@ def quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
+def concurrent_decode_rate(outcomes: list[Outcome]) -> float:
+    """Tokens/s while every stream decodes: from the last stream's first token (all
+    are in the batch) to the first stream's last one (the batch shrinks after it),
+    each stream's pieces in that window counted at its tokens per piece."""
+    times = [out.piece_times for out in outcomes if out.piece_times]
+    if not times:
+        return 0.0
+    begin, end = max(t[0] for t in times), min(t[-1] for t in times)
+    if end <= begin:
+        return 0.0
+    tokens = sum(
+        sum(begin < t <= end for t in out.piece_times) * out.completion_tokens / out.pieces
+        for out in outcomes
+        if out.pieces
+    )
+    return tokens / (end - begin)
+
+
 async def decode(url: str, model: str, streams: int, tokens: int, timeout: float) -> dict:
     """``streams`` counting completions at once: aggregate decode tokens/s."""
     async with httpx.AsyncClient(base_url=url) as client:
@@ -210,17 +230,13 @@ async def decode(url: str, model: str, streams: int, tokens: int, timeout: float
     verdicts = [judge(out, tokens) for out, _ in results]
     served = [(out, sent) for (out, sent), v in zip(results, verdicts, strict=True) if v == "ok"]
     total = sum(out.completion_tokens for out, _ in served)
-    # Decode only: from the last first token (every stream is in the batch) to the end.
-    first = max((sent + out.first_token for out, sent in served), default=0.0)
-    last = max((sent + out.seconds for out, sent in served), default=0.0)
-    after_first = sum(out.completion_tokens - 1 for out, _ in served)
     return {
         "streams": streams,
         "tokens_each": tokens,
         "answered": len(served),
         "failed": [v for v in verdicts if v != "ok"],
         "tokens_per_second": total / wall,
-        "decode_tokens_per_second": after_first / max(last - first, 1e-9),
+        "decode_tokens_per_second": concurrent_decode_rate([out for out, _ in served]),
         "first_token_ms": [1000 * out.first_token for out, _ in served],
     }
 
