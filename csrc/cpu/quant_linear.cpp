@@ -927,77 +927,6 @@ inline void pair_sub_blocks(int8_t* q, int64_t K) {
   }
 }
 
-// ---------------------------------------- pairs of tiles (Q4_0x8, Q4_1x8) --
-// From two rows of x on, the multiplies, not the reads, bound a 4-bit tiled
-// weight's product, and with one tile a quarter of a row's vector operations
-// are the broadcasts of its activations. Two tiles (16 columns) at a time
-// share each broadcast. The integer sums are exact and each row's float
-// operations are tile_block_rows', so results are bit for bit the same. (With
-// VNNI a step is one vpdpbusd a row and tile, and the broadcasts weigh less.)
-#if !defined(AIGC_QL_VNNI) && !defined(AIGC_QL_AVXVNNI)
-#define AIGC_QL_TILE_PAIRS 1
-
-// Block b of both tiles t[0], t[1] against rows xs[0..R): tile k's row r
-// accumulates in acc[k * kFp32MinRows + r].
-template <int R>
-[[gnu::always_inline]] inline void tile_pair_block_rows(const TileBlock* t, const XRow* xs,
-                                                        int64_t b, __m256* acc) {
-  __m256i p[2][R];
-  for (int c = 0; c < 8; ++c)
-    for (int r = 0; r < R; ++r) {
-      const __m256i x = broadcast_4_bytes(xs[r].q + 32 * b + 4 * c);
-      for (int k = 0; k < 2; ++k) {
-        const __m256i d = _mm256_maddubs_epi16(t[k].w[c], x);
-        p[k][r] = c == 0 ? d : _mm256_add_epi16(p[k][r], d);  // int16: see tile_block_dot
-        asm("" : "+x"(p[k][r]));
-      }
-    }
-  for (int r = 0; r < R; ++r) {
-    const __m256 dx = _mm256_set1_ps(xs[r].d[b]), sx = _mm256_set1_ps(xs[r].s[b]);
-    for (int k = 0; k < 2; ++k) {
-      __m256& a = acc[k * kFp32MinRows + r];
-      const __m256i sum = _mm256_madd_epi16(p[k][r], _mm256_set1_epi16(1));
-      a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(t[k].d, dx), a);
-      a = _mm256_fmadd_ps(t[k].c, sx, a);
-    }
-  }
-}
-
-// Columns from n0 in whole pairs of tiles up to n1, for M >= 2 rows; returns
-// the first column left. No software prefetch: the two sequential streams
-// arrive faster than the multiplies use them. Not inlined: inside
-// int8_tiles_x8, GCC's register allocation for the whole function made this
-// loop 15-20% slower.
-template <int QT, int kRows>
-[[gnu::noinline]] int64_t int8_tile_pairs_x8(const uint8_t* w, int64_t K, const XRow* xs,
-                                             int64_t rows_of_x, int64_t n0, int64_t n1,
-                                             float* out, int64_t ldo) {
-  static_assert(QT == kQ4_0 || QT == kQ4_1);
-  const int64_t M = kRows > 0 ? kRows : rows_of_x;
-  constexpr int group = kTileCols * format_of(QT).bytes;
-  const int64_t nb = K / 32;
-  TileBlock t[2];
-  TileSigns unused;
-  __m256 acc[2 * kFp32MinRows];  // tile k's row r at k * kFp32MinRows + r
-  int64_t n = n0;
-  for (; n + 2 * kTileCols <= n1; n += 2 * kTileCols) {
-    const uint8_t* first = w + n / kTileCols * nb * group;
-    for (int64_t m = 0; m < M; ++m) acc[m] = acc[kFp32MinRows + m] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      load_x8_group<QT>(first + b * group, t[0], unused);
-      load_x8_group<QT>(first + (nb + b) * group, t[1], unused);
-      int64_t m = 0;
-      for (; m + 2 <= M; m += 2) tile_pair_block_rows<2>(t, xs + m, b, acc + m);
-      if (m < M) tile_pair_block_rows<1>(t, xs + m, b, acc + m);
-    }
-    for (int64_t m = 0; m < M; ++m)
-      for (int k = 0; k < 2; ++k)
-        _mm256_storeu_ps(out + m * ldo + n + k * kTileCols, acc[k * kFp32MinRows + m]);
-  }
-  return n;
-}
-#endif
-
 // Columns [n0, n1) (multiples of 8) of a tiled weight, for the GGUF type QT it
 // rearranges; as int8_tiles otherwise (kRows > 0 fixes M at compile time).
 template <int QT, int kRows = 0>
@@ -1009,10 +938,6 @@ void int8_tiles_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t row
   const int64_t nb = K / f.block;
   XRow xs[kFp32MinRows];
   for (int64_t m = 0; m < M; ++m) xs[m] = xq.row(m);
-#ifdef AIGC_QL_TILE_PAIRS
-  if constexpr (QT == kQ4_0 || QT == kQ4_1)
-    if (M >= 2) n0 = int8_tile_pairs_x8<QT, kRows>(w, K, xs, M, n0, n1, out, ldo);
-#endif
   TileBlock t;
   TileSigns ts;
   KTileScales ks;
@@ -1578,11 +1503,7 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
 #else
     constexpr bool tiles = false;
 #endif
-    int64_t min_rows = tiles || base != 0 ? kTileCols : 4;
-#ifdef AIGC_QL_TILE_PAIRS
-    if (base != 0 && (QT == kQ4_0 || QT == kQ4_1) && M >= 2) min_rows = 2 * kTileCols;
-#endif
-    const int64_t step = rows_per_item(N, min_rows);
+    const int64_t step = rows_per_item(N, tiles || base != 0 ? kTileCols : 4);
     const int64_t items = (N + step - 1) / step;
     aigc::parallel_items(
         items, N * K * M, kSerialWeights,
