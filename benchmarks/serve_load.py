@@ -115,10 +115,11 @@ async def _stream(client, path: str, body: dict, timeout: float, chat: bool) -> 
                 for choice in chunk.get("choices") or []:
                     text = choice["delta"].get("content") if chat else choice.get("text")
                     if text:
+                        now = time.perf_counter()
                         out.pieces += 1
-                        out.piece_times.append(time.perf_counter())
+                        out.piece_times.append(now)
                         if out.first_token is None:
-                            out.first_token = time.perf_counter() - start
+                            out.first_token = now - start
                     if choice.get("finish_reason"):
                         out.finish_reasons.append(choice["finish_reason"])
     except (httpx.HTTPError, json.JSONDecodeError) as exc:

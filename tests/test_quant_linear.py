@@ -300,7 +300,7 @@ def _quant_linear_on_two_threads(x, w):
 @pytest.mark.parametrize(
     ("name", "N"),
     [(name, N) for name in TYPES for N in (5, 24, 67)]
-    # 9 tiles: pairs of tiles from two rows of x on, and one tile alone
+    # tiled: 9 tiles of 8 rows
     + [(f"{name}x8", 72) for name in TILED],
 )
 def test_a_rows_result_does_not_depend_on_the_rows_beside_it(name, N):
