@@ -31,6 +31,9 @@ pytestmark = pytest.mark.skipif(not has_kernel("quant_linear", "cpu"), reason="e
 TYPES = {name: qtype for qtype, (name, _, _) in reference.QUANT_FORMATS.items()}
 QUANTIZABLE = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")  # gguf.quants.quantize supports these
 TILED = ("Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K")  # the types QuantWeight.tiled() rearranges
+X16 = ("Q4_0", "Q4_1")  # and those with a 16-row layout, for N a multiple of 16
+# (GGUF type, N): 9 tiles of 8 rows, and 5 of 16.
+TILED_SHAPES = [(name, 72) for name in TILED] + [(name, 80) for name in X16]
 # Row lengths: a multiple of 32 but not of 256 for the 32-wide types.
 K_OF = {name: 608 if reference.QUANT_FORMATS[q][1] == 32 else 512 for name, q in TYPES.items()}
 
@@ -300,15 +303,14 @@ def _quant_linear_on_two_threads(x, w):
 @pytest.mark.parametrize(
     ("name", "N"),
     [(name, N) for name in TYPES for N in (5, 24, 67)]
-    # tiled: 9 tiles of 8 rows
-    + [(f"{name}x8", 72) for name in TILED],
+    + [(f"{name}, tiled", N) for name, N in TILED_SHAPES],
 )
 def test_a_rows_result_does_not_depend_on_the_rows_beside_it(name, N):
     """Continuous batching relies on this: a request decodes to the same tokens alone or
     in a batch, so each row of x must give bit-identical outputs whatever M is."""
-    w = random_weight(name.removesuffix("x8"), N, 512, seed=N)
-    w = w.tiled() if name.endswith("x8") else w
-    assert w.is_tiled == name.endswith("x8")
+    w = random_weight(name.removesuffix(", tiled"), N, 512, seed=N)
+    w = w.tiled() if name.endswith("tiled") else w
+    assert w.is_tiled == name.endswith("tiled")
     x = torch.randn(9, 512, generator=torch.Generator().manual_seed(N)) * 2
     together = ops.quant_linear(x, w)
     for m in range(9):
@@ -383,9 +385,9 @@ def test_shapes(name, N, blocks, M, dtype, with_bias, exact, seed):
 
 # ------------------------------------------------------- tiled layouts --
 # QuantWeight.tiled(): Q4_0 / Q4_1 / Q8_0 / Q4_K / Q6_K with 8 rows interleaved,
-# read by the CPU kernels. The oracle is the GGUF layout: the layout's own
-# description (reference.untile_x8) must give the GGUF bytes back, and every
-# result must be the GGUF weight's, bit for bit.
+# Q4_0 / Q4_1 with 16 when N allows, read by the CPU kernels. The oracle is the
+# GGUF layout: the layout's own description (reference.untile_x8) must give the
+# GGUF bytes back, and every result must be the GGUF weight's, bit for bit.
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -394,19 +396,21 @@ def test_tiled_layout_holds_the_gguf_bytes(name, tiles, blocks):
     block = reference.QUANT_FORMATS[TYPES[name]][1]
     w = random_weight(name, 8 * tiles, block * blocks, seed=tiles * 31 + blocks)
     t = w.tiled()
-    assert t.is_tiled and t.type_name == name + "x8" and t.shape == w.shape
+    rows = 16 if name in X16 and tiles % 2 == 0 else 8
+    assert t.is_tiled and t.type_name == f"{name}x{rows}" and t.shape == w.shape
     assert t.data.shape == w.data.shape and not torch.equal(t.data, w.data)
     assert torch.equal(reference.untile_x8(t.data, t.qtype), w.data)
     assert torch.equal(t.untiled().data, w.data) and t.untiled().qtype == w.qtype
 
 
-@pytest.mark.parametrize("name", TILED)
+@pytest.mark.parametrize(("name", "N"), TILED_SHAPES)
 @pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 7, 8, 9, 31, 32, 70])
-def test_tiled_quant_linear_equals_gguf_layout_bit_for_bit(name, M):
+def test_tiled_quant_linear_equals_gguf_layout_bit_for_bit(name, N, M):
     K = K_OF[name]
-    w = random_weight(name, 72, K, seed=M)
+    w = random_weight(name, N, K, seed=M)
+    assert w.tiled().type_name == f"{name}x{16 if N % 16 == 0 else 8}"
     x = torch.randn(M, K) * 3
-    bias = torch.randn(72)
+    bias = torch.randn(N)
     for exact in (False, True):
         want = ops.quant_linear(x, w, bias, exact=exact)
         got = ops.quant_linear(x, w.tiled(), bias, exact=exact)
@@ -414,17 +418,17 @@ def test_tiled_quant_linear_equals_gguf_layout_bit_for_bit(name, M):
     check(x, w.tiled())  # and against the float oracle directly
 
 
-@pytest.mark.parametrize("name", TILED)
-def test_tiled_dequantize_and_rows_equal_gguf(name, monkeypatch):
+@pytest.mark.parametrize(("name", "N"), [(name, 40) for name in TILED] + [(n, 48) for n in X16])
+def test_tiled_dequantize_and_rows_equal_gguf(name, N, monkeypatch):
     K = reference.QUANT_FORMATS[TYPES[name]][1] * 3
-    w = random_weight(name, 48, K, seed=5)
+    w = random_weight(name, N, K, seed=5)
     t = w.tiled()
     want = dequantized(w)
     assert torch.equal(t.dequantize(), want)
     assert torch.equal(quant.dequantize(t.data, t.qtype, K), want)  # the torch-ops path
-    rows = torch.tensor([47, 0, 9, 9, 31])
+    rows = torch.tensor([N - 1, 0, 9, 9, 31])
     assert torch.equal(t.dequantize_rows(rows), want[rows])
-    many = torch.randint(0, 48, (3000,), generator=torch.Generator().manual_seed(1))
+    many = torch.randint(0, N, (3000,), generator=torch.Generator().manual_seed(1))
     assert torch.equal(t.dequantize_rows(many), want[many])  # split over threads
     monkeypatch.setattr(quant, "has_kernel", lambda op, device: False)
     assert torch.equal(t.dequantize_rows(rows), want[rows])  # the torch-ops path
@@ -435,15 +439,26 @@ def test_tiled_applies_where_it_can():
     odd = random_weight("Q4_1", 12, 64)
     assert odd.tiled() is odd  # N not a multiple of 8
     t = random_weight("Q4_0", 16, 64).tiled()
-    assert t.tiled() is t
-    both = QuantWeight.cat([t, random_weight("Q4_0", 8, 64, seed=3).tiled()])
-    want = QuantWeight.cat([t.untiled(), random_weight("Q4_0", 8, 64, seed=3)])
-    assert torch.equal(both.untiled().data, want.data)
+    assert t.tiled() is t and t.type_name == "Q4_0x16"
+    eight = random_weight("Q4_0", 8, 64, seed=3)
+    assert eight.tiled().type_name == "Q4_0x8"
+    both = QuantWeight.cat([t, eight.tiled()])  # 24 rows: tiles of 8
+    want = QuantWeight.cat([t.untiled(), eight])
+    assert both.type_name == "Q4_0x8" and torch.equal(both.untiled().data, want.data)
+    two = QuantWeight.cat([t, t])  # one type: the bytes one after the other
+    assert two.type_name == "Q4_0x16"
+    assert torch.equal(two.untiled().data, torch.cat([t.untiled().data] * 2))
 
 
 def test_tiled_errors_in_one_line():
     with pytest.raises(ValueError, match="multiple of 8, got 4"):
         QuantWeight(torch.zeros(4, 18, dtype=torch.uint8), 258, (4, 32))
+    with pytest.raises(ValueError, match="Q4_1x16 matrix needs N a multiple of 16, got 8"):
+        QuantWeight(torch.zeros(8, 20, dtype=torch.uint8), 515, (8, 32))
+    with pytest.raises(ValueError, match="N = 8 must be a multiple of 16"):
+        torch.ops.aigc.quant_linear(
+            torch.randn(1, 32), torch.zeros(8, 20, dtype=torch.uint8), 515, 32
+        )
     with pytest.raises(ValueError, match="N = 12 must be a multiple of 8") as info:
         torch.ops.aigc.quant_linear(
             torch.randn(1, 32), torch.zeros(12, 20, dtype=torch.uint8), 259, 32
@@ -581,10 +596,10 @@ def test_under_inference_mode(M):
 def test_bench_cases_compare_like_with_like():
     from aigc_sdk.bench import quant as bench_quant
 
-    for name, M in [("Q4_1", 1), ("Q6_K", 200), ("Q4_0x8", 3), ("Q8_0x8", 2)]:
-        case = bench_quant.QuantCase(name, M, (40, 512))
+    for name, M in [("Q4_1", 1), ("Q6_K", 200), ("Q4_0x8", 3), ("Q8_0x8", 2), ("Q4_1x16", 2)]:
+        case = bench_quant.QuantCase(name, M, (48, 512))
         x, w, w_float = inputs = case.inputs()
-        assert w.is_tiled == name.endswith("x8")
+        assert w.is_tiled == name.endswith(("x8", "x16")) and w.type_name == name
         assert torch.equal(w_float, dequantized(w))
         results = {k: fn() for k, fn in case.contenders(inputs).items()}
         assert torch.equal(results["dense matmul"], results["dequant+matmul"])

@@ -10,9 +10,10 @@ code that keeps the weights quantized pays without a fused kernel. Shapes
 and the 49152x576 embedding / output matrix) and a 7B model's (4096x4096,
 11008x4096).
 
-The types ending in "x8" (Q4_0x8, Q4_1x8, Q8_0x8, Q4_Kx8, Q6_Kx8) are the GGUF
-types in the CPU layout the generators hold them in (QuantWeight.tiled()); their
-peers start from the GGUF layout.
+The types ending in "x8" and "x16" (Q4_0x8, Q4_1x8, Q8_0x8, Q4_Kx8, Q6_Kx8, Q4_0x16,
+Q4_1x16) are the GGUF types in the CPU layouts the generators hold them in
+(QuantWeight.tiled(): x16 for Q4_0 and Q4_1 when N is a multiple of 16); their peers
+start from the GGUF layout.
 
 Figure of merit: up to M = 8 the op streams the weights, scored by bytes
 read / time against the read bandwidth probed in the same rounds; from
@@ -31,7 +32,8 @@ import torch
 from .. import ops
 from ..ops import quant, reference
 
-TILED_TYPES = ("Q4_0x8", "Q4_1x8", "Q8_0x8", "Q4_Kx8", "Q6_Kx8")
+TILED_TYPES = ("Q4_0x8", "Q4_1x8", "Q8_0x8", "Q4_Kx8", "Q6_Kx8", "Q4_0x16", "Q4_1x16")
+_TILED_IDS = {name: qtype for qtype, (name, _) in reference.TILED_TYPES.items()}
 TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", *TILED_TYPES)
 SMOLLM2_SHAPES = [(576, 576), (1536, 576), (576, 1536), (49152, 576)]
 LLAMA7B_SHAPES = [(4096, 4096), (11008, 4096)]
@@ -39,8 +41,8 @@ ROWS = (1, 8, 128, 512)
 
 
 def _gguf_type(type_name: str) -> str:
-    """The GGUF type of a case's type ("Q4_1" for the tiled "Q4_1x8")."""
-    return type_name.removesuffix("x8")
+    """The GGUF type of a case's type ("Q4_1" for the tiled "Q4_1x8" and "Q4_1x16")."""
+    return type_name.removesuffix("x16").removesuffix("x8")
 
 
 def _fits(type_name: str, shape: tuple[int, int]) -> bool:
@@ -57,9 +59,11 @@ QUICK = [
     for t in ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", *TILED_TYPES)
     for M, s in [(1, (4096, 4096)), (1, (11008, 4096)), (8, (576, 1536)), (512, (4096, 4096))]
 ] + [  # SmolLM2-135M's decode step: its Q4_1 projections and Q8_0 output matrix, tiled
-    ("Q4_1x8", 1, (576, 576)),
-    ("Q4_1x8", 1, (1536, 576)),
-    ("Q4_1x8", 1, (576, 1536)),
+    ("Q4_1x16", 1, (576, 576)),
+    ("Q4_1x16", 1, (1536, 576)),
+    ("Q4_1x16", 1, (576, 1536)),
+    ("Q4_1x16", 8, (1536, 576)),
+    ("Q4_1x8", 8, (1536, 576)),
     ("Q8_0x8", 1, (49152, 576)),
     ("Q8_0x8", 8, (49152, 576)),
 ]
@@ -80,7 +84,10 @@ def random_weight(type_name: str, N: int, K: int, seed: int = 0) -> quant.QuantW
         scale = (rng.random((N, K // block)) * 2e-3 + 1e-4).astype(np.float16)
         raw[..., offset : offset + 2] = scale.view(np.uint8).reshape(N, K // block, 2)
     weight = quant.quantized_weight(raw, qtype, (N, K), copy=False)
-    return weight.tiled() if type_name.endswith("x8") else weight
+    tiled = _TILED_IDS.get(type_name)
+    if tiled is None:
+        return weight
+    return quant.QuantWeight(quant._tile(weight.data, tiled), tiled, (N, K))
 
 
 @dataclass(frozen=True)

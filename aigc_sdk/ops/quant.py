@@ -12,9 +12,10 @@ Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (blocks of 32 weights) and Q4_K, Q5_K, Q6_K
 
 On the CPU, ``w.tiled()`` holds a Q4_0, Q4_1, Q8_0, Q4_K or Q6_K matrix in a
 layout of its own (Q4_0x8, Q4_1x8, Q8_0x8, Q4_Kx8, Q6_Kx8: 8 rows interleaved
-block by block, type ids 258, 259, 264, 268 and 270) that the kernels read
-faster on AVX2, with bit for bit the same results; ``w.untiled()`` gives the GGUF layout back
-(``w.to("cuda")`` does so itself).
+block by block, type ids 258, 259, 264, 268 and 270; for N a multiple of 16,
+Q4_0x16 and Q4_1x16, ids 514 and 515: two such 8-row tiles whose blocks alternate)
+that the kernels read faster on AVX2, with bit for bit the same results;
+``w.untiled()`` gives the GGUF layout back (``w.to("cuda")`` does so itself).
 
 Numerics. With ``exact=False`` (the default) the CPU kernel computes small
 batches (M < 32 rows of x, the decode step) as llama.cpp does: each row of x
@@ -77,8 +78,8 @@ class QuantWeight:
 
     ``tiled()`` gives the same matrix in a CPU layout that the kernels read
     faster (Q4_0, Q4_1, Q8_0, Q4_K and Q6_K: the same name with "x8", 8 rows
-    interleaved, type ids 258, 259, 264, 268 and 270); ``untiled()`` the GGUF
-    layout back.
+    interleaved, type ids 258, 259, 264, 268 and 270; Q4_0 and Q4_1 with "x16"
+    for N a multiple of 16, ids 514 and 515); ``untiled()`` the GGUF layout back.
     """
 
     data: torch.Tensor
@@ -98,8 +99,9 @@ class QuantWeight:
                 f"QuantWeight: {name} data of a [{N}, {K}] matrix must have shape {list(want)}, "
                 f"got {list(self.data.shape)}"
             )
-        if self.is_tiled and N % reference.TILE_ROWS:
-            raise ValueError(f"QuantWeight: a {name} matrix needs N a multiple of 8, got {N}")
+        if self.is_tiled and N % reference.tile_rows(self.qtype):
+            rows = reference.tile_rows(self.qtype)
+            raise ValueError(f"QuantWeight: a {name} matrix needs N a multiple of {rows}, got {N}")
 
     @classmethod
     def from_gguf(cls, tensor, *, copy: bool = True) -> QuantWeight:
@@ -123,6 +125,11 @@ class QuantWeight:
         if not weights:
             raise ValueError("QuantWeight.cat: no weights")
         first = weights[0]
+        if all(w.is_tiled for w in weights) and len({w.qtype for w in weights}) > 1:
+            # Tiles of 8 and of 16 rows of one GGUF type: the layout that suits the whole.
+            bases = {reference.TILED_TYPES[w.qtype][1] for w in weights}
+            if len(bases) == 1:
+                return cls.cat([w.untiled() for w in weights]).tiled()
         for w in weights[1:]:
             if w.qtype != first.qtype or w.shape[1] != first.shape[1]:
                 raise ValueError(
@@ -149,22 +156,25 @@ class QuantWeight:
 
     def tiled(self) -> QuantWeight:
         """This matrix in its type's CPU layout with 8 rows interleaved (Q4_0 ->
-        Q4_0x8, and so Q4_1, Q8_0, Q4_K and Q6_K): the same weights rearranged
+        Q4_0x8, and so Q4_1, Q8_0, Q4_K and Q6_K; Q4_0 and Q4_1 with 16, Q4_0x16
+        and Q4_1x16, when N is a multiple of 16): the same weights rearranged
         (Q6_K's repacked too) so that the CPU kernels load each block of 8 rows at
         once (faster on AVX2, the results bit for bit the same). Itself for the
         other types, for N not a multiple of 8, or already tiled."""
         N, K = self.shape
-        tiled_type = reference.TILED_X8_OF.get(self.qtype)
-        if tiled_type is None or N % reference.TILE_ROWS:
+        tiled_type = reference.TILED_X16_OF.get(self.qtype)
+        if tiled_type is None or N % reference.tile_rows(tiled_type):
+            tiled_type = reference.TILED_X8_OF.get(self.qtype)
+        if tiled_type is None or N % reference.tile_rows(tiled_type):
             return self
-        return QuantWeight(_tile_x8(self.data, self.qtype), tiled_type, self.shape)
+        return QuantWeight(_tile(self.data, tiled_type), tiled_type, self.shape)
 
     def untiled(self) -> QuantWeight:
         """This matrix in its GGUF layout (itself if it is not tiled)."""
         if not self.is_tiled:
             return self
         base = reference.TILED_TYPES[self.qtype][1]
-        return QuantWeight(_untile_x8(self.data, base), base, self.shape)
+        return QuantWeight(_untile(self.data, self.qtype), base, self.shape)
 
     def to(self, device) -> QuantWeight:
         """On ``device``; a tiled matrix leaves the CPU in its GGUF layout."""
@@ -185,10 +195,10 @@ class QuantWeight:
                 self.data, self.qtype, self.shape[1], index.to(self.device, torch.int64)
             ).to(dtype)
         if self.is_tiled:  # the tiles holding the rows, back in GGUF rows, then the rows
-            R, row_bytes = reference.TILE_ROWS, self.data.shape[1]
+            R, row_bytes = reference.tile_rows(self.qtype), self.data.shape[1]
             base = reference.TILED_TYPES[self.qtype][1]
             picked = self.data.view(-1, R * row_bytes).index_select(0, index // R)
-            within = _untile_x8(picked.view(-1, row_bytes), base).view(-1, R, row_bytes)
+            within = _untile(picked.view(-1, row_bytes), self.qtype).view(-1, R, row_bytes)
             rows = within[torch.arange(len(index), device=index.device), index % R]
             return dequantize(rows, base, self.shape[1]).to(dtype)
         rows = self.data.index_select(0, index)
@@ -435,11 +445,35 @@ def _untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
     return blocks.transpose(1, 2).reshape(N, row)
 
 
+def _tile(data: torch.Tensor, tiled_type: int) -> torch.Tensor:
+    """GGUF rows [N, row] -> the tiled layout ``tiled_type`` (csrc/kernels/quant_formats.h):
+    an x16 tile is two x8 tiles whose groups alternate."""
+    base = reference.TILED_TYPES[tiled_type][1]
+    x8 = _tile_x8(data, base)
+    if reference.tile_rows(tiled_type) == reference.TILE_ROWS:
+        return x8
+    N, row = data.shape
+    group = reference.TILE_ROWS * reference.QUANT_FORMATS[base][2]
+    halves = x8.reshape(N // 16, 2, row // (group // reference.TILE_ROWS), group)
+    return halves.transpose(1, 2).reshape(N, row)
+
+
+def _untile(data: torch.Tensor, tiled_type: int) -> torch.Tensor:
+    """The inverse of _tile: rows [N, row] of ``tiled_type`` -> GGUF rows."""
+    base = reference.TILED_TYPES[tiled_type][1]
+    if reference.tile_rows(tiled_type) != reference.TILE_ROWS:
+        N, row = data.shape
+        group = reference.TILE_ROWS * reference.QUANT_FORMATS[base][2]
+        pairs = data.reshape(N // 16, row // (group // reference.TILE_ROWS), 2, group)
+        data = pairs.transpose(1, 2).reshape(N, row)
+    return _untile_x8(data, base)
+
+
 def dequantize(data: torch.Tensor, qtype: int, K: int) -> torch.Tensor:
     """Raw GGUF blocks [N, bytes_per_row] uint8 -> float32 [N, K], in torch ops."""
     if qtype in reference.TILED_TYPES:
+        data = _untile(data, qtype)
         qtype = reference.TILED_TYPES[qtype][1]
-        data = _untile_x8(data, qtype)
     name, block, nbytes = _format(qtype)
     N = data.shape[0]
     b = data.reshape(N, K // block, nbytes)

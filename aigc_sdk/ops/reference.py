@@ -271,17 +271,26 @@ QUANT_FORMATS = {
 }
 
 
-# The CPU layouts with 8 rows interleaved (QuantWeight.tiled(); the layout is
-# described in csrc/kernels/quant_formats.h): type id -> (name, GGUF type id).
+# The CPU layouts with 8 rows interleaved, and Q4_0 / Q4_1 with 16 (two 8-row
+# halves whose groups alternate) (QuantWeight.tiled(); the layouts are described
+# in csrc/kernels/quant_formats.h): type id -> (name, GGUF type id).
 TILED_TYPES = {
     258: ("Q4_0x8", 2),
     259: ("Q4_1x8", 3),
     264: ("Q8_0x8", 8),
     268: ("Q4_Kx8", 12),
     270: ("Q6_Kx8", 14),
+    514: ("Q4_0x16", 2),
+    515: ("Q4_1x16", 3),
 }
-TILED_X8_OF = {base: qtype for qtype, (_, base) in TILED_TYPES.items()}
-TILE_ROWS = 8
+TILED_X8_OF = {base: qtype for qtype, (name, base) in TILED_TYPES.items() if name.endswith("x8")}
+TILED_X16_OF = {base: qtype for qtype, (name, base) in TILED_TYPES.items() if name.endswith("x16")}
+TILE_ROWS = 8  # the rows of a group
+
+
+def tile_rows(qtype: int) -> int:
+    """The rows of a tile of a tiled type: 16 for the x16 types, else 8."""
+    return 16 if TILED_TYPES[qtype][0].endswith("x16") else TILE_ROWS
 
 
 def block_scales(qtype: int) -> tuple[int, int]:
@@ -305,11 +314,12 @@ def untile_x8(data: torch.Tensor, qtype: int) -> torch.Tensor:
     nbytes = QUANT_FORMATS[base][2]
     start, head = block_scales(base)
     N, row = data.shape
+    R = tile_rows(qtype)
     n = np.arange(N)[:, None, None]
     b = np.arange(row // nbytes)[None, :, None]
     k = np.arange(nbytes)[None, None, :]
-    tile, j = n // TILE_ROWS, n % TILE_ROWS
-    group = (tile * (row // nbytes) + b) * TILE_ROWS * nbytes
+    tile, half, j = n // R, n % R // TILE_ROWS, n % TILE_ROWS
+    group = ((tile * (row // nbytes) + b) * (R // TILE_ROWS) + half) * TILE_ROWS * nbytes
     s = k - start  # byte s of the scales: d[8], then m[8] or dmin[8]
     scale_at = (s // 2) * 2 * TILE_ROWS + 2 * j + s % 2
     q = np.where(k < start, k, k - head)  # byte q of the other bytes, word by word

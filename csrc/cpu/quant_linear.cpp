@@ -300,6 +300,20 @@ inline float scale_k_block(int total, int min_total, float d_dx, float dmin_dx, 
   return std::fma(-static_cast<float>(min_total), dmin_dx, scale_k_block(total, d_dx, acc));
 }
 
+// Where the 8 rows from row n (a multiple of 8) of a tiled weight keep their
+// groups (block b of them at `at + b * stride`): a tile of an x16 type holds
+// two such halves, their groups alternating (quant_formats.h).
+struct EightRows {
+  const uint8_t* at;
+  int64_t stride;
+};
+inline EightRows eight_rows(int qtype, const uint8_t* w, int64_t row_bytes, int64_t n) {
+  const int rows = tile_rows(qtype);
+  const int64_t group = kTileRowsX8 * format_of(tiled_base(qtype)).bytes;
+  const int64_t first = n / rows * rows;
+  return {w + first * row_bytes + (n - first) / kTileRowsX8 * group, rows / kTileRowsX8 * group};
+}
+
 #ifdef AIGC_QL_AVX2
 
 // acc + 8 int32 lanes, each the sum of 4 adjacent u8 * s8 products.
@@ -927,27 +941,112 @@ inline void pair_sub_blocks(int8_t* q, int64_t K) {
   }
 }
 
-// Columns [n0, n1) (multiples of 8) of a tiled weight, for the GGUF type QT it
-// rearranges; as int8_tiles otherwise (kRows > 0 fixes M at compile time).
+// ------------------------------------------------ Q4_0x16 and Q4_1x16 --
+// From two rows of x on, the multiplies, not the reads, bound a 4-bit tiled
+// weight's product, and with one 8-row tile a quarter of a row's vector
+// operations are the broadcasts of its activations. An x16 tile's two halves
+// computed together share each broadcast, and their groups alternate, so the
+// pair is one sequential stream (two tiles read side by side, two streams,
+// lost the gain where the weights come from memory). The integer sums are exact and each row's
+// float operations are tile_block_rows', so results are bit for bit the
+// x8 layout's.
+
+// Block b of both halves t[0], t[1] against rows xs[0..R): half k's row r
+// accumulates in acc[k * kFp32MinRows + r].
+template <int R>
+[[gnu::always_inline]] inline void x16_block_rows(const TileBlock* t, const XRow* xs, int64_t b,
+                                                  __m256* acc) {
+  __m256i sum[2][R];
+#if defined(AIGC_QL_VNNI) || defined(AIGC_QL_AVXVNNI)
+  for (int k = 0; k < 2; ++k)
+    for (int r = 0; r < R; ++r) sum[k][r] = _mm256_setzero_si256();
+  for (int c = 0; c < 8; ++c)
+    for (int r = 0; r < R; ++r) {
+      const __m256i x = broadcast_4_bytes(xs[r].q + 32 * b + 4 * c);
+      for (int k = 0; k < 2; ++k) sum[k][r] = add_dot_u8s8(sum[k][r], t[k].w[c], x);
+    }
+#else
+  __m256i p[2][R];
+  for (int c = 0; c < 8; ++c)
+    for (int r = 0; r < R; ++r) {
+      const __m256i x = broadcast_4_bytes(xs[r].q + 32 * b + 4 * c);
+      for (int k = 0; k < 2; ++k) {
+        const __m256i d = _mm256_maddubs_epi16(t[k].w[c], x);
+        p[k][r] = c == 0 ? d : _mm256_add_epi16(p[k][r], d);  // int16: see tile_block_dot
+        asm("" : "+x"(p[k][r]));
+      }
+    }
+  for (int k = 0; k < 2; ++k)
+    for (int r = 0; r < R; ++r) sum[k][r] = _mm256_madd_epi16(p[k][r], _mm256_set1_epi16(1));
+#endif
+  for (int r = 0; r < R; ++r) {
+    const __m256 dx = _mm256_set1_ps(xs[r].d[b]), sx = _mm256_set1_ps(xs[r].s[b]);
+    for (int k = 0; k < 2; ++k) {
+      __m256& a = acc[k * kFp32MinRows + r];
+      a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[k][r]), _mm256_mul_ps(t[k].d, dx), a);
+      a = _mm256_fmadd_ps(t[k].c, sx, a);
+    }
+  }
+}
+
+// Columns [n0, n1) (multiples of 16) of a Q4_0x16 / Q4_1x16 weight. A single
+// row of x runs it too: walking each half's groups on its own, two strided
+// passes over the stream, made the one-row decode step 15% slower. Not inlined
+// into int8_tiles_x8: there, GCC's register allocation for the whole function
+// made this loop 15-20% slower.
+template <int QT, int kRows>
+[[gnu::noinline]] void int8_tiles_x16(const uint8_t* w, int64_t K, const XRow* xs,
+                                      int64_t rows_of_x, int64_t n0, int64_t n1, float* out,
+                                      int64_t ldo) {
+  static_assert(QT == kQ4_0 || QT == kQ4_1);
+  const int64_t M = kRows > 0 ? kRows : rows_of_x;
+  constexpr int group = kTileCols * format_of(QT).bytes;
+  const int64_t nb = K / 32;
+  TileBlock t[2];
+  TileSigns unused;
+  __m256 acc[2 * kFp32MinRows];  // half k's row r at k * kFp32MinRows + r
+  for (int64_t n = n0; n < n1; n += 2 * kTileCols) {
+    const uint8_t* tile = w + n / kTileCols * nb * group;
+    for (int64_t m = 0; m < M; ++m) acc[m] = acc[kFp32MinRows + m] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* g = tile + 2 * b * group;
+      prefetch_ahead<2 * group>(g);
+      load_x8_group<QT>(g, t[0], unused);
+      load_x8_group<QT>(g + group, t[1], unused);
+      int64_t m = 0;
+      for (; m + 2 <= M; m += 2) x16_block_rows<2>(t, xs + m, b, acc + m);
+      if (m < M) x16_block_rows<1>(t, xs + m, b, acc + m);
+    }
+    for (int64_t m = 0; m < M; ++m)
+      for (int k = 0; k < 2; ++k)
+        _mm256_storeu_ps(out + m * ldo + n + k * kTileCols, acc[k * kFp32MinRows + m]);
+  }
+}
+
+// Columns [n0, n1) (multiples of the tile's rows) of a weight of tiled type
+// `tiled`, for the GGUF type QT it rearranges; as int8_tiles otherwise (kRows >
+// 0 fixes M at compile time).
 template <int QT, int kRows = 0>
-void int8_tiles_x8(const uint8_t* w, int64_t K, const QuantRows& xq, int64_t rows_of_x,
-                   int64_t n0, int64_t n1, float* out, int64_t ldo) {
+void int8_tiles_x8(int tiled, const uint8_t* w, int64_t K, const QuantRows& xq,
+                   int64_t rows_of_x, int64_t n0, int64_t n1, float* out, int64_t ldo) {
   const int64_t M = kRows > 0 ? kRows : rows_of_x;
   constexpr Format f = format_of(QT);
   constexpr int group = kTileCols * f.bytes;
   const int64_t nb = K / f.block;
   XRow xs[kFp32MinRows];
   for (int64_t m = 0; m < M; ++m) xs[m] = xq.row(m);
+  if constexpr (QT == kQ4_0 || QT == kQ4_1)
+    if (tile_rows(tiled) == 16) return int8_tiles_x16<QT, kRows>(w, K, xs, M, n0, n1, out, ldo);
   TileBlock t;
   TileSigns ts;
   KTileScales ks;
   Q6TileScales q6s;
   __m256 acc[kFp32MinRows];
   for (int64_t n = n0; n < n1; n += kTileCols) {
-    const uint8_t* tile = w + n / kTileCols * nb * group;
+    const EightRows rows = eight_rows(tiled, w, nb * f.bytes, n);
     for (int64_t m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* g = tile + b * group;
+      const uint8_t* g = rows.at + b * rows.stride;
       prefetch_ahead<group>(g);
       if constexpr (QT == kQ4_K)
         load_q4k_x8_scales(g, ks);
@@ -1345,15 +1444,15 @@ void dispatch_type(int qtype, const F& f) {
 }
 
 #ifdef AIGC_QL_AVX2
-// The 8 rows (out: 8 x K floats) of the tile at `tile` of a tiled weight (QT:
-// the GGUF type it rearranges): each row's quants of a block gathered from the
-// group's words, then dequantize_block_32 as for a GGUF row.
+// 8 rows (out: 8 x K floats) of a tiled weight (QT: the GGUF type it
+// rearranges), their groups at `rows` (eight_rows): each row's quants of a
+// block gathered from the group's words, then dequantize_block_32 as for a
+// GGUF row.
 template <int QT>
-void dequantize_tile_x8_avx2(const uint8_t* tile, int64_t K, float* out) {
+void dequantize_tile_x8_avx2(EightRows rows, int64_t K, float* out) {
   using T = Nibbles<QT>;
-  constexpr int group = kTileCols * format_of(QT).bytes;
   for (int64_t b = 0; b < K / 32; ++b) {
-    const uint8_t* g = tile + b * group;
+    const uint8_t* g = rows.at + b * rows.stride;
     const uint8_t* words = g + kTileRowsX8 * block_scale_bytes(QT);
     for (int j = 0; j < kTileCols; ++j) {
       const auto word = [&](int c) { return static_cast<int>(load_u32(words + 32 * c + 4 * j)); };
@@ -1403,14 +1502,14 @@ void untile_q6k_row_x8(const uint8_t* tile, int64_t K, int j, uint8_t* out) {
   }
 }
 
-// Row j (GGUF bytes, out) of the tile at `tile` of a weight in the tiled
-// layout of GGUF type `base` (quant_formats.h).
-void untile_row_x8(int base, const uint8_t* tile, int64_t K, int j, uint8_t* out) {
-  if (base == kQ6_K) return untile_q6k_row_x8(tile, K, j, out);
+// Row j of 8 rows (GGUF bytes, out), their groups at `rows` (eight_rows), of a
+// weight in the tiled layout of GGUF type `base` (quant_formats.h).
+void untile_row_x8(int base, EightRows rows, int64_t K, int j, uint8_t* out) {
+  if (base == kQ6_K) return untile_q6k_row_x8(rows.at, K, j, out);  // Q6_Kx8 only
   const Format f = format_of(base);
   const int bytes = f.bytes, scales = block_scale_bytes(base), at = block_scale_offset(base);
   for (int64_t b = 0; b < K / f.block; ++b) {
-    const uint8_t* g = tile + b * kTileRowsX8 * bytes;
+    const uint8_t* g = rows.at + b * rows.stride;
     const uint8_t* words = g + kTileRowsX8 * scales;
     uint8_t* blk = out + b * bytes;
     for (int h = 0; h < scales / 2; ++h)  // d, then m or dmin: 8 of each
@@ -1436,7 +1535,8 @@ void dequantize_row_at(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K
   static thread_local std::vector<uint8_t> row;
   row.resize(row_bytes);
   const int64_t first = n / kTileRowsX8 * kTileRowsX8;
-  untile_row_x8(base, w + first * row_bytes, K, static_cast<int>(n - first), row.data());
+  untile_row_x8(base, eight_rows(qtype, w, row_bytes, first), K, static_cast<int>(n - first),
+                row.data());
   dequantize_rows(base, row.data(), row_bytes, K, 0, 1, out);
 }
 
@@ -1448,10 +1548,11 @@ void dequantize_rows(int qtype, const uint8_t* w, int64_t row_bytes, int64_t K, 
 #ifdef AIGC_QL_AVX2
     if (base == kQ4_0 || base == kQ4_1 || base == kQ8_0) {
       for (int64_t n = n0; n < n1; n += kTileRowsX8) {
-        float* rows = out + (n - n0) * K;
-        if (base == kQ4_0) dequantize_tile_x8_avx2<kQ4_0>(w + n * row_bytes, K, rows);
-        if (base == kQ4_1) dequantize_tile_x8_avx2<kQ4_1>(w + n * row_bytes, K, rows);
-        if (base == kQ8_0) dequantize_tile_x8_avx2<kQ8_0>(w + n * row_bytes, K, rows);
+        const EightRows rows = eight_rows(qtype, w, row_bytes, n);
+        float* to = out + (n - n0) * K;
+        if (base == kQ4_0) dequantize_tile_x8_avx2<kQ4_0>(rows, K, to);
+        if (base == kQ4_1) dequantize_tile_x8_avx2<kQ4_1>(rows, K, to);
+        if (base == kQ8_0) dequantize_tile_x8_avx2<kQ8_0>(rows, K, to);
       }
       return;
     }
@@ -1503,7 +1604,7 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
 #else
     constexpr bool tiles = false;
 #endif
-    const int64_t step = rows_per_item(N, tiles || base != 0 ? kTileCols : 4);
+    const int64_t step = rows_per_item(N, base != 0 ? tile_rows(qtype) : tiles ? kTileCols : 4);
     const int64_t items = (N + step - 1) / step;
     aigc::parallel_items(
         items, N * K * M, kSerialWeights,
@@ -1513,7 +1614,7 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
           if constexpr (QT == kQ4_0 || QT == kQ4_1 || QT == kQ8_0 || QT == kQ4_K || QT == kQ6_K) {
             if (base != 0) {
               with_rows_of_x(M, [&]<int kRows>() {
-                int8_tiles_x8<QT, kRows>(w, K, xq, M, n0, n1, out, N);
+                int8_tiles_x8<QT, kRows>(qtype, w, K, xq, M, n0, n1, out, N);
               });
               return;
             }
@@ -1561,7 +1662,7 @@ void check_gguf_weight(const char* op, const at::Tensor& weight, int64_t qtype, 
   TORCH_CHECK_VALUE(f.block != 0, op, ": unsupported GGML type id ", qtype,
                     "; supported: Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q4_K (12), "
                     "Q5_K (13), Q6_K (14), and the CPU layouts Q4_0x8 (258), Q4_1x8 (259), "
-                    "Q8_0x8 (264), Q4_Kx8 (268), Q6_Kx8 (270)");
+                    "Q8_0x8 (264), Q4_Kx8 (268), Q6_Kx8 (270), Q4_0x16 (514), Q4_1x16 (515)");
   const char* name = name_of(static_cast<int>(qtype));
   TORCH_CHECK_VALUE(K > 0 && K % f.block == 0, op, ": K = ", K,
                     " must be a positive multiple of the ", name, " block size ", f.block);
@@ -1572,9 +1673,10 @@ void check_gguf_weight(const char* op, const at::Tensor& weight, int64_t qtype, 
   TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(1) == row_bytes, op,
                     ": weight must have shape [N, ", row_bytes, "] (", K / f.block, " ", name,
                     " blocks of ", f.bytes, " bytes for K = ", K, "), got ", weight.sizes());
-  TORCH_CHECK_VALUE(base == 0 || weight.size(0) % kTileRowsX8 == 0, op, ": a ", name,
-                    " weight holds its rows in tiles of ", kTileRowsX8, ": N = ", weight.size(0),
-                    " must be a multiple of ", kTileRowsX8);
+  const int rows = tile_rows(static_cast<int>(qtype));
+  TORCH_CHECK_VALUE(base == 0 || weight.size(0) % rows == 0, op, ": a ", name,
+                    " weight holds its rows in tiles of ", rows, ": N = ", weight.size(0),
+                    " must be a multiple of ", rows);
 }
 
 }  // namespace

@@ -71,15 +71,23 @@ enum QType : int {
 //                      v0, v1, v2 of word t of rows 0..7, vk holding chunk
 //                      4h + k in bits 0-5 and bits 2k, 2k + 1 of chunk
 //                      4h + 3 in bits 6-7                 (16 + 128 + 1536)
+// Q4_0x16 and Q4_1x16 (N a multiple of 16) hold 16 rows a tile, as two 8-row
+// halves whose groups alternate: group b of the x8 layout's half 0, then that of
+// half 1, then block b + 1. A kernel computing both halves at once for several
+// rows of x, each broadcast of the activations then serving 16 columns, reads
+// one sequential stream.
 // A row still takes K / block * bytes of its GGUF type, so the matrix keeps its
-// shape [N, row bytes]. The type ids are the GGUF type's plus kTiledX8.
+// shape [N, row bytes]. The type ids are the GGUF type's plus kTiledX8 (kTiledX16).
 constexpr int kTiledX8 = 256;
+constexpr int kTiledX16 = 512;
 enum TiledType : int {
   kQ4_0x8 = kTiledX8 + kQ4_0,
   kQ4_1x8 = kTiledX8 + kQ4_1,
   kQ8_0x8 = kTiledX8 + kQ8_0,
   kQ4_Kx8 = kTiledX8 + kQ4_K,
   kQ6_Kx8 = kTiledX8 + kQ6_K,
+  kQ4_0x16 = kTiledX16 + kQ4_0,
+  kQ4_1x16 = kTiledX16 + kQ4_1,
 };
 constexpr int kTileRowsX8 = 8;
 
@@ -87,9 +95,13 @@ constexpr int kTileRowsX8 = 8;
 constexpr int tiled_base(int qtype) {
   switch (qtype) {
     case kQ4_0x8: case kQ4_1x8: case kQ8_0x8: case kQ4_Kx8: case kQ6_Kx8: return qtype - kTiledX8;
+    case kQ4_0x16: case kQ4_1x16: return qtype - kTiledX16;
     default: return 0;
   }
 }
+
+// Rows a tile of a tiled type holds (16 for the x16 types, else 8).
+constexpr int tile_rows(int qtype) { return qtype > kTiledX16 ? 16 : kTileRowsX8; }
 
 // The float16 scales of a block of a tiled type's base: the bytes they take
 // (d, and m for Q4_1 or dmin for Q4_K) and where they start (Q6_K's d is last).
@@ -136,6 +148,8 @@ constexpr const char* name_of(int qtype) {
     case kQ8_0x8: return "Q8_0x8";
     case kQ4_Kx8: return "Q4_Kx8";
     case kQ6_Kx8: return "Q6_Kx8";
+    case kQ4_0x16: return "Q4_0x16";
+    case kQ4_1x16: return "Q4_1x16";
     default: return "unsupported";
   }
 }
