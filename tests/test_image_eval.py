@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def ev():
-    """benchmarks/eval_images.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "eval_images", ROOT / "benchmarks" / "eval_images.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["eval_images"] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("eval_images")
 
 
 def _gaussian(n, mean, cov, seed):

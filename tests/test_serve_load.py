@@ -1,24 +1,12 @@
 """The decode-throughput figure of benchmarks/serve_load.py, on made-up streams."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def load():
-    """benchmarks/serve_load.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "serve_load", ROOT / "benchmarks" / "serve_load.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["serve_load"] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("serve_load")
 
 
 def stream(load, times, tokens):

@@ -453,9 +453,9 @@ def _tile(data: torch.Tensor, tiled_type: int) -> torch.Tensor:
     if reference.tile_rows(tiled_type) == reference.TILE_ROWS:
         return x8
     N, row = data.shape
-    group = reference.TILE_ROWS * reference.QUANT_FORMATS[base][2]
-    halves = x8.reshape(N // 16, 2, row // (group // reference.TILE_ROWS), group)
-    return halves.transpose(1, 2).reshape(N, row)
+    nbytes = reference.QUANT_FORMATS[base][2]
+    halves = x8.reshape(N // 16, 2, row // nbytes, reference.TILE_ROWS * nbytes)
+    return halves.transpose(1, 2).reshape(N, row)  # [tile, block, half, group]
 
 
 def _untile(data: torch.Tensor, tiled_type: int) -> torch.Tensor:
@@ -463,9 +463,9 @@ def _untile(data: torch.Tensor, tiled_type: int) -> torch.Tensor:
     base = reference.TILED_TYPES[tiled_type][1]
     if reference.tile_rows(tiled_type) != reference.TILE_ROWS:
         N, row = data.shape
-        group = reference.TILE_ROWS * reference.QUANT_FORMATS[base][2]
-        pairs = data.reshape(N // 16, row // (group // reference.TILE_ROWS), 2, group)
-        data = pairs.transpose(1, 2).reshape(N, row)
+        nbytes = reference.QUANT_FORMATS[base][2]
+        groups = data.reshape(N // 16, row // nbytes, 2, reference.TILE_ROWS * nbytes)
+        data = groups.transpose(1, 2).reshape(N, row)  # [tile, half, block, group]
     return _untile_x8(data, base)
 
 
