@@ -217,28 +217,27 @@ async def decode(url: str, model: str, streams: int, tokens: int, timeout: float
     """``streams`` counting completions at once: aggregate decode tokens/s."""
     async with httpx.AsyncClient(base_url=url) as client:
 
-        async def one(i: int) -> tuple[Outcome, float]:
+        async def one(i: int) -> Outcome:
             start = 10 * i + 1
             prompt = ", ".join(str(k) for k in range(start, start + 4)) + ","
             body = {"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0,
                     "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
-            sent = time.perf_counter()
-            return await _stream(client, "/v1/completions", body, timeout, chat=False), sent
+            return await _stream(client, "/v1/completions", body, timeout, chat=False)
 
         begin = time.perf_counter()
         results = await asyncio.gather(*(one(i) for i in range(streams)))
         wall = time.perf_counter() - begin
-    verdicts = [judge(out, tokens) for out, _ in results]
-    served = [(out, sent) for (out, sent), v in zip(results, verdicts, strict=True) if v == "ok"]
-    total = sum(out.completion_tokens for out, _ in served)
+    verdicts = [judge(out, tokens) for out in results]
+    served = [out for out, v in zip(results, verdicts, strict=True) if v == "ok"]
+    total = sum(out.completion_tokens for out in served)
     return {
         "streams": streams,
         "tokens_each": tokens,
         "answered": len(served),
         "failed": [v for v in verdicts if v != "ok"],
         "tokens_per_second": total / wall,
-        "decode_tokens_per_second": concurrent_decode_rate([out for out, _ in served]),
-        "first_token_ms": [1000 * out.first_token for out, _ in served],
+        "decode_tokens_per_second": concurrent_decode_rate(served),
+        "first_token_ms": [1000 * out.first_token for out in served],
     }
 
 

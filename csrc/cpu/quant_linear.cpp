@@ -947,9 +947,9 @@ inline void pair_sub_blocks(int8_t* q, int64_t K) {
 // operations are the broadcasts of its activations. An x16 tile's two halves
 // computed together share each broadcast, and their groups alternate, so the
 // pair is one sequential stream (two tiles read side by side, two streams,
-// lost the gain where the weights come from memory). The integer sums are exact and each row's
-// float operations are tile_block_rows', so results are bit for bit the
-// x8 layout's.
+// lost the gain where the weights come from memory). The integer sums are
+// exact and each row's float operations are tile_block_rows', so results are
+// bit for bit the x8 layout's.
 
 // Block b of both halves t[0], t[1] against rows xs[0..R): half k's row r
 // accumulates in acc[k * kFp32MinRows + r].
@@ -995,21 +995,21 @@ template <int R>
 // into int8_tiles_x8: there, GCC's register allocation for the whole function
 // made this loop 15-20% slower.
 template <int QT, int kRows>
-[[gnu::noinline]] void int8_tiles_x16(const uint8_t* w, int64_t K, const XRow* xs,
+[[gnu::noinline]] void int8_tiles_x16(int tiled, const uint8_t* w, int64_t K, const XRow* xs,
                                       int64_t rows_of_x, int64_t n0, int64_t n1, float* out,
                                       int64_t ldo) {
   static_assert(QT == kQ4_0 || QT == kQ4_1);
   const int64_t M = kRows > 0 ? kRows : rows_of_x;
-  constexpr int group = kTileCols * format_of(QT).bytes;
+  constexpr int group = kTileCols * format_of(QT).bytes;  // one half's block b
   const int64_t nb = K / 32;
   TileBlock t[2];
   TileSigns unused;
   __m256 acc[2 * kFp32MinRows];  // half k's row r at k * kFp32MinRows + r
   for (int64_t n = n0; n < n1; n += 2 * kTileCols) {
-    const uint8_t* tile = w + n / kTileCols * nb * group;
+    const EightRows first_half = eight_rows(tiled, w, nb * format_of(QT).bytes, n);
     for (int64_t m = 0; m < M; ++m) acc[m] = acc[kFp32MinRows + m] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* g = tile + 2 * b * group;
+      const uint8_t* g = first_half.at + b * first_half.stride;  // the second half's follows
       prefetch_ahead<2 * group>(g);
       load_x8_group<QT>(g, t[0], unused);
       load_x8_group<QT>(g + group, t[1], unused);
@@ -1036,7 +1036,8 @@ void int8_tiles_x8(int tiled, const uint8_t* w, int64_t K, const QuantRows& xq,
   XRow xs[kFp32MinRows];
   for (int64_t m = 0; m < M; ++m) xs[m] = xq.row(m);
   if constexpr (QT == kQ4_0 || QT == kQ4_1)
-    if (tile_rows(tiled) == 16) return int8_tiles_x16<QT, kRows>(w, K, xs, M, n0, n1, out, ldo);
+    if (tile_rows(tiled) == 16)
+      return int8_tiles_x16<QT, kRows>(tiled, w, K, xs, M, n0, n1, out, ldo);
   TileBlock t;
   TileSigns ts;
   KTileScales ks;
