@@ -140,8 +140,8 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
                            at::TensorList gate_up, at::IntArrayRef gate_up_types,
                            at::IntArrayRef gate_up_parts, at::TensorList down,
                            at::IntArrayRef down_types, at::TensorList attn_norm,
-                           at::TensorList mlp_norm, const at::Tensor& k_rows,
-                           const at::Tensor& v_rows, const at::Tensor& positions,
+                           at::TensorList mlp_norm, const at::Tensor& k_cache,
+                           const at::Tensor& v_cache, const at::Tensor& positions,
                            const at::Tensor& lengths, const at::Tensor& cos,
                            const at::Tensor& sin, int64_t n_heads, int64_t n_kv_heads,
                            double eps, double scale, const std::optional<at::Tensor>& final_norm) {
@@ -158,22 +158,22 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
         "every per-layer list must have one entry per layer");
   check(qkv_bias.empty() || static_cast<int64_t>(qkv_bias.size()) == L,
         "qkv_bias must be empty or have one entry per layer");
-  check(k_rows.dim() == 5 && k_rows.sizes() == v_rows.sizes() && k_rows.size(0) == L &&
-            k_rows.scalar_type() == at::kFloat && v_rows.scalar_type() == at::kFloat,
-        "k_rows and v_rows must be float32 [layers, B, max_len, Hkv, D]");
+  check(k_cache.dim() == 5 && k_cache.sizes() == v_cache.sizes() && k_cache.size(0) == L &&
+            k_cache.scalar_type() == at::kFloat && v_cache.scalar_type() == at::kFloat,
+        "k_cache and v_cache must be float32 [layers, B, Hkv, max_len, D]");
   const int64_t B = x.size(0);
-  const int64_t T = k_rows.size(2), D = k_rows.size(4);
-  // Each layer's [B, max_len, Hkv, D] block must be contiguous; the layers may lie
+  const int64_t T = k_cache.size(3), D = k_cache.size(4);
+  // Each layer's [B, Hkv, max_len, D] block must be contiguous; the layers may lie
   // further apart, so that a step can run over the first B slots of a larger cache.
   const auto slots_contiguous = [&](const at::Tensor& c) {
-    return c.stride(4) == 1 && c.stride(3) == D && c.stride(2) == c.size(3) * D &&
-           c.stride(1) == T * c.size(3) * D && c.stride(0) >= B * T * c.size(3) * D &&
-           c.stride(0) == k_rows.stride(0);
+    return c.stride(4) == 1 && c.stride(3) == D && c.stride(2) == T * D &&
+           c.stride(1) == c.size(2) * T * D && c.stride(0) >= B * c.size(2) * T * D &&
+           c.stride(0) == k_cache.stride(0);
   };
-  check(slots_contiguous(k_rows) && slots_contiguous(v_rows),
-        "each layer of k_rows and v_rows must be a contiguous [B, max_len, Hkv, D] block");
-  const int64_t layer_stride = k_rows.stride(0);
-  check(k_rows.size(1) == B && k_rows.size(3) == n_kv_heads, "the cache does not match x");
+  check(slots_contiguous(k_cache) && slots_contiguous(v_cache),
+        "each layer of k_cache and v_cache must be a contiguous [B, Hkv, max_len, D] block");
+  const int64_t layer_stride = k_cache.stride(0);
+  check(k_cache.size(1) == B && k_cache.size(2) == n_kv_heads, "the cache does not match x");
   check(n_heads % n_kv_heads == 0 && D % 2 == 0, "bad head counts");
   check(positions.scalar_type() == at::kLong && positions.numel() == B &&
             lengths.scalar_type() == at::kLong && lengths.numel() == B,
@@ -201,25 +201,27 @@ void llm_decode_layers_cpu(const at::Tensor& x, at::TensorList qkv, at::IntArray
     const int64_t width = proj.size(1);
     check(width == q_width + 2 * kv_width, "qkv has the wrong number of rows");
     float* p = proj.data_ptr<float>();
-    float* kc = k_rows.data_ptr<float>() + l * layer_stride;
-    float* vc = v_rows.data_ptr<float>() + l * layer_stride;
+    float* kc = k_cache.data_ptr<float>() + l * layer_stride;
+    float* vc = v_cache.data_ptr<float>() + l * layer_stride;
     for (int64_t b = 0; b < B; ++b) {
       float* row = p + b * width;
       const float* c = cos.data_ptr<float>() + pos[b] * D;
       const float* s = sin.data_ptr<float>() + pos[b] * D;
       rope(row, n_heads + n_kv_heads, D, c, s);  // q and k are adjacent
-      const int64_t slot_row = (b * T + pos[b]) * kv_width;
-      std::memcpy(kc + slot_row, row + q_width, kv_width * sizeof(float));
-      std::memcpy(vc + slot_row, row + q_width + kv_width, kv_width * sizeof(float));
+      for (int64_t h = 0; h < n_kv_heads; ++h) {
+        const int64_t at = ((b * n_kv_heads + h) * T + pos[b]) * D;
+        std::memcpy(kc + at, row + q_width + h * D, D * sizeof(float));
+        std::memcpy(vc + at, row + q_width + kv_width + h * D, D * sizeof(float));
+      }
     }
     const at::Tensor q = proj.narrow(1, 0, q_width).view({B, n_heads, D});
-    // Layer l's cache as the [B, Hkv, T, D] view attention reads (one op, not three).
-    const std::vector<int64_t> sizes{B, n_kv_heads, T, D}, strides{T * kv_width, D, kv_width, 1};
-    const at::Tensor k_cache =
-        k_rows.as_strided(sizes, strides, k_rows.storage_offset() + l * layer_stride);
-    const at::Tensor v_cache =
-        v_rows.as_strided(sizes, strides, v_rows.storage_offset() + l * layer_stride);
-    const at::Tensor attention = decode_attention(q, k_cache, v_cache, lengths, scale);
+    // Layer l's [B, Hkv, T, D] block, as attention reads it (one op, not a select).
+    const std::vector<int64_t> sizes{B, n_kv_heads, T, D}, strides{T * kv_width, T * D, D, 1};
+    const at::Tensor k_layer =
+        k_cache.as_strided(sizes, strides, k_cache.storage_offset() + l * layer_stride);
+    const at::Tensor v_layer =
+        v_cache.as_strided(sizes, strides, v_cache.storage_offset() + l * layer_stride);
+    const at::Tensor attention = decode_attention(q, k_layer, v_layer, lengths, scale);
     add_rows(x, linear(attention.view({B, q_width}), out_proj[l], out_types[l]));
 
     rms_norm(x, mlp_norm[l], eps, xn);
@@ -251,7 +253,7 @@ TORCH_LIBRARY_FRAGMENT(aigc, m) {
       "Tensor[] qkv_bias, Tensor[] out_proj, int[] out_types, Tensor[] gate_up, "
       "int[] gate_up_types, int[] gate_up_parts, "
       "Tensor[] down, int[] down_types, Tensor[] attn_norm, Tensor[] mlp_norm, "
-      "Tensor(b!) k_rows, Tensor(c!) v_rows, Tensor positions, Tensor lengths, Tensor cos, "
+      "Tensor(b!) k_cache, Tensor(c!) v_cache, Tensor positions, Tensor lengths, Tensor cos, "
       "Tensor sin, int n_heads, int n_kv_heads, float eps, float scale, "
       "Tensor? final_norm=None) -> ()");
 }

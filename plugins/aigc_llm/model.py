@@ -21,33 +21,32 @@ from .config import LMConfig
 
 
 class KVCache:
-    """Keys and values of every layer, [layers, slots, max_len, Hkv, D] storage.
+    """Keys and values of every layer, [layers, slots, Hkv, max_len, D] storage.
 
-    One position of one slot (all KV heads) is a contiguous row, so a step writes
-    each slot's new keys with one ``index_copy_``; ``k``/``v`` are the
-    [layers, slots, Hkv, max_len, D] views attention reads.
+    Each KV head of each slot keeps its positions in one contiguous run, so that
+    attention reads each (slot, head) as a single sequential stream, the access the
+    hardware prefetchers follow; ``k``/``v`` are that storage, and ``k_rows``/``v_rows``
+    its [layers, slots, max_len, Hkv, D] views, indexed by position.
     """
 
     def __init__(self, cfg: LMConfig, slots: int, max_len: int, dtype: torch.dtype) -> None:
-        shape = (cfg.n_layers, slots, max_len, cfg.n_kv_heads, cfg.head_dim)
+        shape = (cfg.n_layers, slots, cfg.n_kv_heads, max_len, cfg.head_dim)
         self._views(
             torch.zeros(shape, dtype=dtype),
             torch.zeros(shape, dtype=dtype),
             torch.zeros(slots, dtype=torch.int64),
         )
 
-    def _views(self, k_rows: torch.Tensor, v_rows: torch.Tensor, lengths: torch.Tensor) -> None:
-        self.k_rows, self.v_rows, self.lengths = k_rows, v_rows, lengths
-        self.k, self.v = k_rows.transpose(2, 3), v_rows.transpose(2, 3)
-        layers, self.slots, self.max_len = k_rows.shape[:3]
-        self.k_flat = k_rows.view(layers, self.slots * self.max_len, -1)
-        self.v_flat = v_rows.view(layers, self.slots * self.max_len, -1)
+    def _views(self, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor) -> None:
+        self.k, self.v, self.lengths = k, v, lengths
+        self.k_rows, self.v_rows = k.transpose(2, 3), v.transpose(2, 3)
+        self.slots, self.max_len = k.shape[1], k.shape[3]
 
     def prefix(self, slots: int) -> KVCache:
         """The first ``slots`` slots, sharing this cache's storage and lengths: a decode
         step over them costs ``slots`` rows, however many the whole cache has."""
         view = object.__new__(KVCache)
-        view._views(self.k_rows[:, :slots], self.v_rows[:, :slots], self.lengths[:slots])
+        view._views(self.k[:, :slots], self.v[:, :slots], self.lengths[:slots])
         return view
 
     def move(self, source: int, target: int) -> None:
@@ -267,8 +266,8 @@ class LanguageModel:
             torch.ops.aigc.llm_decode_layers(
                 x,
                 *self._fused_layers,
-                cache.k_rows,
-                cache.v_rows,
+                cache.k,
+                cache.v,
                 positions,
                 cache.lengths,
                 self.cos,
@@ -280,15 +279,15 @@ class LanguageModel:
                 self._final_norm,
             )
             return linear(x, self.head).float()  # x came back normalized
-        rows = torch.arange(cache.slots) * cache.max_len + positions
+        slots = torch.arange(B)
         if not cfg.is_gpt2:
             cos, sin = self.cos[positions, None, :], self.sin[positions, None, :]  # [B, 1, D]
         for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(self._norm(x, layer, "attn_norm"), layer)  # [B, heads, D]
             if not cfg.is_gpt2:
                 q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
-            cache.k_flat[i].index_copy_(0, rows, k.reshape(B, -1))
-            cache.v_flat[i].index_copy_(0, rows, v.reshape(B, -1))
+            cache.k_rows[i, slots, positions] = k
+            cache.v_rows[i, slots, positions] = v
             y = self._attention(q.contiguous(), cache.k[i], cache.v[i], cache.lengths)
             x = x + linear(y.reshape(B, -1), layer["o.weight"], layer.get("o.bias"))
             x = x + self._mlp(self._norm(x, layer, "mlp_norm"), layer)
