@@ -125,6 +125,15 @@ def _per_row(name: str, value, logits: torch.Tensor) -> torch.Tensor:
     dtype, valid, expected = _PARAMS[name]
     B = logits.shape[0]
     if isinstance(value, torch.Tensor):
+        # A decode loop passes the same ready rows every step (one call per request
+        # and token): taken as they are, without the conversions' dispatches.
+        if (
+            value.dtype == dtype
+            and value.shape == (B,)
+            and value.is_contiguous()
+            and value.device == logits.device
+        ):
+            return value
         if value.dim() > 1 or (value.dim() == 1 and value.shape[0] != B):
             raise ValueError(
                 f"sample: {name} must be a number or a tensor of shape [{B}] "
