@@ -344,11 +344,16 @@ def print_report(name: str, report: dict) -> None:
             f"{report['rss_mb_after']:.0f} MB after"
         )
     s, e = report["single"], report["eight"]
+    eight_alone = (
+        f"{e['decode_tokens_per_second']:.1f} tokens/s"
+        if e["decode_tokens_per_second"]
+        else "none (the 8 never decoded at once)"
+    )
     print(
         f"decode, {s['tokens_each']} tokens a stream: 1 stream {s['tokens_per_second']:.1f} "
         f"tokens/s; 8 streams {e['tokens_per_second']:.1f} tokens/s in aggregate "
         f"({report['eight_over_single']:.2f}x); decode only {s['decode_tokens_per_second']:.1f} "
-        f"vs {e['decode_tokens_per_second']:.1f} tokens/s; 8 streams: {e['answered']} answered"
+        f"vs {eight_alone}; 8 streams: {e['answered']} answered"
         + (f", failed: {sorted(set(e['failed']))}" if e["failed"] else "")
     )
     if "alone" in report:
