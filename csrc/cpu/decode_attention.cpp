@@ -580,6 +580,10 @@ void run_item(const Problem& P, const Item& it, const NextItem& next_item, const
     };
     if constexpr (kVectorRegisters >= 32) {
       for (int64_t g = 0; g < G; ++g) pv.template operator()<1>(g);
+    } else if (D == 64) {  // a 64-float row is 8 of the 16 registers
+      for (int64_t g = 0; g < G; ++g)
+        tile_pv_block<1, 8>(st.acc.data() + g * D, D, vt, P.v_st, n, st.s.data() + g * kTile, 0,
+                            g == 0 ? ahead : nullptr);
     } else {
       for_head_groups(G, pv);
     }
