@@ -262,6 +262,26 @@ def test_invalid_per_row_tensors_name_argument_and_row(name, values, bad):
         ops.sample(torch.zeros(2, 10), **{name: torch.tensor(values, dtype=dtype)})
 
 
+def test_per_row_tensors_in_other_dtypes_and_strides_draw_the_same_tokens():
+    """Rows already in the op's form (its dtype, [B], contiguous) are passed as they are;
+    any other form is converted first. Both must draw the same tokens."""
+    logits = torch.randn(4, 100, generator=torch.Generator().manual_seed(0))
+    ready = dict(
+        temperature=torch.full((4,), 0.7),
+        top_k=torch.full((4,), 20, dtype=torch.int64),
+        seed=torch.arange(4, dtype=torch.int64) + 11,
+        offset=torch.full((4,), 5, dtype=torch.int64),
+    )
+    converted = dict(
+        temperature=torch.full((8,), 0.7, dtype=torch.float64)[::2],
+        top_k=torch.full((4,), 20, dtype=torch.int32),
+        seed=torch.arange(4, dtype=torch.int32) + 11,
+        offset=torch.tensor(5),
+    )
+    assert ops.sampling._per_row("top_k", ready["top_k"], logits) is ready["top_k"]
+    assert torch.equal(ops.sample(logits, **ready), ops.sample(logits, **converted))
+
+
 def test_bad_tensors_give_clear_errors():
     x = torch.zeros(2, 10)
     with pytest.raises(TypeError, match="logits must be float32"):
