@@ -989,6 +989,68 @@ template <int R>
   }
 }
 
+#if defined(AIGC_QL_VNNI) && defined(__AVX512BW__)
+#define AIGC_QL_X16_ZMM 1
+// With AVX-512 VNNI a tile's 16 columns fill one zmm register: one vpdpbusd a
+// step and row for both halves, where the ymm path needs two, and CPUs that
+// have it issue the 512-bit form as often as the 256-bit one. The lanes'
+// integer sums and float operations are those of x16_block_rows, so results
+// are bit for bit the same.
+struct alignas(64) TileBlock16 {
+  __m512i w[8];  // step c: lane j = column j's weights 4c .. 4c+3
+  __m512 d, c;   // the columns' scales and offsets
+};
+
+// Block b of a 16-row tile: `g` is half 0's group, half 1's follows it.
+template <int QT>
+inline void load_x16_group(const uint8_t* g, int group, TileBlock16& t) {
+  using T = Nibbles<QT>;
+  const auto both = [&](int offset) {  // half 0's 16 bytes at offset, then half 1's
+    return _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(g + group + offset),
+                               reinterpret_cast<const __m128i*>(g + offset));
+  };
+  // maskz forms: the plain ones trip GCC 12's uninitialized warnings (simd.h).
+  t.d = _mm512_maskz_cvtph_ps(0xFFFF, both(0));
+  if constexpr (T::has_min)
+    t.c = _mm512_maskz_cvtph_ps(0xFFFF, both(16));
+  else
+    t.c = _mm512_mul_ps(t.d, _mm512_set1_ps(-T::offset));
+  const uint8_t* words = g + kTileRowsX8 * block_scale_bytes(QT);
+  const __m512i low4 = _mm512_set1_epi8(15);
+  for (int c = 0; c < 4; ++c) {
+    const __m512i w = _mm512_maskz_inserti64x4(
+        0xFF, _mm512_castsi256_si512(load_256(words + 32 * c)), load_256(words + group + 32 * c), 1);
+    t.w[c] = _mm512_and_si512(w, low4);
+    t.w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(w, 4), low4);
+  }
+}
+
+// Block b of the tile against rows xs[0..R), row r accumulating in acc[r].
+template <int R>
+[[gnu::always_inline]] inline void x16_block_rows_zmm(const TileBlock16& t, const XRow* xs,
+                                                      int64_t b, __m512* acc) {
+  // Two chains a row (even and odd steps): vpdpbusd's latency is several
+  // times its issue interval, and one chain a row leaves the pipes idle.
+  __m512i sum[2][R];
+  for (int r = 0; r < R; ++r) sum[0][r] = sum[1][r] = _mm512_setzero_si512();
+  for (int c = 0; c < 8; ++c)
+    for (int r = 0; r < R; ++r) {
+      // The activations' 4 bytes broadcast by the multiply itself ({1to16}):
+      // GCC emits a vpbroadcastd apiece, a quarter of the loop's instructions.
+      asm("vpdpbusd %[x]%{1to16%}, %[w], %[sum]"
+          : [sum] "+v"(sum[c % 2][r])
+          : [w] "v"(t.w[c]), [x] "m"(*reinterpret_cast<const int32_t*>(xs[r].q + 32 * b + 4 * c)));
+    }
+  for (int r = 0; r < R; ++r) {
+    const __m512 dx = _mm512_set1_ps(xs[r].d[b]), sx = _mm512_set1_ps(xs[r].s[b]);
+    const __m512 sum_f =  // maskz: see load_x16_group
+        _mm512_maskz_cvtepi32_ps(0xFFFF, _mm512_add_epi32(sum[0][r], sum[1][r]));
+    acc[r] = _mm512_fmadd_ps(sum_f, _mm512_mul_ps(t.d, dx), acc[r]);
+    acc[r] = _mm512_fmadd_ps(t.c, sx, acc[r]);
+  }
+}
+#endif
+
 // Columns [n0, n1) (multiples of 16) of a Q4_0x16 / Q4_1x16 weight. A single
 // row of x runs it too: walking each half's groups on its own, two strided
 // passes over the stream, made the one-row decode step 15% slower. Not inlined
@@ -1002,6 +1064,24 @@ template <int QT, int kRows>
   const int64_t M = kRows > 0 ? kRows : rows_of_x;
   constexpr int group = kTileCols * format_of(QT).bytes;  // one half's block b
   const int64_t nb = K / 32;
+#ifdef AIGC_QL_X16_ZMM
+  TileBlock16 t;
+  __m512 acc[kFp32MinRows];
+  for (int64_t n = n0; n < n1; n += 2 * kTileCols) {
+    const EightRows first_half = eight_rows(tiled, w, nb * format_of(QT).bytes, n);
+    for (int64_t m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* g = first_half.at + b * first_half.stride;
+      prefetch_ahead<2 * group>(g);
+      load_x16_group<QT>(g, group, t);
+      int64_t m = 0;
+      for (; m + 4 <= M; m += 4) x16_block_rows_zmm<4>(t, xs + m, b, acc + m);
+      if (M - m >= 2) x16_block_rows_zmm<2>(t, xs + m, b, acc + m), m += 2;
+      if (m < M) x16_block_rows_zmm<1>(t, xs + m, b, acc + m);
+    }
+    for (int64_t m = 0; m < M; ++m) _mm512_storeu_ps(out + m * ldo + n, acc[m]);
+  }
+#else
   TileBlock t[2];
   TileSigns unused;
   __m256 acc[2 * kFp32MinRows];  // half k's row r at k * kFp32MinRows + r
@@ -1021,6 +1101,7 @@ template <int QT, int kRows>
       for (int k = 0; k < 2; ++k)
         _mm256_storeu_ps(out + m * ldo + n + k * kTileCols, acc[k * kFp32MinRows + m]);
   }
+#endif
 }
 
 // Columns [n0, n1) (multiples of the tile's rows) of a weight of tiled type
