@@ -95,14 +95,14 @@ def test_a_sequence_does_not_depend_on_the_batch_or_the_threads():
 
 
 @pytest.mark.parametrize("dtype", list(TOL))
-@pytest.mark.parametrize("G", [2, 4, 6, 8])
+@pytest.mark.parametrize("G", [2, 3, 4, 6, 8, 9])
 @pytest.mark.parametrize("D", [64, 80, 96, 128])
-def test_head_quads_and_pairs(G, D, dtype):
+def test_head_blocks(G, D, dtype):
     # With AVX-512 a G that is a multiple of 4 runs four heads a pass over K
-    # and V, another even G two: every head of each block, tiles of odd and
-    # even length (the quads take rows two at a time, the pairs four), and
-    # a cache whose rows are strided ([B, Tmax, Hkv, D] viewed as
-    # [B, Hkv, Tmax, D]).
+    # and V, a multiple of 3 three, another even G two: every head of each
+    # block, tiles of odd and even length (the quads take rows two at a time,
+    # the others up to four), and a cache whose rows are strided
+    # ([B, Tmax, Hkv, D] viewed as [B, Hkv, Tmax, D]).
     q, k, v = make(3, 2 * G, 2, D, 70, dtype, seed=G + D)
     assert_matches_reference(q, k, v, torch.tensor([70, 33, 1]))
     k_strided = k.transpose(1, 2).contiguous().transpose(1, 2)

@@ -203,68 +203,68 @@ void tile_scores(const float* q, int64_t D, const T* k, int64_t k_st, int n, flo
 
 #ifdef __AVX512F__
 #define AIGC_ATTN_AVX512 1
-// Scores of two heads (rows 0, 1 of q) against positions [0, n) of the
-// tile, for D = 16 * DZ: both heads' q held in 2 * DZ zmm registers, so the
-// K rows can be read one after another in address order, a stream the
-// hardware prefetcher follows, with 4 positions x 2 heads of FMA chains in
-// flight. Written for GCC as tile_scores_quad is.
-template <int DZ, typename T>
-void tile_scores_pair(const float* q, const T* k, int64_t k_st, int n, float* s,
-                      TilePrefetch* ahead) {
+// Scores of NH heads (rows 0 .. NH-1 of q; two or three) against positions
+// [0, n) of the tile, for D = 16 * DZ: the heads' q held in NH * DZ zmm
+// registers, so the K rows can be read one after another in address order, a
+// stream the hardware prefetcher follows, with TT positions x NH heads of FMA
+// chains in flight (as many positions as the 32 registers leave room for).
+// Written for GCC as tile_scores_quad is.
+template <int NH, int DZ, typename T>
+void tile_scores_heads(const float* q, const T* k, int64_t k_st, int n, float* s,
+                       TilePrefetch* ahead) {
   using aigc::static_for;
   constexpr int64_t kD = 16 * DZ;
-  __m512 qz[2][DZ];
-  static_for<2>([&](auto j) {
+  constexpr int TT = NH * DZ + 4 * NH <= 28 ? 4 : NH * DZ + 2 * NH <= 28 ? 2 : 1;
+  __m512 qz[NH][DZ];
+  static_for<NH>([&](auto j) {
     static_for<DZ>([&](auto c) { qz[j][c] = _mm512_loadu_ps(q + j * kD + 16 * c); });
   });
-  // Positions [t, t + TT), each row whole before the next.
-  auto rows = [&]<int TT>(int t) {
-    __m512 a[TT][2];
-    static_for<TT>([&](auto u) {
+  // Positions [t, t + R), each row whole before the next.
+  auto rows = [&]<int R>(int t) {
+    __m512 a[R][NH];
+    static_for<R>([&](auto u) {
       step(ahead);
       const T* row = k + (t + u) * k_st;
-      a[u][0] = a[u][1] = _mm512_setzero_ps();
+      static_for<NH>([&](auto j) { a[u][j] = _mm512_setzero_ps(); });
       static_for<DZ>([&](auto c) {
         __m512 x = loadu16(row + 16 * c);
         in_register(x);
-        a[u][0] = _mm512_fmadd_ps(qz[0][c], x, a[u][0]);
-        a[u][1] = _mm512_fmadd_ps(qz[1][c], x, a[u][1]);
+        static_for<NH>([&](auto j) { a[u][j] = _mm512_fmadd_ps(qz[j][c], x, a[u][j]); });
       });
     });
-    static_for<TT>([&](auto u) {
-      s[t + u] = hsum(a[u][0]);
-      s[kTile + t + u] = hsum(a[u][1]);
+    static_for<R>([&](auto u) {
+      static_for<NH>([&](auto j) { s[j * kTile + t + u] = hsum(a[u][j]); });
     });
   };
   int t = 0;
-  for (; t + 4 <= n; t += 4) rows.template operator()<4>(t);
+  for (; t + TT <= n; t += TT) rows.template operator()<TT>(t);
   for (; t < n; ++t) rows.template operator()<1>(t);
 }
 
-// acc[j] += sum_t p[j][t] * v_t for two heads (rows 0 and 1 of acc and p),
-// D = 16 * DZ: the 2 * DZ accumulators stay in registers for the whole
-// tile, and the rows are read whole in address order.
-template <int DZ, typename T>
-void tile_pv_pair(float* acc, const T* v, int64_t v_st, int n, const float* p,
-                  TilePrefetch* ahead) {
+// acc[j] += sum_t p[j][t] * v_t for NH heads (rows 0 .. NH-1 of acc and p; two
+// or three), D = 16 * DZ: the NH * DZ accumulators stay in registers for the
+// whole tile, and the rows are read whole in address order.
+template <int NH, int DZ, typename T>
+void tile_pv_heads(float* acc, const T* v, int64_t v_st, int n, const float* p,
+                   TilePrefetch* ahead) {
   using aigc::static_for;
   constexpr int64_t kD = 16 * DZ;
-  __m512 a[2][DZ];
-  static_for<2>([&](auto j) {
+  __m512 a[NH][DZ];
+  static_for<NH>([&](auto j) {
     static_for<DZ>([&](auto c) { a[j][c] = _mm512_loadu_ps(acc + j * kD + 16 * c); });
   });
   for (int t = 0; t < n; ++t) {
     step(ahead);
     const T* row = v + t * v_st;
-    const __m512 p0 = _mm512_set1_ps(p[t]), p1 = _mm512_set1_ps(p[kTile + t]);
+    __m512 pt[NH];
+    static_for<NH>([&](auto j) { pt[j] = _mm512_set1_ps(p[j * kTile + t]); });
     static_for<DZ>([&](auto c) {
       __m512 x = loadu16(row + 16 * c);
       in_register(x);
-      a[0][c] = _mm512_fmadd_ps(p0, x, a[0][c]);
-      a[1][c] = _mm512_fmadd_ps(p1, x, a[1][c]);
+      static_for<NH>([&](auto j) { a[j][c] = _mm512_fmadd_ps(pt[j], x, a[j][c]); });
     });
   }
-  static_for<2>([&](auto j) {
+  static_for<NH>([&](auto j) {
     static_for<DZ>([&](auto c) { _mm512_storeu_ps(acc + j * kD + 16 * c, a[j][c]); });
   });
 }
@@ -388,15 +388,16 @@ void tile_pv_quad(float* acc, const T* v, int64_t v_st, int n, const float* p,
 }
 
 // A tile's scores and PV by head blocks (g..g + block - 1) of block =
-// head_block(G, D) heads: quads (tile_scores_quad, tile_pv_quad) or pairs
-// (tile_scores_pair, tile_pv_pair).
+// head_block(G, D) heads: quads (tile_scores_quad, tile_pv_quad), triples or
+// pairs (tile_scores_heads, tile_pv_heads).
 template <typename T>
 void tile_scores_blocks(int block, const float* q, int64_t G, int64_t D, const T* k,
                         int64_t k_st, int n, float* s, TilePrefetch* ahead) {
   with_zmm_row(D, [&]<int DZ>() {
     for (int64_t g = 0; g < G; g += block) {
       if (block == 4) tile_scores_quad<DZ>(q + g * D, k, k_st, n, s + g * kTile, ahead);
-      if (block == 2) tile_scores_pair<DZ>(q + g * D, k, k_st, n, s + g * kTile, ahead);
+      if (block == 3) tile_scores_heads<3, DZ>(q + g * D, k, k_st, n, s + g * kTile, ahead);
+      if (block == 2) tile_scores_heads<2, DZ>(q + g * D, k, k_st, n, s + g * kTile, ahead);
     }
   });
 }
@@ -406,20 +407,22 @@ void tile_pv_blocks(int block, float* acc, int64_t G, int64_t D, const T* v, int
   with_zmm_row(D, [&]<int DZ>() {
     for (int64_t g = 0; g < G; g += block) {
       if (block == 4) tile_pv_quad<DZ>(acc + g * D, v, v_st, n, p + g * kTile, ahead);
-      if (block == 2) tile_pv_pair<DZ>(acc + g * D, v, v_st, n, p + g * kTile, ahead);
+      if (block == 3) tile_pv_heads<3, DZ>(acc + g * D, v, v_st, n, p + g * kTile, ahead);
+      if (block == 2) tile_pv_heads<2, DZ>(acc + g * D, v, v_st, n, p + g * kTile, ahead);
     }
   });
 }
 #endif
 
 // How many query heads the AVX-512 passes take at once (0: none apply, D
-// has no register blocking or G is odd): 4 where G is a multiple of 4, one
-// pass over K and one over V a tile for every four heads (pairs with a PV
-// pass a head make two passes over K and four over V), else 2 for an even G.
+// has no register blocking or G is neither even nor a multiple of 3): 4 where
+// G is a multiple of 4, one pass over K and one over V a tile for every four
+// heads (pairs with a PV pass a head make two passes over K and four over V),
+// else 3 (SmolLM2's groups) or 2.
 inline int head_block(int64_t G, int64_t D) {
 #ifdef AIGC_ATTN_AVX512
   if (!zmm_rows(D)) return 0;
-  return G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 0;
+  return G % 4 == 0 ? 4 : G % 3 == 0 ? 3 : G % 2 == 0 ? 2 : 0;
 #else
   (void)G, (void)D;
   return 0;
@@ -536,7 +539,7 @@ void run_item(const Problem& P, const Item& it, const NextItem& next_item, const
   const T* kb = k + it.b * P.k_sb + it.kvh * P.k_sh;
   const T* vb = v + it.b * P.v_sb + it.kvh * P.v_sh;
   // GQA runs by head quads where AVX-512 allows (G a multiple of 4), else by
-  // head pairs (G even), q and the accumulators in registers, rows in
+  // head triples or pairs, q and the accumulators in registers, rows in
   // address order; else scores by interleaved rows in head groups and PV a
   // head at a time.
   const int block = head_block(G, D);
