@@ -9,6 +9,7 @@ import json
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -146,6 +147,35 @@ def test_a_failing_generator_is_a_500_with_its_message_and_service_goes_on(http)
     assert http.post("/v1/generate/boom", json={"prompt": "fine"}).json()["texts"] == ["fine"]
     assert http.get("/health").json()["status"] == "ok"
     assert 'aigc_errors_total{generator="boom"} 2.0' in http.get("/metrics").text
+
+
+def test_a_failing_generator_leaves_the_connection_open(url):
+    # Two requests on one kept-alive connection: the 500 is a whole answer, and the
+    # server reads the next request from the same socket.
+    host, port = url.removeprefix("http://").split(":")
+    body = b'{"prompt": "boom"}'
+    failing = (
+        b"POST /v1/generate/boom HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        reader = sock.makefile("rb")
+
+        def answer() -> tuple[bytes, bytes]:
+            status = reader.readline()
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            return status, reader.read(length)
+
+        sock.sendall(failing)
+        status, content = answer()
+        assert status.startswith(b"HTTP/1.1 500") and b"exploded as asked" in content
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, content = answer()
+        assert status.startswith(b"HTTP/1.1 200") and json.loads(content)["status"] == "ok"
 
 
 @pytest.mark.model

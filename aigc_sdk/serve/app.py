@@ -23,10 +23,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..batching import Piece
-from ..errors import PluginError, UnknownNameError, UserError
+from ..errors import UnknownNameError, UserError
 from ..generation import TextStream, resolve_seed
-from .errors import APIError, error_body
-from .guard import Guard, Instrument
+from .errors import APIError, error_body, failure_message
+from .guard import Failures, Guard, Instrument
 from .lanes import Lane, TextRun
 from .metrics import Metrics
 from .models import ChatMessage, openai_models
@@ -139,6 +139,7 @@ def create_app(
     _openai_routes(app, server, drain_timeout)
     _generic_routes(app, server, drain_timeout)
     _service_routes(app, server)
+    app.add_middleware(Failures)  # innermost: the others see its 500 as any answer
     app.add_middleware(Guard, api_key=api_key, max_body=max_body)
     app.add_middleware(Instrument, metrics=metrics)
     return app
@@ -225,16 +226,6 @@ def _errors(app: FastAPI, server: Server) -> None:
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
-
-    @app.exception_handler(Exception)
-    async def failed(request: Request, exc: Exception):
-        return JSONResponse(error_body(500, _message(exc)), status_code=500)
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, (UserError, PluginError, APIError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 # -- OpenAI endpoints ------------------------------------------------------------------
@@ -730,7 +721,7 @@ async def _text_events(
     except Exception as exc:  # noqa: BLE001 - told to the client in the stream
         outcome = "error"
         lane.failed()
-        yield {"data": json.dumps(error_body(500, _message(exc)))}
+        yield {"data": json.dumps(error_body(500, failure_message(exc)))}
     finally:
         lane.leave()
         if outcome == "cancelled":

@@ -7,6 +7,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from ..errors import PluginError, UserError
+
 # The error types OpenAI's API uses, by HTTP status.
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -53,3 +55,11 @@ def error_body(
 
 def error_bytes(status: int, message: str, **kwargs: Any) -> bytes:
     return json.dumps(error_body(status, message, **kwargs)).encode()
+
+
+def failure_message(exc: BaseException) -> str:
+    """The message of a 500: the error's own words where it speaks to the user, else its
+    type and text."""
+    if isinstance(exc, (UserError, PluginError, APIError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,5 @@
-"""ASGI middleware in front of every route: metrics, the API key and the body-size limit.
+"""ASGI middleware in front of every route: metrics, the API key, the body-size limit and
+the answer to a generator that failed.
 
 Plain ASGI rather than ``BaseHTTPMiddleware``: responses stream through untouched
 and a client's disconnect still reaches the route (a cancelled chat frees its slot).
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from typing import TYPE_CHECKING
 
-from .errors import error_bytes
+from .errors import error_bytes, failure_message
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 # types as a Bearer token with every API call.
 OPEN_PATHS = ("/health", "/", "/favicon.ico")
 OPEN_PREFIXES = ("/static/",)
+
+_log = logging.getLogger("aigc_sdk.serve")
 
 
 def _digest(value: bytes) -> bytes:
@@ -128,6 +132,36 @@ class Instrument:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "other"
             self.metrics.observe_request(endpoint, status, time.perf_counter() - start)
+
+
+class Failures:
+    """Answers an exception no route handled (a generator that raised) with a 500 and
+    OpenAI's error body, and logs it with its traceback.
+
+    Starlette's last-resort handler re-raises after answering, and uvicorn then closes
+    the connection: a client keeping it alive would lose its next request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:  # too late for an error answer: the connection must end
+                raise
+            _log.error("%s %s failed", scope["method"], scope["path"], exc_info=exc)
+            await _answer(send, 500, failure_message(exc))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
