@@ -14,10 +14,10 @@ void sample(int dtype, emu::Ptr<const void> logits, int64_t row_stride, int B, i
             emu::Ptr<const float> top_p, emu::Ptr<const float> min_p,
             emu::Ptr<const int64_t> seed, emu::Ptr<const int64_t> offset,
             emu::Ptr<const int64_t> prev, int n_prev, emu::Ptr<const float> penalty,
-            emu::Ptr<float> work, emu::Ptr<int64_t> tokens) {
+            emu::Ptr<float> work, emu::Ptr<int64_t> tokens, emu::Ptr<const int64_t> row_ids) {
   using namespace aigc::sampling;
-  const SampleParams p{logits, row_stride, V,      temperature, top_k, top_p, min_p, seed,
-                       offset, prev,       n_prev, penalty,     work,  tokens};
+  const SampleParams p{logits, row_stride, V,      temperature, top_k,  top_p,  min_p, seed,
+                       offset, prev,       n_prev, penalty,     work,   tokens, row_ids};
   const dim3 grid(B), block(kSampleThreads);
   if (dtype == 0) emu::launch(sample_kernel<float, kSampleThreads>, grid, block, 0, p);
   else if (dtype == 1) emu::launch(sample_kernel<__half, kSampleThreads>, grid, block, 0, p);

@@ -157,6 +157,60 @@ def test_reruns_reproduce_and_offsets_and_rows_differ():
     assert torch.equal(b, ops.sample(logits))
 
 
+def test_row_ids_draw_each_request_as_it_would_alone():
+    # Three requests' rows in one call, each keyed by its own row numbers, seed and
+    # step: every request draws what it draws in a call of its own, on the kernel
+    # and in the reference (with a repetition penalty too).
+    torch.manual_seed(7)
+    requests = [  # (rows, seed, step, temperature, top_p)
+        (2, 11, 0, 1.0, 1.0),
+        (1, 12, 5, 0.7, 0.9),
+        (3, 11, 2, 1.3, 0.95),
+    ]
+    logits = [torch.randn(n, 400) * 2 for n, *_ in requests]
+    prev = [torch.randint(-1, 400, (n, 6)) for n, *_ in requests]
+    alone, alone_penalized = [], []
+    for x, p, (_, seed, step, t, top_p) in zip(logits, prev, requests, strict=True):
+        alone.append(ops.sample(x, seed=seed, offset=step, temperature=t, top_p=top_p))
+        alone_penalized.append(
+            ops.sample(
+                x,
+                seed=seed,
+                offset=step,
+                temperature=t,
+                top_p=top_p,
+                prev_tokens=p,
+                repetition_penalty=1.3,
+            )  # fmt: skip
+        )
+
+    def per_request(i):
+        return torch.cat([torch.full((n,), r[i]) for n, *r in requests])
+
+    batch = dict(
+        seed=per_request(0), offset=per_request(1), temperature=per_request(2).float(),
+        top_p=per_request(3).float(),
+        row_ids=torch.cat([torch.arange(n) for n, *_ in requests]),
+    )  # fmt: skip
+    together = ops.sample(torch.cat(logits), **batch)
+    assert torch.equal(together, torch.cat(alone))
+    penalized = ops.sample(
+        torch.cat(logits), prev_tokens=torch.cat(prev), repetition_penalty=1.3, **batch
+    )
+    assert torch.equal(penalized, torch.cat(alone_penalized))
+    rows = per_row(torch.cat(logits), **{k: v for k, v in batch.items() if k != "row_ids"})
+    want = reference.sample(torch.cat(logits), *rows.values(), None, None, batch["row_ids"])
+    assert torch.equal(want, together)
+    # Without row_ids the rows are numbered 0..B-1, as before.
+    assert torch.equal(
+        ops.sample(logits[2], seed=3, row_ids=torch.arange(3)), ops.sample(logits[2], seed=3)
+    )
+    with pytest.raises(ValueError, match=r"row_ids must have shape \[3\]"):
+        ops.sample(logits[2], row_ids=torch.arange(2))
+    with pytest.raises(TypeError, match="row_ids must be a tensor"):
+        ops.sample(logits[2], row_ids=[0, 1, 2])
+
+
 def test_greedy_takes_the_first_maximum():
     logits = torch.tensor([[1.0, 3.0, 3.0, -1.0], [-math.inf, -math.inf, 2.0, math.inf]])
     assert ops.sample(logits, temperature=0.0, seed=1).tolist() == [1, 3]
@@ -372,6 +426,10 @@ def test_opcheck():
     prev = torch.tensor([[1, 2], [3, -1], [0, 0]])
     pen = torch.full((3,), 1.2)
     torch.library.opcheck(torch.ops.aigc.sample.default, (logits, *rows.values(), prev, pen))
+    row_ids = torch.tensor([4, 0, 4])
+    torch.library.opcheck(
+        torch.ops.aigc.sample.default, (logits, *rows.values(), None, None, row_ids)
+    )
 
 
 def test_reference_fallback_is_the_same_law(monkeypatch):

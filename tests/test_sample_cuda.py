@@ -43,7 +43,7 @@ def rows(logits, **params):
     return {k: ops.sampling._per_row(k, v, logits) for k, v in defaults.items()}
 
 
-def cuda_tokens(emu, logits, prev=None, penalty=None, **params):
+def cuda_tokens(emu, logits, prev=None, penalty=None, row_ids=None, **params):
     """Tokens (or negative statuses) of the emulated kernel, launched as sample.cu does."""
     r = rows(logits, **params)
     B, V = logits.shape
@@ -67,6 +67,7 @@ def cuda_tokens(emu, logits, prev=None, penalty=None, **params):
         pen,
         work,
         tokens,
+        row_ids,
     )
     return tokens
 
@@ -104,6 +105,20 @@ def test_same_tokens_as_cpu_and_reference(
     assert torch.equal(cuda_tokens(emu, logits, **params), want)
     if has_kernel("sample", "cpu"):
         assert torch.equal(ops.sample(logits, **params), want)
+
+
+def test_row_ids_key_the_draws(emu):
+    # Rows of several requests in one launch, each keyed by its own row number:
+    # the kernel draws what the reference and the CPU kernel draw.
+    torch.manual_seed(3)
+    logits = torch.randn(6, 700) * 2
+    row_ids = torch.tensor([0, 1, 0, 0, 1, 2])
+    params = dict(temperature=1.0, top_p=0.9, seed=torch.tensor([5, 5, 9, 7, 7, 7]), offset=3)
+    r = rows(logits, **params)
+    want = reference.sample(logits, *r.values(), None, None, row_ids)
+    assert torch.equal(cuda_tokens(emu, logits, row_ids=row_ids, **params), want)
+    if has_kernel("sample", "cpu"):
+        assert torch.equal(ops.sample(logits, row_ids=row_ids, **params), want)
 
 
 def test_wide_vocabulary_and_penalty(emu):

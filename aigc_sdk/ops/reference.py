@@ -229,11 +229,13 @@ def sample(
     offset: torch.Tensor,
     prev_tokens: torch.Tensor | None = None,
     repetition_penalty: torch.Tensor | None = None,
+    row_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """torch.ops.aigc.sample in PyTorch: logits [B, V]; per-row parameter
     tensors [B]; prev_tokens [B, n] int64 (negative = padding) with
-    repetition_penalty [B]. Returns int64 tokens [B]. Values must be valid
-    (the wrapper aigc_sdk.ops.sample checks them)."""
+    repetition_penalty [B]; row_ids [B], the row numbers keyed into the draws
+    (default 0..B-1). Returns int64 tokens [B]. Values must be valid (the
+    wrapper aigc_sdk.ops.sample checks them)."""
     B = logits.shape[0]
     tokens = []
     for b in range(B):
@@ -250,7 +252,8 @@ def sample(
             row, float(temperature[b]), int(top_k[b]), float(top_p[b]), float(min_p[b]), prev, pen
         )
         running = mass.cumsum(0)
-        bits = sample_random_bits(int(seed[b]), int(offset[b]), b)
+        row_id = b if row_ids is None else int(row_ids[b])
+        bits = sample_random_bits(int(seed[b]), int(offset[b]), row_id)
         r = (bits * int(running[-1])) >> 64
         tokens.append(int(torch.searchsorted(running, torch.tensor([r]), right=True)[0]))
     return torch.tensor(tokens, dtype=torch.int64, device=logits.device)

@@ -26,7 +26,10 @@ The law, identical on every device and in ``reference.sample``:
   random bits are Philox 4x32-10 keyed by ``seed``, counter
   ``(offset, row)``: the same seed, offset and row give the same token on the
   CPU, on CUDA and in the reference. Generation loops pass the step number as
-  ``offset`` so that each step draws fresh numbers.
+  ``offset`` so that each step draws fresh numbers. ``row`` is the row's index,
+  or its entry of ``row_ids``: a batch holding several requests passes each
+  request's own row numbers, so that a request draws the same tokens wherever
+  its rows sit in the batch.
 * ``seed=None`` takes one seed from torch's default CPU generator, so
   ``torch.manual_seed`` makes a run reproducible.
 
@@ -52,6 +55,7 @@ _PARAMS = {  # name: (dtype, predicate on a number, what is expected)
     "min_p": (torch.float32, lambda v: 0 <= v <= 1, "a number in [0, 1] (0 = off)"),
     "offset": (torch.int64, lambda v: -(2**63) <= v < 2**64, "a 64-bit integer"),
     "seed": (torch.int64, lambda v: -(2**63) <= v < 2**64, "a 64-bit integer"),
+    "row_ids": (torch.int64, lambda v: -(2**63) <= v < 2**64, "a 64-bit integer"),
     "repetition_penalty": (
         torch.float32,
         lambda v: math.isfinite(v) and v > 0,
@@ -71,6 +75,7 @@ def sample(
     offset: int | torch.Tensor = 0,
     prev_tokens: torch.Tensor | None = None,
     repetition_penalty: float | torch.Tensor = 1.0,
+    row_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Draws one token id per row of ``logits`` ([B, V] or [V]; float32, bfloat16
     or float16) and returns them as int64 ([B], or a 0-d tensor for [V]).
@@ -79,7 +84,9 @@ def sample(
     mix settings. ``top_k=0``, ``top_p=1``, ``min_p=0`` and
     ``repetition_penalty=1`` are off; ``temperature=0`` is greedy.
     ``prev_tokens`` ([B, n] or [n] int64, negative = padding) are the ids the
-    repetition penalty applies to. See the module docstring for the exact law.
+    repetition penalty applies to. ``row_ids`` ([B] int64) are the row numbers
+    keyed into the draws in place of 0..B-1. See the module docstring for the
+    exact law.
     """
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"sample: logits must be a torch.Tensor, got {type(logits).__name__}")
@@ -106,7 +113,16 @@ def sample(
         penalty = _per_row("repetition_penalty", repetition_penalty, logits)
     else:
         prev_tokens = None
-    args = (logits, *rows.values(), prev_tokens, penalty)
+    if row_ids is not None:
+        if not isinstance(row_ids, torch.Tensor):
+            raise TypeError(f"sample: row_ids must be a tensor, got {type(row_ids).__name__}")
+        if row_ids.shape != logits.shape[:1]:
+            raise ValueError(
+                f"sample: row_ids must have shape [{logits.shape[0]}] (a row number per row), "
+                f"got {tuple(row_ids.shape)}"
+            )
+        row_ids = _per_row("row_ids", row_ids, logits)
+    args = (logits, *rows.values(), prev_tokens, penalty, row_ids)
     if has_kernel("sample", logits.device.type):
         tokens = torch.ops.aigc.sample(*args)
     else:
@@ -214,5 +230,7 @@ def _check_values(rows: dict, penalty, prev_tokens, vocab: int) -> None:
 if op_defined("sample"):
 
     @torch.library.register_fake("aigc::sample")
-    def _sample_fake(logits, temperature, top_k, top_p, min_p, seed, offset, prev=None, pen=None):
+    def _sample_fake(
+        logits, temperature, top_k, top_p, min_p, seed, offset, prev=None, pen=None, row_ids=None
+    ):
         return logits.new_empty((logits.shape[0],), dtype=torch.int64)

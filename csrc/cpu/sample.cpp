@@ -55,6 +55,7 @@ struct RowParams {
   float min_p;
   uint64_t seed;
   uint64_t offset;
+  uint64_t row_id;  // the row number keyed into the draw
   const int64_t* prev = nullptr;  // previous token ids of the row (or null)
   int64_t n_prev = 0;
   float penalty = 1.0f;
@@ -440,7 +441,7 @@ void penalize(const T* in, float* x, const RowParams& p) {
 
 // The tokens share e and the draw; only where the logits are read differs.
 template <typename T>
-int64_t draw_row(const T* x, int64_t V, float m, int64_t row, const RowParams& p, Scratch& s) {
+int64_t draw_row(const T* x, int64_t V, float m, const RowParams& p, Scratch& s) {
   // 1/T rounded once; capped so that (x - m) * inv_t stays a number (0 at the max).
   const float inv_t = std::min(1.0f / p.temperature, std::numeric_limits<float>::max());
   float* e = s.e.data();
@@ -451,12 +452,12 @@ int64_t draw_row(const T* x, int64_t V, float m, int64_t row, const RowParams& p
   if (p.min_p > 0.0f) tau = std::max(tau, float_to_bits(p.min_p));
   const uint64_t kept = tau == 0 ? total : kept_mass(e, V, tau, chunk_mass);
   const uint64_t r = aigc::scale_random_bits(
-      aigc::sample_random_bits(p.seed, p.offset, static_cast<uint64_t>(row)), kept);
+      aigc::sample_random_bits(p.seed, p.offset, p.row_id), kept);
   return draw(e, V, tau, chunk_mass, r);
 }
 
 template <typename T>
-int64_t sample_row(const T* x, int64_t V, int64_t row, const RowParams& p, Scratch& s) {
+int64_t sample_row(const T* x, int64_t V, const RowParams& p, Scratch& s) {
   const bool greedy = p.temperature == 0.0f;
   if (p.n_prev == 0) {  // read the logits in place
     const MaxResult scan = max_row(x, V, static_cast<float*>(nullptr));
@@ -467,7 +468,7 @@ int64_t sample_row(const T* x, int64_t V, int64_t row, const RowParams& p, Scrat
       while (static_cast<float>(x[i]) != scan.max) ++i;
       return i;
     }
-    return draw_row(x, V, scan.max, row, p, s);
+    return draw_row(x, V, scan.max, p, s);
   }
   // With a repetition penalty: a float32 copy of the row, penalised.
   float* xf = s.e.data();
@@ -477,7 +478,7 @@ int64_t sample_row(const T* x, int64_t V, int64_t row, const RowParams& p, Scrat
   const float m = max_row(xf, V, static_cast<float*>(nullptr)).max;
   if (m == -kInf) return aigc::kSampleNoFinite;
   if (greedy) return std::find(xf, xf + V, m) - xf;
-  return draw_row(static_cast<const float*>(xf), V, m, row, p, s);
+  return draw_row(static_cast<const float*>(xf), V, m, p, s);
 }
 
 // ---------------------------------------------------------------- binding --
@@ -502,7 +503,8 @@ void check_sample_inputs(const at::Tensor& logits, const at::Tensor& temperature
                   const at::Tensor& top_k, const at::Tensor& top_p, const at::Tensor& min_p,
                   const at::Tensor& seed, const at::Tensor& offset,
                   const std::optional<at::Tensor>& prev_tokens,
-                  const std::optional<at::Tensor>& repetition_penalty) {
+                  const std::optional<at::Tensor>& repetition_penalty,
+                  const std::optional<at::Tensor>& row_ids) {
   const auto dt = logits.scalar_type();
   TORCH_CHECK_TYPE(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf,
                    "aigc.sample: logits must be float32, bfloat16 or float16, got ", dt);
@@ -522,6 +524,7 @@ void check_sample_inputs(const at::Tensor& logits, const at::Tensor& temperature
   check_row_tensor(min_p, "min_p", at::kFloat, B, logits);
   check_row_tensor(seed, "seed", at::kLong, B, logits);
   check_row_tensor(offset, "offset", at::kLong, B, logits);
+  if (row_ids.has_value()) check_row_tensor(*row_ids, "row_ids", at::kLong, B, logits);
   TORCH_CHECK_VALUE(prev_tokens.has_value() == repetition_penalty.has_value(),
                     "aigc.sample: prev_tokens and repetition_penalty go together (got only ",
                     prev_tokens.has_value() ? "prev_tokens" : "repetition_penalty", ")");
@@ -566,16 +569,18 @@ at::Tensor sample_cpu(const at::Tensor& logits, const at::Tensor& temperature,
                       const at::Tensor& top_k, const at::Tensor& top_p, const at::Tensor& min_p,
                       const at::Tensor& seed, const at::Tensor& offset,
                       const std::optional<at::Tensor>& prev_tokens,
-                      const std::optional<at::Tensor>& repetition_penalty) {
+                      const std::optional<at::Tensor>& repetition_penalty,
+                      const std::optional<at::Tensor>& row_ids) {
   aigc::check_sample_inputs(logits, temperature, top_k, top_p, min_p, seed, offset, prev_tokens,
-                            repetition_penalty);
+                            repetition_penalty, row_ids);
   const int64_t B = logits.size(0), V = logits.size(1);
   const int64_t n_prev = prev_tokens.has_value() ? prev_tokens->size(1) : 0;
   auto row_params = [&](int64_t b) {
     RowParams p{temperature.data_ptr<float>()[b], top_k.data_ptr<int64_t>()[b],
                 top_p.data_ptr<float>()[b],       min_p.data_ptr<float>()[b],
                 static_cast<uint64_t>(seed.data_ptr<int64_t>()[b]),
-                static_cast<uint64_t>(offset.data_ptr<int64_t>()[b])};
+                static_cast<uint64_t>(offset.data_ptr<int64_t>()[b]),
+                static_cast<uint64_t>(row_ids.has_value() ? row_ids->data_ptr<int64_t>()[b] : b)};
     if (prev_tokens.has_value()) {
       p.prev = prev_tokens->data_ptr<int64_t>() + b * n_prev;
       p.n_prev = n_prev;
@@ -598,7 +603,7 @@ at::Tensor sample_cpu(const at::Tensor& logits, const at::Tensor& temperature,
       if (static_cast<int64_t>(s.e.size()) < V) s.e.resize(V);
       s.chunk_mass.resize(slice_count(V));  // within capacity after the first call
       for (int64_t b = begin; b < end; ++b)
-        out[b] = sample_row(x + b * row_stride, V, b, row_params(b), s);
+        out[b] = sample_row(x + b * row_stride, V, row_params(b), s);
     };
     // Fewer rows than threads: row after row on the caller, so that each long
     // row's slice passes can split over the threads (for_slices) instead.
@@ -627,8 +632,8 @@ at::Tensor sample_cpu(const at::Tensor& logits, const at::Tensor& temperature,
 TORCH_LIBRARY_FRAGMENT(aigc, m) {
   m.def(
       "sample(Tensor logits, Tensor temperature, Tensor top_k, Tensor top_p, Tensor min_p, "
-      "Tensor seed, Tensor offset, Tensor? prev_tokens=None, Tensor? repetition_penalty=None) "
-      "-> Tensor");
+      "Tensor seed, Tensor offset, Tensor? prev_tokens=None, Tensor? repetition_penalty=None, "
+      "Tensor? row_ids=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(aigc, CPU, m) { m.impl("sample", &sample_cpu); }

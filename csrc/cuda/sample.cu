@@ -16,7 +16,8 @@ void check_sample_inputs(const at::Tensor& logits, const at::Tensor& temperature
                          const at::Tensor& top_k, const at::Tensor& top_p,
                          const at::Tensor& min_p, const at::Tensor& seed,
                          const at::Tensor& offset, const std::optional<at::Tensor>& prev_tokens,
-                         const std::optional<at::Tensor>& repetition_penalty);
+                         const std::optional<at::Tensor>& repetition_penalty,
+                         const std::optional<at::Tensor>& row_ids);
 }  // namespace aigc
 
 namespace {
@@ -51,9 +52,10 @@ at::Tensor sample_cuda(const at::Tensor& logits, const at::Tensor& temperature,
                        const at::Tensor& top_k, const at::Tensor& top_p, const at::Tensor& min_p,
                        const at::Tensor& seed, const at::Tensor& offset,
                        const std::optional<at::Tensor>& prev_tokens,
-                       const std::optional<at::Tensor>& repetition_penalty) {
+                       const std::optional<at::Tensor>& repetition_penalty,
+                       const std::optional<at::Tensor>& row_ids) {
   aigc::check_sample_inputs(logits, temperature, top_k, top_p, min_p, seed, offset, prev_tokens,
-                            repetition_penalty);
+                            repetition_penalty, row_ids);
   const c10::cuda::CUDAGuard guard(logits.device());
   const int64_t B = logits.size(0), V = logits.size(1);
   at::Tensor tokens = at::empty({B}, logits.options().dtype(at::kLong));
@@ -75,7 +77,8 @@ at::Tensor sample_cuda(const at::Tensor& logits, const at::Tensor& temperature,
       penalized ? static_cast<int>(prev_tokens->size(1)) : 0,
       penalized ? repetition_penalty->data_ptr<float>() : nullptr,
       work.data_ptr<float>(),
-      tokens.data_ptr<int64_t>()};
+      tokens.data_ptr<int64_t>(),
+      row_ids.has_value() ? row_ids->data_ptr<int64_t>() : nullptr};
   using aigc::sampling::kSampleThreads;
   using aigc::sampling::sample_kernel;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();

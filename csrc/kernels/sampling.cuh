@@ -40,6 +40,7 @@ struct SampleParams {
   const float* penalty;      // [B] repetition penalty, or null
   float* work;               // [B, V] float32 scratch
   int64_t* tokens;           // [B] token or status
+  const int64_t* row_ids = nullptr;  // [B] the row number keyed into each draw, or null (its index)
 };
 
 constexpr int kSampleThreads = 512;
@@ -282,7 +283,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
   const unsigned long long kept = block_sum_u64<kThreads>(mine, sh);
   const unsigned long long r = scale_random_bits(
       sample_random_bits(static_cast<uint64_t>(p.seed[row]), static_cast<uint64_t>(p.offset[row]),
-                         static_cast<uint64_t>(row)),
+                         static_cast<uint64_t>(p.row_ids != nullptr ? p.row_ids[row] : row)),
       kept);
   if (before <= r && r < before + mine) {
     unsigned long long run = before;
