@@ -164,3 +164,54 @@ def test_closing_the_engine_fails_what_is_pending(generator):
     assert sum(isinstance(e, RuntimeError) for e in seen) == 2
     with pytest.raises(RuntimeError, match="closed"):
         small.submit(request, events.put)
+
+
+class NaNRows:
+    """The engine's model, its step's logits NaN in ``slot`` once ``slot`` is set."""
+
+    def __init__(self, model):
+        self.model, self.slot = model, None
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def step(self, *args):
+        logits = self.model.step(*args)
+        if self.slot is not None:
+            logits = logits.clone()  # an inference tensor: no writes outside inference mode
+            logits[self.slot] = float("nan")
+        return logits
+
+
+def test_a_request_whose_logits_turn_nan_fails_alone(generator):
+    # The step's rows are drawn in one call; a NaN row fails that call, and then each
+    # request draws alone: only the one with NaN logits fails.
+    small = generator.batch_engine(2)
+    small.model = NaNRows(small.model)
+    try:
+        victim = generator.Request(prompt="Tell me a long story.", max_new_tokens=200, seed=1)
+        other = generator.Request(prompt="Count to five.", max_new_tokens=24, seed=2)
+        [want] = run(small, other)
+        first_piece = threading.Event()
+        outcome: dict = {}
+
+        def decode(name, request, started=None):
+            try:
+                outcome[name] = run(small, request, started=started)
+            except ValueError as exc:
+                outcome[name] = exc
+
+        victim_thread = threading.Thread(target=decode, args=("victim", victim, first_piece))
+        victim_thread.start()
+        assert first_piece.wait(120)
+        other_thread = threading.Thread(target=decode, args=("other", other))
+        other_thread.start()
+        while small.stats().slots_used < 2:
+            time.sleep(0.001)
+        small.model.slot = 0  # the victim's: it came first
+        other_thread.join(120)
+        victim_thread.join(120)
+        assert outcome["other"] == [want]
+        assert isinstance(outcome["victim"], ValueError) and "NaN" in str(outcome["victim"])
+    finally:
+        small.close()
