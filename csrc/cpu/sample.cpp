@@ -143,16 +143,26 @@ MaxResult max_row(const T* x, int64_t V, float* copy) {
   bool nan = false;
   int64_t i = 0;
 #ifdef AIGC_SIMD_AVX2
-  __m256 vmax = _mm256_set1_ps(-kInf);
-  __m256 vnan = _mm256_setzero_ps();
+  // Four independent max chains: one would wait out vmaxps's latency each step.
+  __m256 vmax[4], vnan[4];
+  for (int k = 0; k < 4; ++k) vmax[k] = _mm256_set1_ps(-kInf), vnan[k] = _mm256_setzero_ps();
+  for (; i + 32 <= V; i += 32) {
+    for (int k = 0; k < 4; ++k) {
+      const __m256 v = loadu(x + i + 8 * k);
+      vnan[k] = _mm256_or_ps(vnan[k], _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      vmax[k] = _mm256_max_ps(vmax[k], v);
+      if (copy != nullptr) _mm256_storeu_ps(copy + i + 8 * k, v);
+    }
+  }
   for (; i + 8 <= V; i += 8) {
     const __m256 v = loadu(x + i);
-    vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    vmax = _mm256_max_ps(vmax, v);
+    vnan[0] = _mm256_or_ps(vnan[0], _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    vmax[0] = _mm256_max_ps(vmax[0], v);
     if (copy != nullptr) _mm256_storeu_ps(copy + i, v);
   }
-  m = hmax(vmax);
-  nan = _mm256_movemask_ps(vnan) != 0;
+  m = hmax(_mm256_max_ps(_mm256_max_ps(vmax[0], vmax[1]), _mm256_max_ps(vmax[2], vmax[3])));
+  nan = _mm256_movemask_ps(_mm256_or_ps(_mm256_or_ps(vnan[0], vnan[1]),
+                                        _mm256_or_ps(vnan[2], vnan[3]))) != 0;
 #endif
   for (; i < V; ++i) {
     const float v = static_cast<float>(x[i]);
@@ -161,6 +171,21 @@ MaxResult max_row(const T* x, int64_t V, float* copy) {
     if (copy != nullptr) copy[i] = v;
   }
   return {m, nan};
+}
+
+// The first i with x[i] == m (m is in the row).
+template <typename T>
+int64_t first_equal(const T* x, int64_t V, float m) {
+  int64_t i = 0;
+#ifdef AIGC_SIMD_AVX2
+  const __m256 target = _mm256_set1_ps(m);
+  for (; i + 8 <= V; i += 8) {
+    const int hits = _mm256_movemask_ps(_mm256_cmp_ps(loadu(x + i), target, _CMP_EQ_OQ));
+    if (hits != 0) return i + __builtin_ctz(hits);
+  }
+#endif
+  while (static_cast<float>(x[i]) != m) ++i;
+  return i;
 }
 
 // The number of kChunk slices of a row of V logits.
@@ -463,11 +488,7 @@ int64_t sample_row(const T* x, int64_t V, const RowParams& p, Scratch& s) {
     const MaxResult scan = max_row(x, V, static_cast<float*>(nullptr));
     if (scan.has_nan) return aigc::kSampleNaN;
     if (scan.max == -kInf) return aigc::kSampleNoFinite;
-    if (greedy) {
-      int64_t i = 0;
-      while (static_cast<float>(x[i]) != scan.max) ++i;
-      return i;
-    }
+    if (greedy) return first_equal(x, V, scan.max);
     return draw_row(x, V, scan.max, p, s);
   }
   // With a repetition penalty: a float32 copy of the row, penalised.
@@ -477,7 +498,7 @@ int64_t sample_row(const T* x, int64_t V, const RowParams& p, Scratch& s) {
   penalize(x, xf, p);
   const float m = max_row(xf, V, static_cast<float*>(nullptr)).max;
   if (m == -kInf) return aigc::kSampleNoFinite;
-  if (greedy) return std::find(xf, xf + V, m) - xf;
+  if (greedy) return first_equal(static_cast<const float*>(xf), V, m);
   return draw_row(static_cast<const float*>(xf), V, m, p, s);
 }
 
