@@ -184,8 +184,8 @@ class NaNRows:
 
 
 def test_a_request_whose_logits_turn_nan_fails_alone(generator):
-    # The step's rows are drawn in one call; a NaN row fails that call, and then each
-    # request draws alone: only the one with NaN logits fails.
+    # Each request draws in its own call: NaN logits fail their request, and the
+    # others in the batch decode on as they would alone.
     small = generator.batch_engine(2)
     small.model = NaNRows(small.model)
     try:

@@ -19,14 +19,11 @@ its sequences: a step runs over the first ``width`` slots of the cache (a
 copied into free slots below (after ``SHRINK_AFTER`` steps: sequences come and
 go). A lone request decodes as a batch of one.
 
-Independence. A step's draws are keyed per request, exactly as
-``ChatGenerator.generate`` keys them: its seed, its sequences as rows 0..n-1 and
-its own step count as the offset. They are made in one call of ``ops.sample`` for
-all requests (``row_ids`` gives each row its number within its request), except
-for requests with a repetition penalty, which draw in calls of their own. The
-quantized matmuls of a decode step treat each row alone. So a request's text does
-not depend on what shares its batch, and equals ``generate``'s for the same seed
-while it fits the engine's context.
+Independence. Each request is sampled in its own call of ``ops.sample``, its
+sequences as rows 0..n-1 and its own step count as the offset, exactly as
+``ChatGenerator.generate`` does; the quantized matmuls of a decode step treat
+each row alone. So a request's text does not depend on what shares its batch,
+and equals ``generate``'s for the same seed while it fits the engine's context.
 """
 
 from __future__ import annotations
@@ -37,7 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from aigc_sdk import RequestError, TextStream, ops
+from aigc_sdk import RequestError, TextStream
 from aigc_sdk.batching import BatchStats, Listener, Piece
 from aigc_sdk.generation import resolve_seed
 
@@ -269,81 +266,29 @@ class BatchEngine:
                 self._fail(job, exc)
             self.cache.lengths.zero_()
             return
-        jobs = list(self._running)
-        for job in jobs:
+        for job in list(self._running):
             for row, slot in enumerate(job.slots):
                 if slot is not None:
                     job.lengths[row] += 1
             job.step += 1
-        drawn = self._draw_together(jobs, logits)
-        for job in jobs:
-            if job in drawn:
-                self._hand_out(job, drawn[job])
-            else:
-                self._advance(job, self._rows(job, logits))
-
-    @staticmethod
-    def _rows(job: _Job, logits: torch.Tensor) -> torch.Tensor:
-        """``job``'s rows of a step's logits, [sequences, V]; an ended sequence keeps its
-        row number with a row of zeros (its draw is ignored)."""
-        if all(slot is not None for slot in job.slots):
-            if job.sequences == 1:
-                return logits[job.slots[0] : job.slots[0] + 1]
-            return logits[torch.tensor(job.slots)]
-        rows = torch.zeros((job.sequences, logits.shape[1]), dtype=logits.dtype)
-        for row, slot in enumerate(job.slots):
-            if slot is not None:
-                rows[row] = logits[slot]
-        return rows
-
-    def _draw_together(self, jobs: list[_Job], logits: torch.Tensor) -> dict[_Job, torch.Tensor]:
-        """The next tokens [sequences] of the ``jobs`` without a repetition penalty,
-        drawn in one call, each row keyed as its request's own call would key it. An
-        ended sequence's token is 0 (ignored). Empty when fewer than two such jobs
-        run, or when the call fails (a NaN row: each job then draws alone, so that
-        only its own request fails)."""
-        together = [job for job in jobs if job.sampler.history is None]
-        if len(together) < 2:
-            return {}
-        slots, row_ids, owners = [], [], []
-        for i, job in enumerate(together):
-            for row, slot in enumerate(job.slots):
-                if slot is not None:
-                    slots.append(slot)
-                    row_ids.append(row)
-                    owners.append(i)
-        params = {
-            name: torch.cat([job.sampler.params[name] for job in together])[
-                _request_rows(together, row_ids, owners)
-            ]
-            for name in together[0].sampler.params
-        }
-        try:
-            tokens = ops.sample(
-                logits[torch.tensor(slots)],
-                offset=torch.tensor([together[i].step for i in owners]),
-                row_ids=torch.tensor(row_ids),
-                **params,
-            )
-        except Exception:  # noqa: BLE001 - each job draws alone, and only a bad one fails
-            return {}
-        drawn = {job: torch.zeros(job.sequences, dtype=torch.int64) for job in together}
-        for i, row, token in zip(owners, row_ids, tokens.tolist(), strict=True):
-            drawn[together[i]][row] = token
-        return drawn
+            live = [(row, slot) for row, slot in enumerate(job.slots) if slot is not None]
+            if len(live) == job.sequences:
+                rows = logits[job.slots[0] : job.slots[0] + 1] if job.sequences == 1 else None
+                rows = rows if rows is not None else logits[torch.tensor(job.slots)]
+            else:  # ended sequences keep their row numbers (their draws are ignored)
+                rows = torch.zeros((job.sequences, logits.shape[1]), dtype=logits.dtype)
+                for row, slot in live:
+                    rows[row] = logits[slot]
+            self._advance(job, rows)
 
     def _advance(self, job: _Job, logits: torch.Tensor) -> None:
-        """Draws ``job``'s tokens from ``logits`` [sequences, V] and hands them out."""
+        """Draws ``job``'s tokens from ``logits`` [sequences, V] and hands out the text,
+        mirroring ``ChatGenerator._events``."""
         try:
             tokens = job.sampler(logits, job.step)
         except Exception as exc:  # noqa: BLE001 - e.g. NaN logits: this request fails
             self._fail(job, exc)
             return
-        self._hand_out(job, tokens)
-
-    def _hand_out(self, job: _Job, tokens: torch.Tensor) -> None:
-        """Appends ``job``'s drawn ``tokens`` [sequences] and hands out the text,
-        mirroring ``ChatGenerator._events``."""
         for row, token in enumerate(tokens.tolist()):
             text = job.texts[row]
             if text.done or job.cancelled:
@@ -415,13 +360,3 @@ class BatchEngine:
         except Exception:  # noqa: BLE001 - a broken listener cancels only its own request
             job.cancelled = True
             self._release(job)
-
-
-def _request_rows(jobs: list[_Job], row_ids: list[int], owners: list[int]) -> torch.Tensor:
-    """Where each drawn row's parameters sit in the jobs' per-row parameters laid end
-    to end (job ``owners[k]``, its row ``row_ids[k]``)."""
-    starts, start = [], 0
-    for job in jobs:
-        starts.append(start)
-        start += job.sequences
-    return torch.tensor([starts[i] + row for i, row in zip(owners, row_ids, strict=True)])
