@@ -992,10 +992,10 @@ template <int R>
 #if defined(AIGC_QL_VNNI) && defined(__AVX512BW__)
 #define AIGC_QL_X16_ZMM 1
 // With AVX-512 VNNI a tile's 16 columns fill one zmm register: one vpdpbusd a
-// step and row for both halves, where the ymm path needs two, and CPUs that
-// have it issue the 512-bit form as often as the 256-bit one. The lanes'
-// integer sums and float operations are those of x16_block_rows, so results
-// are bit for bit the same.
+// step and row for both halves, where the ymm path needs two (Sapphire
+// Rapids-class cores issue the 512-bit form as often as the 256-bit one). The
+// lanes' integer sums and float operations are those of x16_block_rows, so
+// results are bit for bit the same.
 struct alignas(64) TileBlock16 {
   __m512i w[8];  // step c: lane j = column j's weights 4c .. 4c+3
   __m512 d, c;   // the columns' scales and offsets
