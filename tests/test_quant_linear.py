@@ -2,7 +2,7 @@
 
 The oracle is ``gguf.quants.dequantize`` followed by a float32 matmul
 (reference.quant_linear). Tolerances:
-* float32 activations (exact=True, or M > INT8_MAX_ROWS): only the order of
+* float32 activations (exact=True, or M > int8_max_rows(qtype)): only the order of
   the additions differs, so |y - ref| <= 1e-5 * (|W| @ |x|).
 * int8 activations (the default for small M): tight against the reference
   computed on the same rounded activations (reference.quantize_activations),
@@ -90,7 +90,7 @@ def check(x, w, bias=None, exact=False):
     x2 = x.reshape(-1, w.shape[1])
     y2 = y.reshape(-1, w.shape[0]).float()
     w_abs = dequantized(w).abs()
-    int8 = not exact and x2.shape[0] <= quant.INT8_MAX_ROWS
+    int8 = not exact and x2.shape[0] <= quant.int8_max_rows(w.qtype)
     block = reference.activation_block(w.qtype)
     want = reference.quant_linear(x2.float(), w.data, w.qtype, w.shape[1], bias, exact=not int8)
     x_used = reference.quantize_activations(x2, block) if int8 else x2.float()
@@ -178,19 +178,21 @@ def test_exact_flag_uses_float32_activations(name, M):
     w = random_weight(name, 40, K_OF[name], seed=3)
     x = torch.randn(M, K_OF[name])
     y = check(x, w, exact=True)
-    if M <= quant.INT8_MAX_ROWS:  # the default path rounds, and it shows
+    if quant.int8_max_rows(w.qtype) >= M:  # the default path rounds, and it shows
         assert not torch.equal(y, ops.quant_linear(x, w))
 
 
 @pytest.mark.parametrize("name", ["Q4_0", "Q8_0", "Q4_K", "Q6_K"])
 def test_int8_path_ends_at_int8_max_rows(name):
     w = random_weight(name, 24, K_OF[name])
-    for M in (quant.INT8_MAX_ROWS, quant.INT8_MAX_ROWS + 1):
+    limit = quant.int8_max_rows(w.qtype)
+    assert limit == quant.INT8_MAX_ROWS or name == "Q4_0"  # Q4_0: any M with AVX-512 VNNI
+    for M in (quant.INT8_MAX_ROWS, quant.INT8_MAX_ROWS + 1, 70):
         x = torch.randn(M, K_OF[name])
         block = reference.activation_block(w.qtype)
         rounded = reference.quantize_activations(x, block)
         y = ops.quant_linear(x, w)
-        want = rounded @ dequantized(w).T if M <= quant.INT8_MAX_ROWS else x @ dequantized(w).T
+        want = rounded @ dequantized(w).T if limit >= M else x @ dequantized(w).T
         err = (y - want).abs()
         assert bool((err <= float_bound(dequantized(w).abs(), rounded)).all()), M
 
@@ -604,7 +606,7 @@ def test_bench_cases_compare_like_with_like():
         results = {k: fn() for k, fn in case.contenders(inputs).items()}
         assert torch.equal(results["dense matmul"], results["dequant+matmul"])
         bound = float_bound(w_float.abs(), x)
-        if M <= quant.INT8_MAX_ROWS:
+        if quant.int8_max_rows(w.qtype) >= M:
             bound = bound + rounding_bound(w_float.abs(), x, reference.activation_block(w.qtype))
         assert bool(((results["aigc"] - results["dense matmul"]).abs() <= bound).all())
         assert (case.flops > 0) == (M >= bench_quant.GEMM_ROWS)

@@ -19,6 +19,8 @@ OPS = ("upsample_conv2d", "decode_attention", "sample", "quant_linear")
 # ops (llm_decode_layers: a decode step's ops above; dequantize: gguf's dequantization
 # in torch ops); elsewhere their callers run that sequence op by op.
 CPU_ONLY_OPS = ("llm_decode_layers", "dequantize")
+# Ops that describe the build rather than compute on tensors (no device kernels).
+INFO_OPS = ("build_info", "quant_linear_int8_rows")
 
 _warned: set[tuple[str, str]] = set()
 _warn_lock = threading.Lock()

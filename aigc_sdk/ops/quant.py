@@ -22,9 +22,11 @@ batches (M < 32 rows of x, the decode step) as llama.cpp does: each row of x
 is rounded to int8 per block of 32 activations (256 for the K-quants) with a
 float scale d = amax / 127, and the dot products are integer. The result then
 differs from the float32 product by the activation rounding, at most
-``sum_k |w_k| * d_k / 2`` for an output. Larger batches, ``exact=True`` and
-the CUDA kernels use the float32 activations: they match
-``dequantize(W) @ x`` up to the order of the additions.
+``sum_k |w_k| * d_k / 2`` for an output. On CPUs with AVX-512 VNNI, Q4_0 and
+Q4_1 (and their tiled layouts) take that path at any M, prefill included,
+where it is the faster one; ``int8_max_rows(qtype)`` tells the bound on this
+build. Larger batches, ``exact=True`` and the CUDA kernels use the float32
+activations: they match ``dequantize(W) @ x`` up to the order of the additions.
 
 Inference only (no autograd).
 """
@@ -40,8 +42,17 @@ from . import reference
 from ._extension import has_kernel, op_defined, warn_fallback
 
 QUANT_TYPES = {name: qtype for qtype, (name, _, _) in reference.QUANT_FORMATS.items()}
-# Rows of x from which the CPU kernel uses float32 activations even when exact=False.
+# The most rows of x the CPU kernel rounds to int8 when exact=False, for most types
+# (int8_max_rows gives each type's bound on this build).
 INT8_MAX_ROWS = 31
+
+
+def int8_max_rows(qtype: int) -> int:
+    """The most rows of x that ``quant_linear(..., exact=False)`` computes with int8
+    activations on the CPU for a weight of GGML type ``qtype`` (see Numerics)."""
+    if has_kernel("quant_linear", "cpu") and op_defined("quant_linear_int8_rows"):
+        return torch.ops.aigc.quant_linear_int8_rows(int(qtype))
+    return INT8_MAX_ROWS
 
 
 def _format(qtype: int) -> tuple[str, int, int]:

@@ -1711,6 +1711,22 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
   });
 }
 
+// Whether the int8 path beats the float one however many rows x has: with AVX-512
+// VNNI a Q4_0 / Q4_1 row costs a third of the float path's at 32 rows and half at
+// 512 in the x16 tiles (x16_block_rows_zmm), and less than the float path's in
+// the GGUF layout too (docs/performance.md), so a prefill runs them as well,
+// kFp32MinRows rows at a time. Each row is then computed the same way whatever M
+// is, and a tiled matrix still gives its GGUF layout's results bit for bit.
+constexpr bool int8_at_any_rows(int qtype) {
+#ifdef AIGC_QL_X16_ZMM
+  const int base = tiled_base(qtype) != 0 ? tiled_base(qtype) : qtype;
+  return base == kQ4_0 || base == kQ4_1;
+#else
+  (void)qtype;
+  return false;
+#endif
+}
+
 void run_fp32(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qtype, int64_t N,
               int64_t K, const at::Tensor& out) {
   const int64_t step = std::min<int64_t>(kTileRows, rows_per_item(N, 8));
@@ -1812,10 +1828,18 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& weight, int64
 #else
     constexpr bool x8_int8 = false;  // the x8 layouts' int8 kernels need AVX2
 #endif
-    if (exact || M >= kFp32MinRows || (tiled_base(static_cast<int>(qtype)) != 0 && !x8_int8))
-      run_fp32(xf, w, row_bytes, static_cast<int>(qtype), N, K, out);
-    else
-      run_int8(xf, w, row_bytes, static_cast<int>(qtype), N, K, out.data_ptr<float>());
+    const int type = static_cast<int>(qtype);
+    if (exact || (tiled_base(type) != 0 && !x8_int8)) {
+      run_fp32(xf, w, row_bytes, type, N, K, out);
+    } else if (M < kFp32MinRows) {
+      run_int8(xf, w, row_bytes, type, N, K, out.data_ptr<float>());
+    } else if (int8_at_any_rows(type)) {  // kFp32MinRows rows at a time
+      for (int64_t m0 = 0; m0 < M; m0 += kFp32MinRows)
+        run_int8(xf.narrow(0, m0, std::min(kFp32MinRows, M - m0)), w, row_bytes, type, N, K,
+                 out.data_ptr<float>() + m0 * N);
+    } else {
+      run_fp32(xf, w, row_bytes, type, N, K, out);
+    }
   }
   if (bias.has_value()) out.add_(bias->to(at::kFloat));
   return x.scalar_type() == at::kFloat ? out : out.to(x.scalar_type());
@@ -1872,10 +1896,18 @@ at::Tensor dequantize_cpu(const at::Tensor& weight, int64_t qtype, int64_t K,
 
 }  // namespace
 
+// The most rows of x the CPU kernel computes with int8 activations when exact is
+// false, for weights of type qtype on this build.
+int64_t quant_linear_int8_rows(int64_t qtype) {
+  return int8_at_any_rows(static_cast<int>(qtype)) ? std::numeric_limits<int64_t>::max()
+                                                    : kFp32MinRows - 1;
+}
+
 TORCH_LIBRARY_FRAGMENT(aigc, m) {
   m.def(
       "quant_linear(Tensor x, Tensor weight, int qtype, int K, Tensor? bias=None, "
       "bool exact=False) -> Tensor");
+  m.def("quant_linear_int8_rows(int qtype) -> int", &quant_linear_int8_rows);
   m.def("dequantize(Tensor weight, int qtype, int K, Tensor? rows=None) -> Tensor");
 }
 
