@@ -1662,9 +1662,9 @@ int64_t rows_per_item(int64_t N, int64_t min_rows) {
   return (rows + min_rows - 1) / min_rows * min_rows;
 }
 
-void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qtype, int64_t N,
-              int64_t K, float* out) {
-  const int64_t M = xf.size(0);
+// M rows of x, ldx floats apart.
+void run_int8(const float* x, int64_t ldx, int64_t M, const uint8_t* w, int64_t row_bytes,
+              int qtype, int64_t N, int64_t K, float* out) {
   // Reused across calls (a decode step makes hundreds): no allocation once warm.
   // A named reference, so that the pool's threads read this thread's rows (a
   // thread_local named in the lambda would be each worker's own).
@@ -1674,7 +1674,7 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
   // path otherwise) runs as the GGUF type it rearranges.
   const int base = tiled_base(qtype);
   const int gguf_type = base != 0 ? base : qtype;
-  quantize_rows(xf.data_ptr<float>(), xf.stride(0), M, K, gguf_type, xq);
+  quantize_rows(x, ldx, M, K, gguf_type, xq);
 #ifdef AIGC_QL_AVX2
   if (qtype == kQ6_Kx8)
     for (int64_t m = 0; m < M; ++m) pair_sub_blocks(xq.q.data() + m * K, K);
@@ -1711,20 +1711,24 @@ void run_int8(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qty
   });
 }
 
-// Whether the int8 path beats the float one however many rows x has: with AVX-512
-// VNNI a Q4_0 / Q4_1 row costs a third of the float path's at 32 rows and half at
-// 512 in the x16 tiles (x16_block_rows_zmm), and less than the float path's in
-// the GGUF layout too (docs/performance.md), so a prefill runs them as well,
-// kFp32MinRows rows at a time. Each row is then computed the same way whatever M
-// is, and a tiled matrix still gives its GGUF layout's results bit for bit.
-constexpr bool int8_at_any_rows(int qtype) {
+// The most rows of x the int8 path computes (exact=false); from there on, the
+// fp32 tiles. With AVX-512 VNNI a Q4_0 / Q4_1 row costs a third of the float
+// path's at 32 rows and half at 512 in the x16 tiles (x16_block_rows_zmm), and
+// less than the float path's in the GGUF layout too (docs/performance.md), so a
+// prefill runs them as well, kFp32MinRows rows at a time. Each row is then
+// computed the same way whatever M is, and a tiled matrix still gives its GGUF
+// layout's results bit for bit.
+constexpr int64_t int8_max_rows(int qtype) {
+  const int base = tiled_base(qtype);
 #ifdef AIGC_QL_X16_ZMM
-  const int base = tiled_base(qtype) != 0 ? tiled_base(qtype) : qtype;
-  return base == kQ4_0 || base == kQ4_1;
-#else
-  (void)qtype;
-  return false;
+  const int gguf_type = base != 0 ? base : qtype;
+  if (gguf_type == kQ4_0 || gguf_type == kQ4_1) return std::numeric_limits<int64_t>::max();
 #endif
+#ifndef AIGC_QL_AVX2
+  if (base != 0) return 0;  // the x8 layouts' int8 kernels need AVX2
+#endif
+  (void)base;
+  return kFp32MinRows - 1;
 }
 
 void run_fp32(const at::Tensor& xf, const uint8_t* w, int64_t row_bytes, int qtype, int64_t N,
@@ -1823,22 +1827,14 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& weight, int64
   at::Tensor out = at::empty({M, N}, x.options().dtype(at::kFloat));
   if (M > 0 && N > 0) {
     const uint8_t* w = weight.data_ptr<uint8_t>();
-#ifdef AIGC_QL_AVX2
-    constexpr bool x8_int8 = true;
-#else
-    constexpr bool x8_int8 = false;  // the x8 layouts' int8 kernels need AVX2
-#endif
     const int type = static_cast<int>(qtype);
-    if (exact || (tiled_base(type) != 0 && !x8_int8)) {
+    if (exact || M > int8_max_rows(type)) {
       run_fp32(xf, w, row_bytes, type, N, K, out);
-    } else if (M < kFp32MinRows) {
-      run_int8(xf, w, row_bytes, type, N, K, out.data_ptr<float>());
-    } else if (int8_at_any_rows(type)) {  // kFp32MinRows rows at a time
-      for (int64_t m0 = 0; m0 < M; m0 += kFp32MinRows)
-        run_int8(xf.narrow(0, m0, std::min(kFp32MinRows, M - m0)), w, row_bytes, type, N, K,
-                 out.data_ptr<float>() + m0 * N);
     } else {
-      run_fp32(xf, w, row_bytes, type, N, K, out);
+      const float* x_rows = xf.data_ptr<float>();
+      for (int64_t m0 = 0; m0 < M; m0 += kFp32MinRows)  // rows the int8 kernels hold at once
+        run_int8(x_rows + m0 * xf.stride(0), xf.stride(0), std::min(kFp32MinRows, M - m0), w,
+                 row_bytes, type, N, K, out.data_ptr<float>() + m0 * N);
     }
   }
   if (bias.has_value()) out.add_(bias->to(at::kFloat));
@@ -1898,10 +1894,7 @@ at::Tensor dequantize_cpu(const at::Tensor& weight, int64_t qtype, int64_t K,
 
 // The most rows of x the CPU kernel computes with int8 activations when exact is
 // false, for weights of type qtype on this build.
-int64_t quant_linear_int8_rows(int64_t qtype) {
-  return int8_at_any_rows(static_cast<int>(qtype)) ? std::numeric_limits<int64_t>::max()
-                                                    : kFp32MinRows - 1;
-}
+int64_t quant_linear_int8_rows(int64_t qtype) { return int8_max_rows(static_cast<int>(qtype)); }
 
 TORCH_LIBRARY_FRAGMENT(aigc, m) {
   m.def(
